@@ -1,0 +1,12 @@
+"""Multi-exit backbones: a registry plus MSDNet, RANet and small nets for tests.
+
+>>> from bench import backbones
+>>> model = backbones.create("msdnet10_cifar", num_classes=100)
+>>> logits = model(x)          # list of num_exits tensors, raw head logits f_1..f_N
+"""
+from bench.backbones.registry import create, names, register
+
+# Importing a module registers its configurations.
+from bench.backbones import msdnet, ranet, tiny  # noqa: E402,F401
+
+__all__ = ["create", "names", "register"]

@@ -1,0 +1,1 @@
+"""msdnet (being written)."""

@@ -1,0 +1,1 @@
+"""ranet (being written)."""
