@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from bench import backbones
+from bench.backbones import registry
+
+
+def test_unknown_name_lists_registered():
+    with pytest.raises(KeyError, match="registered: .*chain_tiny"):
+        backbones.create("resnet50")
+
+
+def test_duplicate_registration_is_an_error():
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("chain_tiny")(lambda num_classes: None)
+
+
+@pytest.mark.parametrize("name", backbones.names())
+def test_every_backbone_builds_and_runs(name):
+    model = backbones.create(name, num_classes=7).eval()
+    c, h, w = model.input_size
+    with torch.no_grad():
+        outs = model(torch.randn(1, c, h, w))
+        first = model(torch.randn(1, c, h, w), num_exits=1)
+    assert len(outs) == model.num_exits >= 2
+    assert all(o.shape == (1, 7) for o in outs)
+    assert len(first) == 1
