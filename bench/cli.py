@@ -1,0 +1,81 @@
+"""Command line: ``python -m bench {run,results,report,tune,speed} ...``.
+
+Exit codes: 0 success, 2 bad suite / bad arguments / missing data (message names the file
+and the key, no traceback, nothing written), 1 when a run failed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+RESULTS = Path("results")
+REPORTS = Path("reports")
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed without a traceback, exit code 2."""
+
+
+def _add_suite_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("suite", help="suite YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a suite field, e.g. training.epochs=3 (repeatable)")
+    p.add_argument("--only", metavar="PATTERN",
+                   help="run only runs whose id or backbone/method/seed matches (fnmatch)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="results folder (results/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate every run of a suite")
+    _add_suite_args(run)
+    run.add_argument("--dry-run", action="store_true",
+                     help="list the runs with per-exit MMACs; train nothing")
+    run.add_argument("--reports", type=Path, default=REPORTS, help="reports folder (reports/)")
+    run.add_argument("--no-report", action="store_true", help="do not render HTML at the end")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    res = sub.add_parser("results", help="print a suite's comparison table")
+    res.add_argument("suite", help="suite YAML file or its results folder name")
+    res.add_argument("--results", type=Path, default=RESULTS)
+
+    rep = sub.add_parser("report", help="render reports/ from the results store")
+    rep.add_argument("suites", nargs="*", help="suite YAML files or results folder names "
+                     "(default: every suite under results/)")
+    rep.add_argument("--results", type=Path, default=RESULTS)
+    rep.add_argument("--reports", type=Path, default=REPORTS)
+
+    tune = sub.add_parser("tune", help="tune BoostNet's temperatures with Optuna (held-out)")
+    _add_suite_args(tune)
+    tune.add_argument("--storage", help="SQLAlchemy URL of the study database "
+                      "(default: SQLite in the results folder)")
+
+    sub.add_parser("speed", help="time training steps (see python -m bench.speed --help)",
+                   add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["speed"]:
+        from bench import speed
+        return speed.main(argv[1:]) or 0
+    args = build_parser().parse_args(argv)
+    from bench import commands
+    from bench.data import DatasetNotFound
+    from bench.suite import SuiteError
+    try:
+        return getattr(commands, args.command)(args)
+    except (SuiteError, DatasetNotFound, UsageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
