@@ -114,8 +114,246 @@ def test_heldout_not_augmented_train_is(syn):
     plain = data.load("synthetic", "u", heldout=100, seed=3, options={**SMALL, "augment": False})
     x_plain = next(iter(plain.batches("train", 200, drop_last=False)))[0]
     # augmentation = zero-padded crop: some pixels are padding (uint8 0) only when augmented
-    pad_value = (0 - syn.mean[0]) / syn.std[0]
+    pad_value = syn.normalize(torch.zeros(1, 3, 1, 1, dtype=torch.uint8))[0, 0, 0, 0]
     assert (x_tr[:, 0] == pad_value).any(dim=(1, 2)).float().mean() > 0.5
+    assert not (x_plain[:, 0] == pad_value).all(dim=2).any()  # no all-padding rows
     assert x_plain.shape == x_tr.shape
     assert torch.allclose(x_plain, plain.normalize(plain.images("train")[
         torch.randperm(500, generator=torch.Generator().manual_seed(sp.mix_seed(0, 0)))[:200]]))
+
+
+# ---- DDP sharding ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("n,ws", [(10, 3), (9, 3), (2, 4), (1, 2), (7, 1)])
+def test_shard_like_distributed_sampler(n, ws):
+    from torch.utils.data import DistributedSampler
+    idx = torch.arange(100, 100 + n)
+    parts = [sp.shard(idx, r, ws) for r in range(ws)]
+    for r, part in enumerate(parts):
+        ref = list(DistributedSampler(range(n), num_replicas=ws, rank=r, shuffle=False))
+        assert part.tolist() == [100 + i for i in ref]
+    assert len({len(p) for p in parts}) == 1
+    assert set(torch.cat(parts).tolist()) == set(idx.tolist())
+    assert torch.equal(sp.unshard(parts, n), idx)
+
+
+def test_ddp_train_shards_disjoint_and_equal(syn):
+    ws, bs = 3, 32
+    per_rank = [list(syn.batches("train", bs, rank=r, world_size=ws, epoch=4, seed=1, drop_last=False))
+                for r in range(ws)]
+    assert len({len(b) for b in per_rank}) == 1
+    assert all(len(b) == syn.num_batches("train", bs, world_size=ws, drop_last=False) for b in per_rank)
+    # 500 = 3 * 167 - 1: one padded sample; the union is the whole training split
+    ys = torch.cat([y for batches in per_rank for _, y in batches])
+    assert len(ys) == 501
+    assert syn.num_batches("train", bs, world_size=ws) == 167 // bs
+    # the permutation is shared by all ranks: shards of one permutation
+    g = torch.Generator().manual_seed(sp.mix_seed(1, 4))
+    perm = torch.randperm(500, generator=g)
+    tgt = syn.targets("train")
+    for r in range(ws):
+        expect = tgt[sp.shard(perm, r, ws)]
+        assert torch.equal(torch.cat([y for _, y in per_rank[r]]), expect)
+
+
+def test_ddp_eval_gather_restores_order(syn):
+    ws = 3
+    outs = [torch.cat([y for _, y in syn.batches("test", 16, rank=r, world_size=ws)]) for r in range(ws)]
+    assert [len(o) for o in outs] == [67, 67, 67]
+    assert torch.equal(data.unshard(outs, syn.size("test")), syn.targets("test"))
+
+
+# ---- augmentation ------------------------------------------------------------------------
+
+def test_random_crop_flip_shapes_and_content():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    out = sp.random_crop_flip(x, 2, True, g)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(x, (2,) * 4)
+    for i in range(64):  # every output is some crop of the padded image, maybe flipped
+        crops = [padded[i, :, a:a + 8, b:b + 8] for a in range(5) for b in range(5)]
+        assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(2)) for c in crops)
+    assert (out == 0).any()  # zero padding visible in some
+    assert torch.equal(sp.random_crop_flip(x, 0, False, g), x)
+
+
+def test_train_batches_normalized_range(syn):
+    x, _ = next(iter(syn.batches("train", 128)))
+    lo = (0 - max(syn.mean)) / min(syn.std)
+    hi = (1 - min(syn.mean)) / min(syn.std)
+    assert x.min() >= lo - 1e-5 and x.max() <= hi + 1e-5
+    xe, _ = next(iter(syn.batches("test", 512)))
+    assert abs(xe.mean()) < 0.2 and 0.8 < xe.std() < 1.2
+
+
+def test_uint8_mean_std():
+    x = torch.randint(0, 256, (50, 2, 5, 5), dtype=torch.uint8)
+    m, s = sp.uint8_mean_std(x)
+    xf = x.double() / 255
+    assert m == pytest.approx(xf.mean(dim=(0, 2, 3)).tolist(), abs=1e-9)
+    assert s == pytest.approx(xf.std(dim=(0, 2, 3), unbiased=False).tolist(), abs=1e-9)
+
+
+# ---- real data sets, read from small files in their own on-disk formats -------------------
+
+def _torchvision_ok():
+    import importlib.util
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:
+        import torchvision  # noqa: F401
+        return True
+    except Exception:  # a torchvision built for another torch raises RuntimeError
+        return False
+
+
+needs_tv = pytest.mark.skipif(not _torchvision_ok(), reason="torchvision not usable")
+
+
+def _write_cifar(root, name, n_train, n_test, seed=0):
+    import pickle
+    g = torch.Generator().manual_seed(seed)
+    k = 10 if name == "cifar10" else 100
+
+    def dump(path, n, extra=None):
+        x = torch.randint(0, 256, (n, 3072), dtype=torch.uint8, generator=g).numpy()
+        y = torch.randint(0, k, (n,), generator=g).tolist()
+        entry = {"data": x, **({"labels": y} if k == 10 else {"fine_labels": y, "coarse_labels": y})}
+        path.write_bytes(pickle.dumps(entry))
+        return x, y
+
+    if k == 10:
+        d = root / "cifar-10-batches-py"
+        d.mkdir(parents=True)
+        parts = [dump(d / f"data_batch_{i}", n_train // 5) for i in range(1, 6)]
+        test = dump(d / "test_batch", n_test)
+        (d / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(k)]}))
+    else:
+        d = root / "cifar-100-python"
+        d.mkdir(parents=True)
+        parts = [dump(d / "train", n_train)]
+        test = dump(d / "test", n_test)
+        (d / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"c{i}" for i in range(k)],
+                                               "coarse_label_names": [f"c{i}" for i in range(k)]}))
+    import numpy as np
+    xtr = np.concatenate([p[0] for p in parts])
+    ytr = sum((p[1] for p in parts), [])
+    return xtr, ytr, test
+
+
+@pytest.fixture
+def no_md5(monkeypatch):
+    """The files are ours, not the real CIFAR: skip torchvision's md5 check only."""
+    import os
+    import torchvision.datasets.cifar as tvc
+    monkeypatch.setattr(tvc, "check_integrity", lambda path, md5=None: os.path.isfile(path))
+
+
+@needs_tv
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_files_through_torchvision(tmp_path, name, no_md5):
+    xtr, ytr, (xte, yte) = _write_cifar(tmp_path, name, 50, 20)
+    s = data.load(name, tmp_path, heldout=10, seed=0)
+    assert s.num_classes == (10 if name == "cifar10" else 100) and s.input_size == (3, 32, 32)
+    assert (s.size("train"), s.size("heldout"), s.size("test")) == (40, 10, 20)
+    assert s.targets("test").tolist() == yte
+    assert s.targets("heldout").tolist() == [ytr[i] for i in s.heldout_indices]
+    # pixel layout: CIFAR rows are 1024 R, 1024 G, 1024 B values of a 32x32 image
+    i = s.heldout_indices[0]
+    img = torch.from_numpy(xtr[i]).view(3, 32, 32)
+    assert torch.equal(s.images("heldout")[0], img)
+    x, y = next(iter(s.batches("heldout", 4)))
+    assert torch.allclose(x[0], s.normalize(img[None])[0])
+    assert next(iter(s.batches("train", 8)))[0].shape == (8, 3, 32, 32)
+
+
+@needs_tv
+@pytest.mark.parametrize("name,download", [("cifar100", False), ("cifar10", False), ("mnist", False),
+                                           ("fashion_mnist", False), ("imagenet", False), ("imagenet", True)])
+def test_missing_files_raise_dataset_not_found(tmp_path, name, download):
+    root = tmp_path / "nowhere"
+    with pytest.raises(data.DatasetNotFound) as e:
+        data.load(name, root, heldout=1, seed=0, download=download)
+    msg = str(e.value)
+    assert str(root) in msg and name in msg
+    if name != "imagenet":
+        assert "download: true" in msg
+
+
+def _write_idx(folder, n_train, n_test, seed=0, gz=False):
+    import gzip
+    import struct
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        x = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
+        y = torch.randint(0, 10, (n,), dtype=torch.uint8, generator=g)
+        blobs = {f"{prefix}-images-idx3-ubyte": struct.pack(">IIII", 0x803, n, 28, 28) + x.numpy().tobytes(),
+                 f"{prefix}-labels-idx1-ubyte": struct.pack(">II", 0x801, n) + y.numpy().tobytes()}
+        for fname, blob in blobs.items():
+            if gz:
+                (folder / (fname + ".gz")).write_bytes(gzip.compress(blob))
+            else:
+                (folder / fname).write_bytes(blob)
+        out[prefix] = (x, y.long())
+    return out
+
+
+@needs_tv
+@pytest.mark.parametrize("name,sub", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_mnist_idx_files(tmp_path, name, sub):
+    ref = _write_idx(tmp_path / sub / "raw", 30, 12)
+    s = data.load(name, tmp_path, heldout=5, seed=1)
+    assert s.input_size == (3, 32, 32) and s.num_classes == 10
+    assert torch.equal(s.targets("test"), ref["t10k"][1])
+    x, y = next(iter(s.batches("test", 12)))
+    assert x.shape == (12, 3, 32, 32)
+    assert torch.equal(x[:, 0], x[:, 2])  # channel-repeated
+    raw = (x[:, 0] * s.std[0] + s.mean[0]) * 255
+    assert torch.allclose(raw[:, 2:30, 2:30], ref["t10k"][0].float(), atol=1e-3)  # zero-padded 28 -> 32
+    assert raw[:, :2].abs().max() < 1e-3
+    assert s.flip == (name == "fashion_mnist")
+    small = data.load(name, tmp_path, heldout=5, seed=1, options={"image_size": 28, "channels": 1})
+    assert next(iter(small.batches("train", 4)))[0].shape == (4, 1, 28, 28)
+
+
+@needs_tv
+def test_mnist_files_directly_in_root_gz(tmp_path):
+    ref = _write_idx(tmp_path, 20, 6, gz=True)
+    s = data.load("mnist", tmp_path, heldout=4, seed=0)
+    assert torch.equal(s.targets("test"), ref["t10k"][1])
+    assert s.targets("heldout").tolist() == ref["train"][1][s.heldout_indices].tolist()
+
+
+def _write_image_folder(root, classes=("ant", "bee"), per_class=(5, 3)):
+    from PIL import Image
+    g = torch.Generator().manual_seed(0)
+    for split, n in zip(("train", "val"), per_class):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                a = torch.randint(0, 256, (20, 24, 3), dtype=torch.uint8, generator=g).numpy()
+                Image.fromarray(a).save(root / split / c / f"{i}.png")
+
+
+@needs_tv
+def test_imagenet_image_folder(tmp_path):
+    _write_image_folder(tmp_path)
+    opts = {"workers": 0, "image_size": 16, "resize": 18}
+    s = data.load("imagenet", tmp_path, heldout=4, seed=0, options=opts)
+    assert s.num_classes == 2 and s.input_size == (3, 16, 16)
+    assert (s.size("train"), s.size("heldout"), s.size("test")) == (6, 4, 6)
+    assert sorted(s.train_indices + s.heldout_indices) == list(range(10))
+    assert s.targets("test").tolist() == [0, 0, 0, 1, 1, 1]
+    x, y = next(iter(s.batches("train", 4)))
+    assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32
+    assert s.num_batches("train", 4) == 1 == len(list(s.batches("train", 4)))
+    # held-out: eval transform, fixed order, identical on every pass
+    h1 = torch.cat([b for b, _ in s.batches("heldout", 3)])
+    h2 = torch.cat([b for b, _ in s.batches("heldout", 3)])
+    assert torch.equal(h1, h2)
+    assert torch.cat([t for _, t in s.batches("heldout", 3)]).tolist() == s.targets("heldout").tolist()
+    outs = [torch.cat([t for _, t in s.batches("test", 2, rank=r, world_size=4)]) for r in range(4)]
+    assert torch.equal(data.unshard(outs, 6), s.targets("test"))

@@ -97,7 +97,7 @@ def load(name: str, root: str | Path, *, download: bool = False, heldout: int, s
     mean, std = spec.pop("mean", None), spec.pop("std", None)
     if mean is None:  # the data set's own statistics, over the whole original train set
         mean, std = uint8_mean_std(xtr)
-    splits_cls = _synthetic_splits if name == "synthetic" else TensorSplits
+    splits_cls = SyntheticSplits if name == "synthetic" else TensorSplits
     s = splits_cls(name, int(n_classes), train_images=xtr, train_labels=ytr, test_images=xte,
                    test_labels=yte, train_idx=tr, heldout_idx=ho, test_idx=te, mean=mean,
                    std=std, augment=augment, **spec)
@@ -115,6 +115,3 @@ class SyntheticSplits(TensorSplits):
     def difficulty(self, split: str) -> torch.Tensor:
         src, idx = self._index[split]
         return self._difficulty[src][idx]
-
-
-_synthetic_splits = SyntheticSplits

@@ -121,21 +121,23 @@ class Splits:
 
 def random_crop_flip(x: torch.Tensor, padding: int, flip: bool, g: torch.Generator) -> torch.Tensor:
     """Vectorized RandomCrop(size, padding, fill=0) + RandomHorizontalFlip on a batch
-    x (B, C, H, W) of any dtype, on x's device; randomness drawn on the CPU from g."""
+    x (B, C, H, W) of any dtype, on x's device; randomness drawn on the CPU from g.
+    One gather: output pixel (i, j) of image b reads padded pixel (oy_b + i, ox_b + j'),
+    j' = j, or W - 1 - j when b is flipped."""
     b, c, h, w = x.shape
-    if padding > 0:
-        ox = torch.randint(0, 2 * padding + 1, (b,), generator=g).to(x.device)
-        oy = torch.randint(0, 2 * padding + 1, (b,), generator=g).to(x.device)
-        xp = F.pad(x, (padding,) * 4)
-        rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B,1,H,1)
-        cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B,1,1,W)
-        bi = torch.arange(b, device=x.device)[:, None, None, None]
-        ci = torch.arange(c, device=x.device)[None, :, None, None]
-        x = xp[bi, ci, rows, cols]
+    if padding <= 0 and not flip:
+        return x
+    oy = torch.randint(0, 2 * padding + 1, (b,), generator=g)
+    ox = torch.randint(0, 2 * padding + 1, (b,), generator=g)
+    cols = torch.arange(w).expand(b, w)
     if flip:
-        f = (torch.rand(b, generator=g) < 0.5).to(x.device)[:, None, None, None]
-        x = torch.where(f, x.flip(3), x)
-    return x
+        flipped = torch.rand(b, generator=g) < 0.5
+        cols = torch.where(flipped[:, None], cols.flip(1), cols)
+    wp = w + 2 * padding
+    flat = (oy[:, None, None] + torch.arange(h)[None, :, None]) * wp + (ox[:, None] + cols)[:, None, :]
+    flat = flat.view(b, 1, h * w).to(x.device).expand(b, c, h * w)
+    xp = F.pad(x, (padding,) * 4) if padding > 0 else x
+    return xp.reshape(b, c, -1).gather(2, flat).view(b, c, h, w)
 
 
 class TensorSplits(Splits):

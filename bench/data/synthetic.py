@@ -38,8 +38,12 @@ DEFAULTS = {
 
 
 def _smooth(n: int, channels: int, size: int, coarse: int, g: torch.Generator) -> torch.Tensor:
-    z = torch.randn(n, channels, coarse, coarse, generator=g)
-    return F.interpolate(z, size=(size, size), mode="bicubic", align_corners=False)
+    """Gaussian noise on a coarse x coarse grid, upsampled bicubically to size x size.
+    The upsampling is linear, so it runs as one matmul with its (coarse^2, size^2) matrix."""
+    basis = torch.eye(coarse * coarse).view(-1, 1, coarse, coarse)
+    up = F.interpolate(basis, size=(size, size), mode="bicubic", align_corners=False)
+    z = torch.randn(n * channels, coarse * coarse, generator=g)
+    return (z @ up.view(coarse * coarse, -1)).view(n, channels, size, size)
 
 
 def prototypes(num_classes: int, image_size: int, channels: int, data_seed: int) -> torch.Tensor:
@@ -51,12 +55,15 @@ def prototypes(num_classes: int, image_size: int, channels: int, data_seed: int)
 
 
 def _roll(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Per-sample circular shift of x (N, C, H, W) by (dy[i], dx[i]) pixels."""
+    """Per-sample circular shift of x (N, C, H, W) by (dy[i], dx[i]) pixels, as one gather."""
     n, c, h, w = x.shape
     rows = (torch.arange(h)[None, :] - dy[:, None]) % h  # (N, H)
     cols = (torch.arange(w)[None, :] - dx[:, None]) % w  # (N, W)
-    return x[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
-             rows[:, None, :, None], cols[:, None, None, :]]
+    flat = (rows[:, :, None] * w + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
+    return x.reshape(n, c, h * w).gather(2, flat).view(n, c, h, w)
+
+
+CHUNK = 512  # images generated per step (keeps temporaries in cache; part of the recipe)
 
 
 def generate(n: int, protos: torch.Tensor, *, stream: int, data_seed: int, max_blend: float,
@@ -67,15 +74,19 @@ def generate(n: int, protos: torch.Tensor, *, stream: int, data_seed: int, max_b
     y = (torch.arange(n) % k)[torch.randperm(n, generator=g)]  # balanced classes
     d = torch.rand(n, generator=g)
     other = (y + torch.randint(1, k, (n,), generator=g)) % k if k > 1 else y
-    a = (max_blend * d).view(-1, 1, 1, 1)
-    x = (1 - a) * protos[y] + a * protos[other]
-    m = (max_shift * s * d).round().long()  # max shift per image, pixels
-    dy = ((torch.rand(n, generator=g) * 2 - 1) * m).round().long()
-    dx = ((torch.rand(n, generator=g) * 2 - 1) * m).round().long()
-    x = _roll(x, dy, dx) * (1 - d / 2).view(-1, 1, 1, 1)
-    sigma = (max_noise * d).view(-1, 1, 1, 1)
-    x = x + sigma * (torch.randn(n, c, s, s, generator=g) + _smooth(n, c, s, 8, g))
-    images = (128 + 48 * x).round().clamp_(0, 255).to(torch.uint8)
+    images = torch.empty(n, c, s, s, dtype=torch.uint8)
+    for i in range(0, n, CHUNK):
+        j = slice(i, i + CHUNK)
+        yc, dc, b = y[j], d[j], len(y[j])
+        a = (max_blend * dc).view(-1, 1, 1, 1)
+        x = protos[yc].mul_(1 - a).add_(protos[other[j]].mul_(a))
+        m = (max_shift * s * dc).round()  # max shift of each image, pixels
+        dy = ((torch.rand(b, generator=g) * 2 - 1) * m).round().long()
+        dx = ((torch.rand(b, generator=g) * 2 - 1) * m).round().long()
+        x = _roll(x, dy, dx).mul_((1 - dc / 2).view(-1, 1, 1, 1))  # lower contrast
+        noise = torch.randn(b, c, s, s, generator=g).add_(_smooth(b, c, s, 8, g))
+        x.add_(noise.mul_((max_noise * dc).view(-1, 1, 1, 1)))
+        images[j] = x.mul_(48).add_(128).round_().clamp_(0, 255)
     return images, y, d
 
 
