@@ -54,7 +54,9 @@ def lr_factor(epoch_in_stage: int, stage_epochs: int, schedule: dict) -> float:
     if name == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch_in_stage / stage_epochs))
     if name == "step":  # x gamma at each milestone, given as fractions of the stage
-        passed = sum(epoch_in_stage >= round(m * stage_epochs) for m in schedule["milestones"])
+        # A milestone at fraction m starts at epoch ceil(m * E) (150 and 225 of 300 epochs).
+        passed = sum(epoch_in_stage >= math.ceil(m * stage_epochs - 1e-9)
+                     for m in schedule["milestones"])
         return schedule.get("gamma", 0.1) ** passed
     raise ValueError(f"unknown schedule {name!r}; known: step, cosine, constant")
 
