@@ -254,6 +254,15 @@ class MSDNet(nn.Module):
         _positive_int("in_channels", in_channels)
 
         n_scales = len(gr_factor)
+        # The heads halve the coarsest map twice (3x3/2 convs, so ceil) and then average-pool
+        # 2x2; the linear layer needs that to end at 1x1, as in the reference.
+        side = image_size if dataset == "cifar" else -(-image_size // 4)  # 7x7/2 conv, 3x3/2 pool
+        for _ in range(n_scales - 1 + 2):
+            side = -(-side // 2)
+        if side // 2 != 1:
+            raise ValueError(f"msdnet: image_size {image_size} gives a {side}x{side} map before "
+                             f"the heads' 2x2 pool, which must end at 1x1 (CIFAR: 32 with 3 "
+                             f"scales, ImageNet: 224 with 4)")
         self.num_exits = n_blocks
         self.input_size = (in_channels, image_size, image_size)
         self.grad_rescale = False
