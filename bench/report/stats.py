@@ -1,0 +1,191 @@
+"""Significance of a method's difference to a reference method (the joint baseline, or full
+BoostNet for ablations), per budget and per exit.
+
+- Several seeds in common: paired t-test over seeds (scipy.stats.ttest_rel), pairs by seed.
+- One seed in common: paired bootstrap over test images. Per-image correctness comes from
+  predictions.pt (logits F_n of every exit) and, at a budget, the thresholds saved in
+  metrics.json: an image leaves at the first exit whose max softmax >= its threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bench.report.store import Run, Suite
+
+N_BOOT = 10000
+TTEST = "paired t-test over seeds"
+BOOTSTRAP = "paired bootstrap over test images"
+
+
+@dataclass
+class Test:
+    test: str  # TTEST, BOOTSTRAP or why there is none
+    n: int  # seeds (t-test) or test images (bootstrap)
+    diff: float  # mean difference, a - b (percentage points)
+    low: float = math.nan  # 95% confidence interval of diff
+    high: float = math.nan
+    p: float = math.nan  # two-sided
+
+
+def paired_ttest(a: list[float], b: list[float]) -> Test:
+    """Paired t-test of a - b over seeds; CI from the t distribution."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    n, mean = len(d), float(d.mean())
+    sd = float(d.std(ddof=1))
+    if sd == 0:  # every seed gives the same difference: no spread to test against
+        return Test(TTEST, n, mean, mean, mean, 1.0 if mean == 0 else math.nan)
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    p = float(stats.ttest_rel(a, b).pvalue)
+    return Test(TTEST, n, mean, mean - half, mean + half, p)
+
+
+def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = N_BOOT,
+                     seed: int = 0) -> Test:
+    """Bootstrap of the accuracy difference (percent) over images, both models on the same images.
+
+    The per-image difference d takes only the values -1, 0, 1, so resampling M images with
+    replacement is exactly a multinomial draw over those three counts (no M x B matrix).
+    p: share of resampled means at least as far from the observed mean as the observed mean
+    is from 0 (the bootstrap distribution shifted to the null), with the usual +1.
+    """
+    d = correct_a.astype(int) - correct_b.astype(int)
+    m = len(d)
+    counts = np.array([(d == -1).sum(), (d == 0).sum(), (d == 1).sum()])
+    mean = 100.0 * (counts[2] - counts[0]) / m
+    draws = np.random.default_rng(seed).multinomial(m, counts / m, size=n_boot)
+    boot = 100.0 * (draws[:, 2] - draws[:, 0]) / m
+    p = (1 + np.sum(np.abs(boot - mean) >= abs(mean) - 1e-12)) / (n_boot + 1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return Test(BOOTSTRAP, m, float(mean), float(low), float(high), float(min(1.0, p)))
+
+
+def first_exit(conf: np.ndarray, thresholds: list[float]) -> np.ndarray:
+    """0-based exit of every image: the first n with conf[n] >= thresholds[n]; else the last.
+
+    conf: [N_exits, M] max softmax of F_n. ``thresholds`` may leave out the last exit."""
+    n_exits = conf.shape[0]
+    t = np.full(n_exits, -np.inf)
+    t[: min(len(thresholds), n_exits)] = np.asarray(thresholds, float)[:n_exits]
+    passed = conf >= t[:, None]
+    passed[-1] = True
+    return passed.argmax(0)
+
+
+_PREDICTIONS: dict = {}
+
+
+def predictions(run: Run) -> dict | None:
+    """The run's test logits [N, M, C] (float32 numpy) and targets, cached; None if missing."""
+    key = str(run.path)
+    if key not in _PREDICTIONS:
+        try:
+            import torch
+
+            test = torch.load(run.path / "predictions.pt", map_location="cpu",
+                              weights_only=True)["test"]
+            _PREDICTIONS[key] = {"logits": test["logits"].float().numpy(),
+                                 "targets": test["targets"].long().numpy()}
+        except Exception:  # missing or unreadable: the test is left out, not the report
+            _PREDICTIONS[key] = None
+    return _PREDICTIONS[key]
+
+
+def exits_at(logits: np.ndarray, thresholds: list[float]) -> np.ndarray:
+    """Exit per test image; bench.evaluate.assign_exits where it exists, else first_exit."""
+    try:
+        import torch
+
+        from bench.evaluate import assign_exits
+
+        t = list(thresholds) + [-math.inf] * (logits.shape[0] - len(thresholds))
+        return np.asarray(assign_exits(torch.from_numpy(logits), t), dtype=int)
+    except ImportError:
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        return first_exit((e / e.sum(-1, keepdims=True)).max(-1), thresholds)
+
+
+def correctness(run: Run, kind: str, point: float) -> np.ndarray | None:
+    """Per-test-image correctness of a run at an exit (1-based) or a budget (MMACs)."""
+    pred = predictions(run)
+    if pred is None:
+        return None
+    logits, targets = pred["logits"], pred["targets"]
+    if kind == "exit":
+        return logits[int(point) - 1].argmax(-1) == targets
+    for b in (run.metrics or {}).get("budgeted") or []:
+        if math.isclose(float(b.get("budget_mmacs", math.nan)), point, rel_tol=1e-9):
+            exits = exits_at(logits, b.get("thresholds") or [])
+            return logits[exits, np.arange(len(targets))].argmax(-1) == targets
+    return None
+
+
+def _values(runs: list[Run], kind: str, point: float) -> dict[int, float]:
+    """seed -> top-1 % of the finished runs at an exit or a budget."""
+    out = {}
+    for r in runs:
+        m = r.metrics or {}
+        if kind == "exit":
+            hit = [a.get("top1") for a in m.get("anytime") or [] if a.get("exit") == point]
+        else:
+            hit = [b.get("accuracy") for b in m.get("budgeted") or []
+                   if math.isclose(float(b.get("budget_mmacs", math.nan)), point, rel_tol=1e-9)]
+        if hit and hit[0] is not None:
+            out[r.seed] = float(hit[0])
+    return out
+
+
+def compare(suite: Suite, backbone: str, method: str, reference: str, kind: str,
+            point: float) -> Test:
+    """``method`` minus ``reference`` at one exit or budget, with the fitting test."""
+    runs_a = {r.seed: r for r in suite.runs_of(backbone, method, "done")}
+    runs_b = {r.seed: r for r in suite.runs_of(backbone, reference, "done")}
+    a, b = _values(runs_a.values(), kind, point), _values(runs_b.values(), kind, point)
+    seeds = sorted(set(a) & set(b), key=lambda s: (s is None, s))
+    if not seeds:
+        return Test("no common seed", 0, math.nan)
+    if len(seeds) >= 2:
+        return paired_ttest([a[s] for s in seeds], [b[s] for s in seeds])
+    s = seeds[0]
+    diff = a[s] - b[s]
+    ca, cb = correctness(runs_a[s], kind, point), correctness(runs_b[s], kind, point)
+    if ca is None or cb is None:
+        return Test("none (one seed, no predictions.pt)", 1, diff)
+    ta, tb = predictions(runs_a[s])["targets"], predictions(runs_b[s])["targets"]
+    if len(ta) != len(tb) or not np.array_equal(ta, tb):
+        return Test("none (test sets differ)", 1, diff)
+    return paired_bootstrap(ca, cb)
+
+
+def significance(suite: Suite, reference: str, methods: list[str] | None = None,
+                 comparison: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every method (or the given ones) against ``reference``, per backbone, budget and exit.
+
+    Columns: backbone, method, reference, kind, point, mean, reference_mean, diff, ci_low,
+    ci_high, p, test, n. Means are over seeds (from bench.tables.comparison)."""
+    from bench.tables import comparison as compare_table
+
+    df = compare_table(suite) if comparison is None else comparison
+    out = []
+    for backbone in dict.fromkeys(df["backbone"]):
+        sub = df[df["backbone"] == backbone]
+        ref = sub[sub["method"] == reference].set_index(["kind", "point"])["mean"]
+        for row in sub.itertuples():
+            if row.method == reference or (methods is not None and row.method not in methods):
+                continue
+            if (row.kind, row.point) not in ref.index:
+                continue
+            t = compare(suite, backbone, row.method, reference, row.kind, row.point)
+            out.append({"backbone": backbone, "method": row.method, "reference": reference,
+                        "kind": row.kind, "point": row.point, "mean": row.mean,
+                        "reference_mean": ref[(row.kind, row.point)], "diff": t.diff,
+                        "ci_low": t.low, "ci_high": t.high, "p": t.p, "test": t.test,
+                        "n": t.n})
+    cols = ["backbone", "method", "reference", "kind", "point", "mean", "reference_mean",
+            "diff", "ci_low", "ci_high", "p", "test", "n"]
+    return pd.DataFrame(out, columns=cols)

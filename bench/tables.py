@@ -1,0 +1,129 @@
+"""Comparison tables of a suite: accuracy per method at each budget and per exit, over seeds.
+
+Used by the HTML report and by ``python -m bench results SUITE`` (terminal table). Reads the
+results store only (a suite folder: run folders' metrics.json, summary.csv as fallback).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.store import Suite
+
+COLUMNS = ["backbone", "method", "kind", "point", "mmacs", "mean", "std", "n", "delta"]
+
+
+def baseline_of(rows: pd.DataFrame) -> str | None:
+    """The joint baseline's method label: 'joint', else the first label trained with joint."""
+    if not len(rows):
+        return None
+    labels = list(dict.fromkeys(rows["method"]))
+    if "joint" in labels:
+        return "joint"
+    names = rows.get("method_name", rows["method"])
+    joint = rows.loc[names == "joint", "method"]
+    return joint.iloc[0] if len(joint) else None
+
+
+METHOD_ORDER = ["joint", "sequential", "boostnet"]
+
+
+def method_key(label: str, name: str | None, baseline: str | None) -> tuple:
+    """Sort key of a method label: the baseline first, then joint, sequential, boostnet
+    (each method's default label before its variants), then anything else by name."""
+    name = name or label
+    rank = METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER)
+    return (label != baseline, rank, label != name, str(label))
+
+
+def comparison(suite_dir: Path | Suite) -> pd.DataFrame:
+    """Mean and spread over seeds, per backbone, method and budget (and per exit: anytime).
+
+    One row per (backbone, method, kind, point); ``kind`` is ``budget`` (``point`` = the
+    budget in MMACs) or ``exit`` (``point`` = exit number, 1-based). Columns: ``mmacs``
+    (mean realized test cost at the budget, or the exit's cost), ``mean`` and ``std`` of
+    top-1 % over seeds (std with ddof=1, NaN for one seed), ``n`` seeds, and ``delta`` = mean
+    minus the joint baseline's mean at the same backbone and point (NaN for the baseline
+    itself and where there is none). Methods in the order of ``method_key`` (baseline,
+    sequential, boostnet, then its variants), budgets before exits.
+    """
+    suite = suite_dir if isinstance(suite_dir, Suite) else Suite.load(Path(suite_dir))
+    rows = suite.rows
+    if not len(rows):
+        return pd.DataFrame(columns=COLUMNS)
+    rows = rows.assign(point=rows["budget_mmacs"].where(rows["kind"] == "budget", rows["exit"]))
+    base = baseline_of(rows)
+    names = dict(zip(rows["method"], rows.get("method_name", rows["method"])))
+    order = {m: method_key(m, names.get(m), base) for m in dict.fromkeys(rows["method"])}
+    border = {b: i for i, b in enumerate(dict.fromkeys(rows["backbone"]))}
+    g = rows.groupby(["backbone", "method", "kind", "point"], sort=False)
+    df = g.agg(mmacs=("mmacs", "mean"), mean=("top1", "mean"),
+               std=("top1", lambda s: s.std(ddof=1) if s.count() > 1 else math.nan),
+               n=("top1", "count")).reset_index()
+    df["delta"] = math.nan
+    if base is not None:
+        ref = df[df["method"] == base].set_index(["backbone", "kind", "point"])["mean"]
+        key = pd.MultiIndex.from_frame(df[["backbone", "kind", "point"]])
+        df["delta"] = df["mean"].to_numpy() - ref.reindex(key).to_numpy()
+        df.loc[df["method"] == base, "delta"] = math.nan
+    df = df.assign(_b=df["backbone"].map(border), _m=df["method"].map(order),
+                   _k=(df["kind"] != "budget").astype(int))
+    df = df.sort_values(["_b", "_k", "_m", "point"], kind="stable")
+    df["n"] = df["n"].astype(int)
+    return df[COLUMNS].reset_index(drop=True)
+
+
+def fmt_cell(mean: float, std: float, delta: float | None = None) -> str:
+    """'71.23 ± 0.45 (+1.20)': mean ± std (std left out for one seed), delta to the baseline."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    text = f"{mean:.2f}"
+    if std is not None and not math.isnan(std):
+        text += f" ± {std:.2f}"
+    if delta is not None and not math.isnan(delta):
+        text += f" ({delta:+.2f})"
+    return text
+
+
+def wide(df: pd.DataFrame, kind: str, backbone: str, with_delta: bool = True) -> pd.DataFrame:
+    """Methods x points of one backbone as display strings ('mean ± std (delta)')."""
+    sub = df[(df["kind"] == kind) & (df["backbone"] == backbone)]
+    if not len(sub):
+        return pd.DataFrame()
+    label = (lambda p: f"{p:g}M") if kind == "budget" else (lambda p: f"exit {int(p)}")
+    cells = sub.assign(col=sub["point"].map(label),
+                       cell=[fmt_cell(m, s, d if with_delta else None)
+                             for m, s, d in zip(sub["mean"], sub["std"], sub["delta"])])
+    out = cells.pivot(index="method", columns="col", values="cell")
+    cols = list(dict.fromkeys(cells.sort_values("point")["col"]))
+    rows = list(dict.fromkeys(cells["method"]))
+    return out.reindex(index=rows, columns=cols).fillna("–")
+
+
+def _grid(table: pd.DataFrame, corner: str) -> str:
+    header = [corner] + [str(c) for c in table.columns]
+    body = [[str(i)] + [str(v) for v in row] for i, row in zip(table.index, table.to_numpy())]
+    widths = [max(len(r[j]) for r in [header] + body) for j in range(len(header))]
+    line = lambda r: "  ".join(c.ljust(w) if j == 0 else c.rjust(w)
+                               for j, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body])
+
+
+def format_terminal(df: pd.DataFrame) -> str:
+    """The comparison as plain-text tables: per backbone, budgets then anytime exits."""
+    if df is None or not len(df):
+        return "no finished runs yet"
+    out = ["top-1 % (mean ± std over seeds; in parentheses: difference to the joint baseline)"]
+    for backbone in dict.fromkeys(df["backbone"]):
+        for kind, title in (("budget", "budgeted batch, average budget in MMACs"),
+                            ("exit", "anytime prediction, per exit")):
+            table = wide(df, kind, backbone)
+            if len(table):
+                n = df[(df["backbone"] == backbone) & (df["kind"] == kind)]["n"]
+                seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+                out += ["", f"{backbone}: {title} (seeds per cell: {seeds})",
+                        _grid(table, "method")]
+    return "\n".join(out)
