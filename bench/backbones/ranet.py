@@ -10,7 +10,7 @@ are the reference's, so its checkpoints load with ``load_state_dict``.
 
 Structure. ``FirstLayer`` is a chain of conv layers that makes one base feature per scale
 flow (flow 0 has the lowest resolution). Scale flow ``ii`` has ``n_blocks + ii * block_step``
-dense blocks. Its first ``n_blocks + (ii - 1) * block_step`` blocks are *fusion* blocks:
+dense blocks. For ii >= 1 its first ``n_blocks + (ii - 1) * block_step`` are *fusion* blocks:
 block ``j`` also reads every intermediate feature of block ``j`` of flow ``ii - 1`` (upsampled
 by bilinear interpolation); the remaining blocks are plain dense blocks, each followed by
 an exit. Exits are numbered in the reference's execution order: both exits of flow 0, then
