@@ -319,6 +319,8 @@ def _training(c: _Checker, value: Any) -> dict:
     c.boolean(opt["nesterov"], "training.optimizer.nesterov")
     if opt["nesterov"] and opt["momentum"] == 0:
         c.fail("training.optimizer.nesterov", "Nesterov momentum needs momentum > 0")
+    for key in ("lr", "momentum", "weight_decay"):
+        opt[key] = float(opt[key])
     t["optimizer"] = opt
 
     sched = t["schedule"] if isinstance(t["schedule"], dict) else {} if t["schedule"] is None \
@@ -334,6 +336,8 @@ def _training(c: _Checker, value: Any) -> dict:
         if any(b <= a for a, b in zip(ms, ms[1:])):
             c.expect(path, "increasing fractions of the epochs", ms)
         c.number(sched["gamma"], "training.schedule.gamma", lo=0, open_lo=True)
+        sched["milestones"] = [float(m) for m in ms]
+        sched["gamma"] = float(sched["gamma"])
     t["schedule"] = sched
     return t
 
@@ -343,10 +347,10 @@ def _budgets(c: _Checker, value: Any) -> dict:
     if b["mmacs"] is not None and b["fractions"] is not None:
         c.fail("budgets", "give at most one of mmacs (absolute) and fractions (of the last "
                           "exit's cost), found both")
-    c.items(b["mmacs"], "budgets.mmacs", lambda v, p: c.number(v, p, lo=0, open_lo=True),
-            null=True)
-    c.items(b["fractions"], "budgets.fractions",
-            lambda v, p: c.number(v, p, lo=0, hi=1, open_lo=True), null=True)
+    for key, hi in (("mmacs", None), ("fractions", 1)):
+        values = c.items(b[key], f"budgets.{key}",
+                         lambda v, p: c.number(v, p, lo=0, hi=hi, open_lo=True), null=True)
+        b[key] = None if values is None else [float(v) for v in values]
     return b
 
 
@@ -415,7 +419,8 @@ def _backbone(c: _Checker, e: dict, path: str, num_classes: int, input_size: tup
     try:
         info = backbone_info(e["name"], e["overrides"], num_classes)
     except Exception as err:  # the constructor's own message says what is wrong
-        where = _join(path, "overrides") if e["overrides"] else path
+        where = _named_key(_join(path, "overrides"), e["overrides"], str(err)) \
+            if e["overrides"] else path
         c.fail(where, f"backbone {e['name']!r} cannot be built with overrides "
                       f"{e['overrides']}: {type(err).__name__}: {err}")
     if info.input_size != tuple(input_size):
@@ -437,12 +442,13 @@ def _method_options(c: _Checker, e: dict, path: str) -> None:
     defaults = methods.create(e["name"]).options()
     for key, value in given.items():
         default, p = defaults.get(key), _join(opath, key)
+        # Numbers as floats, so that temperature: 1 and temperature: 1.0 give one run id.
         if isinstance(default, bool):
             c.boolean(value, p)
         elif isinstance(default, (int, float)) and not isinstance(value, list):
-            c.number(value, p)
+            given[key] = float(c.number(value, p))
         elif isinstance(default, (int, float)) or (default is None and value is not None):
-            c.items(value, p, lambda v, q: c.number(v, q))
+            given[key] = [float(v) for v in c.items(value, p, lambda v, q: c.number(v, q))]
     e["options"] = {**{k: v for k, v in defaults.items() if k in allowed}, **given}
     _create_method(c, e, path)
 
@@ -455,9 +461,13 @@ def _create_method(c: _Checker, e: dict, path: str):
 
 
 def _option_path(path: str, e: dict, message: str) -> str:
-    """The option an error message is about (the first one it names), else ``options``."""
-    named = [k for k in e["options"] if re.search(rf"\b{re.escape(k)}\b", message)]
-    return _join(_join(path, "options"), named[0]) if named else _join(path, "options")
+    return _named_key(_join(path, "options"), e["options"], message)
+
+
+def _named_key(path: str, mapping: dict, message: str) -> str:
+    """The key of ``mapping`` an error message is about (the first it names), else ``path``."""
+    named = [k for k in mapping if re.search(rf"\b{re.escape(k)}\b", message)]
+    return _join(path, named[0]) if named else path
 
 
 def _check_method_on(c: _Checker, e: dict, path: str, info: BackboneInfo, backbone: dict,
@@ -589,7 +599,7 @@ def _budgets_for(c: _Checker, budgets: dict, info: BackboneInfo, backbone: dict)
             what = (f"{given} of the last exit's cost is {mmacs:.2f} MMACs, which"
                     if key == "fractions" else f"{given} MMACs")
             c.fail(f"budgets.{key}[{i}]",
-                   f"{what} is outside backbone {backbone['label']!r}'s range "
+                   f"{what} is outside the range of backbone {backbone['label']!r}: "
                    f"{lo:.2f}..{hi:.2f} MMACs (exit 1 .. exit {info.num_exits})")
     return values
 

@@ -171,7 +171,7 @@ BAD = [
     (MINIMAL.replace("[chain_tiny]", "[chain_tiny, resnet]"), "backbones[1].name",
      "known: chain_tiny"),
     (MINIMAL.replace("[chain_tiny]", "[{name: chain_tiny, overrides: {widht: 3}}]"),
-     "backbones[0].overrides", "widht"),
+     "backbones[0].overrides.widht", "cannot be built with overrides {'widht': 3}"),
     (MINIMAL.replace("[chain_tiny]", "[chain_tiny, chain_tiny]"), "backbones[1].label",
      "already used by backbones[0]"),
     (MINIMAL.replace("[chain_tiny]", "[{name: chain_tiny, label: 'a b'}]"),
@@ -292,6 +292,10 @@ def test_run_ids_change_with_the_config(tmp_path):
     assert [a == b for a, b in zip(base, changed)] == [True, True, False, False, True, True]
     # The same config written differently gives the same ids.
     assert _ids(file, ["methods[1].options.temperature=0.5", "training.amp=false"]) == base
+    assert _ids(file, ["methods[2].options.temperature=[0.25, 0.25]",
+                       "training.optimizer.momentum=0.9"]) == base
+    assert (_ids(file, ["methods[1].options.temperature=1"])
+            == _ids(file, ["methods[1].options.temperature=1.0"]))
     # Where the data live and how many loader processes read them change no result.
     assert _ids(file, ["dataset.root=/elsewhere", "training.workers=4"]) == base
 
