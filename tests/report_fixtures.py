@@ -84,8 +84,11 @@ def make_run(suite_dir: Path, run_id: str, *, backbone="tiny3", method="joint", 
              seed=0, state="done", options=None, mmacs=(1.0, 2.0, 3.0),
              params=(1000, 2000, 3000), budgets=(1.5, 2.5), epochs=3, classes=10, m=200,
              skill=1.0, dataset="synthetic", error="RuntimeError: loss is NaN",
-             code_version="0.1.0+test") -> Path:
-    """One run folder; ``state`` done writes everything, failed/running only what they have."""
+             code_version="0.1.0+test", metrics=None, predictions=True) -> Path:
+    """One run folder; ``state`` done writes everything, failed/running only what they have.
+
+    ``metrics``: write this metrics.json instead of the one computed from the logits (for
+    hand-checked numbers); ``predictions=False`` leaves predictions.pt out."""
     d = Path(suite_dir) / run_id
     n_exits = len(mmacs)
     label = label or method
@@ -119,11 +122,15 @@ def make_run(suite_dir: Path, run_id: str, *, backbone="tiny3", method="joint", 
     if state != "done":
         return d
     write_json(d / "heldout_index.json", {"indices": list(range(m))})
+    if metrics is not None:
+        write_json(d / "metrics.json", metrics)
+        return d
     preds = {}
     for i, split in enumerate(("heldout", "test")):
         logits, targets = fake_logits(n_exits, m, classes, skill, seed * 1000 + i)
         preds[split] = {"logits": logits, "targets": targets}
-    _atomic(d / "predictions.pt", lambda t: torch.save(preds, t))
+    if predictions:
+        _atomic(d / "predictions.pt", lambda t: torch.save(preds, t))
 
     def anytime(split):
         lg, tg = preds[split]["logits"].float(), preds[split]["targets"]

@@ -105,7 +105,17 @@ def select(paths: list[Path], wanted: list[str] | None) -> list[Path]:
         return paths
     out = []
     for w in wanted:
-        hits = [p for p in paths if w in (p.name, Path(w).stem, Suite.load(p).name)]
+        if w.endswith((".yaml", ".yml")) and Path(w).is_file():  # the suite file: its slug
+            try:
+                import yaml
+
+                from bench.suite import slugify
+
+                w = slugify(str(yaml.safe_load(Path(w).read_text())["name"]))
+            except Exception:
+                pass
+        hits = [p for p in paths
+                if p.name in (w, Path(w).stem) or Suite.load(p).name == w]
         if not hits:
             raise ValueError(f"no results for suite {w!r}; found: "
                              f"{', '.join(p.name for p in paths) or 'none'}")

@@ -136,6 +136,8 @@ class Suite:
     @classmethod
     def load(cls, path: Path) -> "Suite":
         path = Path(path)
+        if not path.is_dir():
+            return cls(path.name, path, [])
         runs = [Run(p.name, p) for p in sorted(path.iterdir())
                 if p.is_dir() and not p.name.startswith((".", "_"))
                 and any((p / f).exists() for f in ("config.json", "status.json"))]
