@@ -357,3 +357,28 @@ def test_imagenet_image_folder(tmp_path):
     assert torch.cat([t for _, t in s.batches("heldout", 3)]).tolist() == s.targets("heldout").tolist()
     outs = [torch.cat([t for _, t in s.batches("test", 2, rank=r, world_size=4)]) for r in range(4)]
     assert torch.equal(data.unshard(outs, 6), s.targets("test"))
+
+
+def test_synthetic_option_ranges():
+    with pytest.raises(ValueError, match="max_blend"):
+        data.load("synthetic", "u", heldout=1, seed=0, options={**SMALL, "max_blend": 0.5})
+    with pytest.raises(ValueError, match="train_size"):
+        data.load("synthetic", "u", heldout=1, seed=0, options={"train_size": 0})
+
+
+def test_heldout_zero_is_empty():
+    s = data.load("synthetic", "u", heldout=0, seed=0, options={"train_size": 30, "test_size": 10})
+    assert s.size("heldout") == 0 and s.heldout_indices == [] and s.num_batches("heldout", 8) == 0
+    assert list(s.batches("heldout", 8)) == [] and s.targets("heldout").shape == (0,)
+
+
+@needs_tv
+def test_failed_download_is_dataset_not_found(tmp_path, monkeypatch):
+    import urllib.error
+    import torchvision.datasets.cifar as tvc
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+    monkeypatch.setattr(tvc, "download_and_extract_archive", offline)
+    with pytest.raises(data.DatasetNotFound, match=r"download.*failed.*Name or service"):
+        data.load("cifar100", tmp_path, heldout=1, seed=0, download=True)

@@ -97,6 +97,10 @@ def make(options: dict) -> dict:
     for key in ("num_classes", "image_size", "channels", "train_size", "test_size"):
         if int(o[key]) < 1:
             raise ValueError(f"synthetic option {key} must be >= 1, got {o[key]}")
+    for key, lo, hi in (("max_blend", 0.0, 0.5), ("max_shift", 0.0, 0.5), ("max_noise", 0.0, 10.0)):
+        if not lo <= float(o[key]) <= hi or (key == "max_blend" and float(o[key]) == hi):
+            # blend 0.5 would make the hardest images' label ambiguous
+            raise ValueError(f"synthetic option {key} must be in [{lo}, {hi}{')' if key == 'max_blend' else ']'}, got {o[key]}")
     if o["channels"] not in (1, 3):
         raise ValueError(f"synthetic option channels must be 1 or 3, got {o['channels']}")
     protos = prototypes(int(o["num_classes"]), int(o["image_size"]), int(o["channels"]), int(o["data_seed"]))
