@@ -78,6 +78,13 @@ class DataCache:
         return self._cache[key]
 
 
+def finite_thresholds(thresholds) -> list[float]:
+    """Confidences lie in [0, 1]: +inf (nobody leaves) becomes 2.0 and -inf (everybody
+    leaves) -1.0, with the same effect and valid JSON."""
+    return [2.0 if t == float("inf") else -1.0 if t == float("-inf") else float(t)
+            for t in thresholds]
+
+
 def compute_metrics(preds: dict, exit_mmacs: list[float], budgets: list[float]) -> dict:
     """metrics.json from the saved predictions; thresholds are fitted on held-out only."""
     val, test = preds["heldout"], preds["test"]
@@ -94,12 +101,13 @@ def compute_metrics(preds: dict, exit_mmacs: list[float], budgets: list[float]) 
     curve = evaluate.budget_curve(val_logits, val["targets"], test_logits, test["targets"],
                                   exit_mmacs)
     metrics["curve"] = [{"q": c["q"], "accuracy": c["accuracy"], "mmacs": c["mmacs"],
-                         "exit_shares": c["exit_shares"], "thresholds": c["thresholds"]}
+                         "exit_shares": c["exit_shares"],
+                         "thresholds": finite_thresholds(c["thresholds"])}
                         for c in curve]
     fitted = evaluate.accuracy_at_budgets(val_logits, val["targets"], test_logits,
                                           test["targets"], exit_mmacs, budgets)
     metrics["budgeted"] = [{"budget_mmacs": b["budget"], "accuracy": b["accuracy"],
-                            "mmacs": b["flops"], "thresholds": b["thresholds"],
+                            "mmacs": b["flops"], "thresholds": finite_thresholds(b["thresholds"]),
                             "exit_shares": b["exit_shares"], "q": b.get("q"),
                             "heldout_mmacs": b.get("heldout_flops")} for b in fitted]
     return metrics
@@ -120,7 +128,8 @@ def run_one(spec, ctx: RunContext) -> str:
     epochs = training["epochs"]
     main = ctx.dist.is_main
     if main:
-        write_json(run.file("config.json"), spec.config)
+        write_json(run.file("config.json"),
+                   {"suite": spec.suite_slug, "run_id": spec.run_id, **spec.config})
         resumed = run.status().get("epoch", 0) if run.file("checkpoint.pt").exists() else 0
         run.set_status("running", epoch=resumed, epochs=epochs)
     try:
