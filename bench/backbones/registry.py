@@ -31,8 +31,13 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str, num_classes: int = 100, **overrides) -> nn.Module:
-    """Build the backbone registered as ``name``; ``overrides`` are architecture arguments."""
+def create(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
+    """Build the backbone registered as ``name``; ``overrides`` are architecture arguments.
+
+    ``num_classes`` defaults to the configuration's own (100 for CIFAR-100 configurations,
+    1000 for ImageNet ones)."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(names())}")
-    return _REGISTRY[name](num_classes=num_classes, **overrides)
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    return _REGISTRY[name](**overrides)
