@@ -12,7 +12,12 @@ is in ZERO_COST_OPS below; anything else raises :class:`UnsupportedOpError`.
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import logging
+import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -106,3 +111,41 @@ def params_per_exit(model: nn.Module, input_size: tuple[int, int, int] | None = 
         total += sum(p.numel() for p in group)
         counts.append(total)
     return counts
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "boostnet-bench" / "costs.json"
+
+
+def _fingerprint(model: nn.Module, input_size) -> str:
+    """What the count depends on: the architecture (the module tree's repr), the code of
+    the model's module and of this counter, the input size and the library versions."""
+    import fvcore
+
+    parts = [repr(model), str(tuple(input_size)), torch.__version__,
+             getattr(fvcore, "__version__", "?"), Path(__file__).read_text(),
+             Path(inspect.getfile(type(model))).read_text()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def per_exit_cached(model: nn.Module, input_size: tuple[int, int, int] | None = None
+                    ) -> list[int]:
+    """:func:`per_exit`, remembered on disk (the count takes seconds for large backbones;
+    suites count every backbone on every load). BENCH_NO_COST_CACHE=1 turns it off."""
+    input_size = tuple(input_size or model.input_size)
+    if os.environ.get("BENCH_NO_COST_CACHE"):
+        return per_exit(model, input_size)
+    key, path = _fingerprint(model, input_size), _cache_file()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        cache[key] = per_exit(model, input_size)
+        try:
+            from bench.results import write_json
+            write_json(path, cache)
+        except OSError:
+            pass  # a read-only home still gets correct (uncached) counts
+    return list(cache[key])

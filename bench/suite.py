@@ -38,7 +38,11 @@ from bench import backbones, data
 REQUIRED = object()
 
 TOP_LEVEL = ("name", "description", "dataset", "backbones", "methods", "seeds", "training",
-             "budgets", "tune")
+             "budgets", "evaluation", "tune")
+# Evaluation options: computed from saved logits, so they never change a run id.
+EVALUATION = {"calibration": False}
+# The method option value meaning "take t_n from this suite's Optuna study" (bench.tune).
+TUNED = "tuned"
 
 # Classes per data set; image sizes come from the data set's options (bench.data.OPTIONS).
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "imagenet": 1000,
@@ -53,13 +57,13 @@ OPTIMIZERS = {"sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "nestero
 SCHEDULES = {"step": {"milestones": [0.5, 0.75], "gamma": 0.1}, "cosine": {}, "constant": {}}
 TRAINING = {"epochs": 300, "batch_size": 64, "eval_batch_size": 256, "optimizer": None,
             "schedule": None, "device": "auto", "amp": False, "workers": 0,
-            "channels_last": False}
+            "channels_last": False, "sync_bn": False}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
 
 # Run-config keys that cannot change a result; left out of the run id's hash.
 NOT_HASHED = (("dataset", "root"), ("dataset", "download"), ("dataset", "options", "workers"),
-              ("training", "workers"))
+              ("training", "workers"), ("evaluation",))
 
 
 class SuiteError(Exception):
@@ -304,7 +308,7 @@ def _training(c: _Checker, value: Any) -> dict:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         c.integer(t[key], f"training.{key}", lo=1)
     c.integer(t["workers"], "training.workers", lo=0)
-    for key in ("amp", "channels_last"):
+    for key in ("amp", "channels_last", "sync_bn"):
         c.boolean(t[key], f"training.{key}")
     c.string(t["device"], "training.device", DEVICE, "auto, cpu, cuda or cuda:N")
 
@@ -401,7 +405,7 @@ def backbone_info(name: str, overrides: dict, num_classes: int) -> BackboneInfo:
     key = (name, _canonical(overrides), num_classes)
     if key not in _BACKBONES:
         model = backbones.create(name, num_classes=num_classes, **overrides)
-        macs = flops.per_exit(model)
+        macs = flops.per_exit_cached(model)
         _BACKBONES[key] = BackboneInfo(
             model.num_exits, tuple(model.input_size), tuple(m / 1e6 for m in macs),
             type(model).__name__, hasattr(model, "grad_rescale"))
@@ -442,6 +446,8 @@ def _method_options(c: _Checker, e: dict, path: str) -> None:
     defaults = methods.create(e["name"]).options()
     for key, value in given.items():
         default, p = defaults.get(key), _join(opath, key)
+        if key == "temperature" and value == TUNED:
+            continue  # resolved from the tuning study when the run starts (bench.tune)
         # Numbers as floats, so that temperature: 1 and temperature: 1.0 give one run id.
         if isinstance(default, bool):
             c.boolean(value, p)
@@ -454,8 +460,11 @@ def _method_options(c: _Checker, e: dict, path: str) -> None:
 
 
 def _create_method(c: _Checker, e: dict, path: str):
+    options = dict(e["options"])
+    if options.get("temperature") == TUNED:  # checked with the paper's default meanwhile
+        options["temperature"] = 0.5
     try:
-        return methods.create(e["name"], **e["options"])
+        return methods.create(e["name"], **options)
     except (TypeError, ValueError) as err:
         c.fail(_option_path(path, e, str(err)), f"method {e['name']!r}: {err}")
 
@@ -542,10 +551,13 @@ def _resolve(raw: Any, file: str) -> tuple[dict, list[RunSpec]]:
     if len(set(s["seeds"])) != len(s["seeds"]):
         c.expect("seeds", "distinct seeds", s["seeds"])
     s["budgets"] = _budgets(c, s["budgets"])
+    s["evaluation"] = c.mapping(s["evaluation"], "evaluation", EVALUATION)
+    c.boolean(s["evaluation"]["calibration"], "evaluation.calibration")
     if s["tune"] is not None:
         if not isinstance(s["tune"], dict):
             c.expect("tune", "a mapping (checked by bench.tune)", s["tune"])
-        s["tune"] = c.plain(s["tune"], "tune")
+        from bench import tune  # its schema lives with the tuner
+        s["tune"] = tune.validate(c.plain(s["tune"], "tune"), file, s)
 
     s["backbones"] = _entries(c, s["backbones"], "backbones", backbones.names(), "backbone",
                               {"name": REQUIRED, "label": None, "overrides": None})
@@ -553,6 +565,9 @@ def _resolve(raw: Any, file: str) -> tuple[dict, list[RunSpec]]:
                             {"name": REQUIRED, "label": None, "options": None})
     for i, e in enumerate(s["methods"]):
         _method_options(c, e, f"methods[{i}]")
+        if e["options"].get("temperature") == TUNED and s["tune"] is None:
+            c.fail(f"methods[{i}].options.temperature",
+                   "temperature: tuned needs a tune: section in the suite (docs/tuning.md)")
 
     num_classes, input_size = dataset_shape(s["dataset"])
     slug = slugify(s["name"])
@@ -575,7 +590,10 @@ def _resolve(raw: Any, file: str) -> tuple[dict, list[RunSpec]]:
                     "method": m,
                     "seed": seed,
                     "budgets_mmacs": budgets,
+                    "evaluation": s["evaluation"],
                 }
+                if m["options"].get("temperature") == TUNED:
+                    config["tune"] = s["tune"]  # how t_n is chosen is part of the run
                 config = _plain_copy(config)
                 runs.append(RunSpec(
                     run_id=f"{b['label']}--{m['label']}--s{seed}--{run_hash(config)}",

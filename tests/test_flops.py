@@ -83,3 +83,14 @@ def test_gradient_rescale_is_free():
     plain = flops.per_exit(model)
     model.grad_rescale = True
     assert flops.per_exit(model) == plain
+
+
+def test_cost_cache_returns_the_same_counts_and_notices_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model = backbones.create("chain_tiny")
+    first = flops.per_exit_cached(model)
+    assert first == flops.per_exit(model)
+    assert (tmp_path / "boostnet-bench" / "costs.json").exists()
+    assert flops.per_exit_cached(model) == first
+    wider = backbones.create("chain_tiny", channels=(8, 16, 48))
+    assert flops.per_exit_cached(wider) == flops.per_exit(wider) != first
