@@ -7,6 +7,14 @@ of the original training set seeded by `seed`; its last `heldout` positions are 
 (returned as `Splits.heldout_indices`, indices into the original training set), the rest
 train. Held-out and test batches are transformed alike (no augmentation). Subsets for
 smoke runs take the first k of train (after the split) and the first k of test.
+
+Splits.batches('train', ...) reshuffles per (seed, epoch) and augments; other splits come
+in a fixed order (targets(split) order). With world_size > 1 every split is sharded like
+DistributedSampler (padded by repeating the head, rank r takes every world_size-th);
+`unshard(per_rank_outputs, size)` restores the split order and drops the padding.
+CIFAR, MNIST and synthetic are held in memory as uint8 and augmented per batch on the
+device (TensorSplits); ImageNet reads files through DataLoader workers (FolderSplits,
+option 'workers'). Synthetic splits also offer difficulty(split) and `prototypes`.
 """
 from __future__ import annotations
 

@@ -180,6 +180,8 @@ class TensorSplits(Splits):
         return self._images[src][idx]
 
     def _device_data(self, device: torch.device) -> dict[str, torch.Tensor]:
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         key = str(device)
         if key not in self._on_device:  # copy the uint8 data to the device once
             self._on_device[key] = {k: v.to(device) for k, v in {

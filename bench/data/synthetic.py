@@ -13,6 +13,12 @@ as uint8: clamp(128 + 48 x). Easy images (d near 0) are their prototype, so temp
 matching (a shallow net) classifies them; hard ones are shifted, blended and noisy and
 need translation invariance and averaging over large receptive fields (depth).
 
+Defaults were chosen with a probe (10 epochs, Adam, default sizes, test accuracy overall
+and per difficulty quartile): a linear classifier 73.5% (100 / 96 / 68 / 30%), a 4-layer
+CNN 93% (100 / 100 / 99 / 73%): easy images exit early, hard ones need depth. With
+max_shift 0.25, max_blend 0.45, max_noise 1.0 the hardest quartile was mostly noise and
+the CNN gained nothing over the linear model.
+
 Everything is drawn from generators seeded by data_seed, so the data set is identical
 on every machine; train and test use separate streams (changing test_size does not
 change the training images).
@@ -31,9 +37,9 @@ DEFAULTS = {
     "train_size": 5000,
     "test_size": 1000,
     "data_seed": 0,
-    "max_blend": 0.45,
-    "max_shift": 0.25,
-    "max_noise": 1.0,
+    "max_blend": 0.35,
+    "max_shift": 0.5,
+    "max_noise": 0.7,
 }
 
 
