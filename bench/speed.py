@@ -1,0 +1,116 @@
+"""Training-step speed of a backbone under a method, on random data.
+
+One step is what the trainer does per mini-batch: forward over all exits, the method's
+loss, backward, SGD step (lr 0.1, momentum 0.9, weight decay 1e-4, as the reference).
+
+    python -m bench.speed --backbone msdnet10_cifar --method boostnet --batch-size 64 \
+        --steps 10 --warmup 2 --threads 2
+
+prints median, min and max seconds per step with the thread count, torch version and the
+machine's load average (timings on a shared machine mean little without it).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+
+def _fallback_boostnet_loss(outs: Sequence[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    """BoostNet's loss with t = 0.5: sum_n CE(0.5 sg(F_{n-1}) + f_n, y), F_n = 0.5 F_{n-1} + f_n."""
+    loss, prev = 0.0, None
+    for f in outs:
+        z = f if prev is None else 0.5 * prev + f
+        loss = loss + nn.functional.cross_entropy(z, y)
+        prev = z.detach()
+    return loss
+
+
+def method_loss(name: str, model: nn.Module | None = None) -> Callable:
+    """The loss of ``methods.create(name)``, after letting it prepare ``model`` (gradient
+    rescaling); a local BoostNet stand-in if the ``methods`` package is unavailable."""
+    try:
+        import methods
+    except ImportError:
+        if name != "boostnet":
+            raise
+        if model is not None and hasattr(model, "grad_rescale"):
+            model.grad_rescale = True
+        return _fallback_boostnet_loss
+    method = methods.create(name)
+    if model is not None:
+        method.prepare(model)
+    return method.loss
+
+
+def time_steps(model: nn.Module, loss_fn: Callable, *, batch_size: int, steps: int,
+               warmup: int = 2, num_classes: int, input_size: Sequence[int] | None = None,
+               channels_last: bool = False, seed: int = 0) -> list[float]:
+    """Seconds of each of ``steps`` timed training steps, after ``warmup`` untimed ones."""
+    torch.manual_seed(seed)
+    input_size = tuple(input_size or model.input_size)
+    model.train()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(batch_size, *input_size).contiguous(memory_format=memory_format)
+    y = torch.randint(0, num_classes, (batch_size,))
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def summary(times: Sequence[float], threads: int) -> dict:
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "steps": len(times), "threads": threads, "torch": torch.__version__,
+            "loadavg": tuple(round(v, 2) for v in os.getloadavg())}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bench import backbones
+
+    p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n")[0])
+    p.add_argument("--backbone", default="msdnet10_cifar", choices=backbones.names())
+    p.add_argument("--method", default="boostnet")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="default: 1000 for ImageNet backbones, else 100")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels_last memory format (slower for MSDNet on CPU, see README)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    num_classes = args.num_classes or (1000 if "imagenet" in args.backbone else 100)
+    torch.manual_seed(args.seed)
+    model = backbones.create(args.backbone, num_classes=num_classes)
+    loss_fn = method_loss(args.method, model)
+    times = time_steps(model, loss_fn, batch_size=args.batch_size, steps=args.steps,
+                       warmup=args.warmup, num_classes=num_classes,
+                       channels_last=args.channels_last, seed=args.seed)
+    s = summary(times, torch.get_num_threads())
+    print(f"{args.backbone} / {args.method}, batch {args.batch_size}: "
+          f"median {s['median_s']:.3f} s/step, min {s['min_s']:.3f}, max {s['max_s']:.3f} "
+          f"({s['steps']} steps); threads {s['threads']}; torch {s['torch']}; "
+          f"loadavg {s['loadavg']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
