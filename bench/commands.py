@@ -27,40 +27,84 @@ def _print_dry_run(suite: Suite, runs) -> None:
 
 
 def run(args) -> int:
-    from bench import runner
+    """Train and evaluate the suite's runs. Several workers (and torchrun jobs) may run the
+    same suite at once: each run is claimed with a lock in its folder for its duration
+    (bench.claims), so no run is trained twice and a dead worker's run is resumed by the
+    next one; summary.csv is rebuilt under a suite-level lock. Under torchrun every rank
+    takes part in every run (bench.distributed) and rank 0 alone writes."""
+    from bench import claims, distributed, runner
     from bench.progress import Progress
-    from bench.results import write_json, write_summary
-    from bench.train import Dist
 
     suite = load_suite(args.suite, args.overrides)
     runs = _selected_runs(suite, args.only)
     if args.dry_run:
         _print_dry_run(suite, runs)
         return 0
+    suite_dir = Path(args.results) / suite.slug
+    for spec in runs:  # a tuned temperature whose study is missing: nothing is written
+        runner.method_options(spec, suite_dir, suite.path)
     data = runner.DataCache()
     for seed in sorted({r.seed for r in runs}):  # missing data fails before anything is written
         data.get(suite.config["dataset"], seed)
-    suite_dir = Path(args.results) / suite.slug
-    write_json(suite_dir / "suite.json", suite.config)
-    progress = Progress(len(runs), enabled=not args.quiet)
-    ctx = runner.RunContext(suite_dir, data, Dist(), progress)
-    failed = 0
-    for i, spec in enumerate(runs, 1):
-        run_dir = runner.RunDir(suite_dir / spec.run_id)
-        if run_dir.is_done():
-            progress.start_run(i, spec, " (done, skipped)")
-            continue
-        progress.start_run(i, spec)
-        state = runner.run_one(spec, ctx)
-        progress.end_run(state, run_dir.status().get("error") or "")
-        failed += state == "failed"
-        write_summary(suite_dir, suite.name)
-    write_summary(suite_dir, suite.name)
+    dist = distributed.init_from_env(suite.config["training"]["device"])
+    try:
+        failed, busy = _run_all(suite, runs, suite_dir, data, dist, args, claims, runner,
+                                Progress(len(runs), enabled=not args.quiet and dist.is_main))
+    finally:
+        distributed.shutdown()
+    if not dist.is_main:
+        return 1 if failed else 0
     if not args.no_report:
         _render(Path(args.results), Path(args.reports), [suite.slug])
+    if busy:
+        print(f"{busy} run(s) were being run by another worker; rerun to pick up any it "
+              "leaves unfinished", file=sys.stderr)
     if failed:
         print(f"{failed} run(s) failed; see status.json in their folders", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _run_all(suite, runs, suite_dir, data, dist, args, claims, runner, progress):
+    from bench import distributed
+    from bench.results import write_json, write_summary
+
+    def summary():
+        with claims.locked(claims.summary_lock(suite_dir)):
+            write_summary(suite_dir, suite.name)
+
+    if dist.is_main:
+        write_json(suite_dir / "suite.json", suite.config)
+    ctx = runner.RunContext(suite_dir, data, dist, progress, suite_file=suite.path)
+    failed = busy = 0
+    for i, spec in enumerate(runs, 1):
+        run_dir = runner.RunDir(suite_dir / spec.run_id)
+        claim, action = None, "skip"
+        if dist.is_main:  # rank 0 claims the run and tells the other ranks what to do
+            if not run_dir.is_done():
+                claim = claims.try_claim(claims.run_lock(run_dir.path))
+                action = "busy" if claim is None else "skip" if run_dir.is_done() else "run"
+            if action == "skip" and run_dir.is_done() and runner.metrics_stale(spec, run_dir):
+                with claims.locked(claims.run_lock(run_dir.path)):
+                    runner.evaluate_saved(spec, run_dir)
+        action = distributed.broadcast(action, dist)
+        if action != "run":
+            busy += action == "busy"
+            progress.start_run(i, spec, " (done, skipped)" if action == "skip"
+                               else " (taken by another worker, skipped)")
+            continue
+        try:
+            progress.start_run(i, spec)
+            state = runner.run_one(spec, ctx)
+            progress.end_run(state, run_dir.status().get("error") or "" if dist.is_main else "")
+            failed += state == "failed"
+        finally:
+            if claim is not None:
+                claim.release()
+        if dist.is_main:
+            summary()
+    if dist.is_main:
+        summary()
+    return failed, busy
 
 
 def _render(results: Path, reports: Path, suites: list[str] | None) -> None:

@@ -22,8 +22,8 @@ import torch
 import bench
 import methods as methods_registry
 from bench import backbones, data as datasets, evaluate, flops
-from bench.results import RunDir, now, save_torch, load_torch, write_json, write_summary, \
-    write_text
+from bench.results import RunDir, now, save_torch, load_torch, read_json, write_json, \
+    write_summary, write_text
 from bench.train import Dist, NonFiniteLoss, Trainer, predict
 
 
@@ -34,9 +34,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, dist: Dist | None = None) -> torch.device:
+    """The training device; under torchrun on GPUs, the local rank's GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist is not None and dist.world_size > 1:
+        return torch.device("cuda", dist.local_rank)
     return torch.device(name)
 
 
@@ -85,8 +88,11 @@ def finite_thresholds(thresholds) -> list[float]:
             for t in thresholds]
 
 
-def compute_metrics(preds: dict, exit_mmacs: list[float], budgets: list[float]) -> dict:
-    """metrics.json from the saved predictions; thresholds are fitted on held-out only."""
+def compute_metrics(preds: dict, exit_mmacs: list[float], budgets: list[float],
+                    calibration: bool = False) -> dict:
+    """metrics.json from the saved predictions; thresholds are fitted on held-out only.
+    ``calibration`` adds post-hoc calibration temperatures (one per exit, fitted on
+    held-out) with test ECE and budgeted accuracy before and after (bench.calibration)."""
     val, test = preds["heldout"], preds["test"]
     val_logits, test_logits = val["logits"].float(), test["logits"].float()
     top5 = evaluate.topk_accuracy(test_logits, test["targets"], 5)
@@ -110,7 +116,63 @@ def compute_metrics(preds: dict, exit_mmacs: list[float], budgets: list[float]) 
                             "mmacs": b["flops"], "thresholds": finite_thresholds(b["thresholds"]),
                             "exit_shares": b["exit_shares"], "q": b.get("q"),
                             "heldout_mmacs": b.get("heldout_flops")} for b in fitted]
+    if calibration:
+        metrics["calibration"] = calibration_metrics(val_logits, val["targets"], test_logits,
+                                                     test["targets"], exit_mmacs, budgets)
     return metrics
+
+
+def calibration_metrics(val_logits, val_targets, test_logits, test_targets, exit_mmacs,
+                        budgets) -> dict:
+    """metrics.json's "calibration": calibration temperatures T_n (softmax(F_n / T_n), not
+    BoostNet's ensemble temperature t_n), test ECE (percent) and budgeted test accuracy
+    before and after, thresholds refitted on the calibrated held-out logits."""
+    from bench.calibration import calibration_report
+
+    rep = calibration_report(val_logits, val_targets, test_logits, test_targets, exit_mmacs,
+                             budgets)
+
+    def budgeted(rows):
+        return [{"budget_mmacs": b["budget"], "accuracy": b["accuracy"], "mmacs": b["flops"],
+                 "thresholds": finite_thresholds(b["thresholds"])} for b in rows]
+
+    return {"calibration_temperatures": rep["calibration_temperatures"],
+            "ece_unit": rep["ece_unit"], "ece_before": rep["ece_before"],
+            "ece_after": rep["ece_after"], "budgeted_before": budgeted(rep["budgeted_before"]),
+            "budgeted_after": budgeted(rep["budgeted_after"])}
+
+
+def method_options(spec, suite_dir: Path, suite_file: str = "<suite>") -> tuple[dict, dict | None]:
+    """The run's method options with ``temperature: tuned`` replaced by its study's best
+    t_n, and where it came from (None for runs that do not ask for tuning)."""
+    options = dict(spec.method_options)
+    if options.get("temperature") != "tuned":
+        return options, None
+    from bench.tune import tuned_temperature
+    options["temperature"], source = tuned_temperature(spec, suite_dir, suite_file)
+    return options, source
+
+
+def evaluate_saved(spec, run: RunDir) -> None:
+    """Recompute metrics.json of a finished run from its saved predictions (e.g. when an
+    evaluation option was turned on later); nothing is retrained."""
+    metrics = compute_metrics(load_torch(run.file("predictions.pt")), spec.exit_mmacs,
+                              spec.budgets_mmacs, _calibration(spec))
+    old = read_json(run.file("metrics.json")) if run.file("metrics.json").exists() else {}
+    if "tuned_temperature" in old:
+        metrics["tuned_temperature"] = old["tuned_temperature"]
+    write_json(run.file("metrics.json"), metrics)
+
+
+def metrics_stale(spec, run: RunDir) -> bool:
+    """Whether a finished run's metrics lack an evaluation the suite now asks for."""
+    if not _calibration(spec) or not run.file("predictions.pt").exists():
+        return False
+    return "calibration" not in read_json(run.file("metrics.json"))
+
+
+def _calibration(spec) -> bool:
+    return bool((spec.config.get("evaluation") or {}).get("calibration"))
 
 
 @dataclass
@@ -119,6 +181,7 @@ class RunContext:
     data: DataCache
     dist: Dist
     progress: object = None  # bench.progress.Progress or None
+    suite_file: str = "<suite>"  # for error messages
 
 
 def run_one(spec, ctx: RunContext) -> str:
@@ -127,13 +190,16 @@ def run_one(spec, ctx: RunContext) -> str:
     training = spec.config["training"]
     epochs = training["epochs"]
     main = ctx.dist.is_main
+    options, tuned = method_options(spec, ctx.results, ctx.suite_file)
     if main:
+        extra = {"tuned_temperature": {**tuned, "temperature": options["temperature"]}} \
+            if tuned else {}
         write_json(run.file("config.json"),
-                   {"suite": spec.suite_slug, "run_id": spec.run_id, **spec.config})
+                   {"suite": spec.suite_slug, "run_id": spec.run_id, **spec.config, **extra})
         resumed = run.status().get("epoch", 0) if run.file("checkpoint.pt").exists() else 0
         run.set_status("running", epoch=resumed, epochs=epochs)
     try:
-        _train_and_evaluate(spec, run, ctx)
+        _train_and_evaluate(spec, run, ctx, options, tuned)
     except NonFiniteLoss as err:
         if main:
             run.set_status("failed", epoch=_epochs_done(run), epochs=epochs, error=str(err))
@@ -148,9 +214,13 @@ def _epochs_done(run: RunDir) -> int:
     return load_torch(ckpt)["epoch"] if ckpt.exists() else 0
 
 
-def _train_and_evaluate(spec, run: RunDir, ctx: RunContext) -> None:
+def _train_and_evaluate(spec, run: RunDir, ctx: RunContext, options: dict,
+                        tuned: dict | None) -> None:
+    from bench import distributed
+
     training = spec.config["training"]
-    device = pick_device(training["device"])
+    device = pick_device(training["device"], ctx.dist)
+    distributed.check_sync_bn(training, device, ctx.dist)
     main = ctx.dist.is_main
     seed_everything(spec.seed)
     splits = ctx.data.get(spec.config["dataset"], spec.seed)
@@ -161,8 +231,9 @@ def _train_and_evaluate(spec, run: RunDir, ctx: RunContext) -> None:
         write_json(run.file("costs.json"), {
             "mmacs": spec.exit_mmacs, "params": flops.params_per_exit(model),
             "counter": "fvcore multiply-adds (MACs)", "input_size": list(spec.input_size)})
+    model = distributed.prepare_model(model, training, device, ctx.dist)
     model.to(device)
-    method = methods_registry.create(spec.method_name, **spec.method_options)
+    method = methods_registry.create(spec.method_name, **options)
     show = ctx.progress.epoch_callback(spec, run) if ctx.progress else None
 
     def on_epoch(info: dict) -> None:
@@ -172,19 +243,23 @@ def _train_and_evaluate(spec, run: RunDir, ctx: RunContext) -> None:
 
     trainer = Trainer(model, method, splits, training, spec.seed, device,
                       run.file("checkpoint.pt"), ctx.dist, on_epoch=on_epoch,
-                      wrap=getattr(ctx, "wrap", None))
+                      wrap=distributed.wrapper(ctx.dist, device),
+                      after_epoch=(lambda m: distributed.average_buffers(m, ctx.dist))
+                      if ctx.dist.world_size > 1 else None)
     state = trainer.fit()
-    if not main:
-        return
-    write_text(run.file("history.csv"), pd.DataFrame(state.history).to_csv(index=False))
     preds = {}
-    for split in ("heldout", "test"):
-        logits, targets = predict(model, method, splits.batches(
-            split, training["eval_batch_size"], device=device),
+    for split in ("heldout", "test"):  # every rank predicts its shard; rank 0 gathers
+        logits, targets = distributed.gather_predict(
+            model, method, splits, split, training["eval_batch_size"], device, ctx.dist,
             channels_last=trainer.channels_last)
         # Saved as float16 and metrics computed from what was saved, so that a later
         # evaluation from disk gives exactly the same numbers.
         preds[split] = {"logits": logits.half(), "targets": targets.long()}
+    if not main:
+        return
+    write_text(run.file("history.csv"), pd.DataFrame(state.history).to_csv(index=False))
     save_torch(run.file("predictions.pt"), preds)
-    write_json(run.file("metrics.json"),
-               compute_metrics(preds, spec.exit_mmacs, spec.budgets_mmacs))
+    metrics = compute_metrics(preds, spec.exit_mmacs, spec.budgets_mmacs, _calibration(spec))
+    if tuned:
+        metrics["tuned_temperature"] = {**tuned, "temperature": options["temperature"]}
+    write_json(run.file("metrics.json"), metrics)

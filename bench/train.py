@@ -32,10 +32,20 @@ class Dist:
 
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (one all-reduce under DDP, so that all
+        ranks stop together instead of one waiting forever in the next backward)."""
+        ok = torch.isfinite(loss.detach()).float().reshape(1)
+        if self.world_size > 1:
+            import torch.distributed as tdist
+            tdist.all_reduce(ok, op=tdist.ReduceOp.MIN)
+        return bool(ok.item())
 
 
 @dataclass
@@ -129,6 +139,7 @@ class Trainer:
     dist: Dist = field(default_factory=Dist)
     on_epoch: Callable[[dict], None] | None = None  # progress callback, rank 0
     wrap: Callable[[nn.Module], nn.Module] | None = None  # e.g. DistributedDataParallel
+    after_epoch: Callable[[nn.Module], None] | None = None  # e.g. average BN stats over ranks
 
     def __post_init__(self):
         self.method.prepare(self.model)
@@ -182,6 +193,8 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             losses, shares = self._train_epoch(net, optimizer, stage, epoch)
+            if self.after_epoch:
+                self.after_epoch(self.model)
             heldout = self._heldout_top1()
             state.epoch = epoch + 1
             rows = self._history_rows(epoch + 1, s + 1, lr, stage, losses, shares, heldout)
@@ -206,7 +219,7 @@ class Trainer:
                 outs = net(x, num_exits=reach)
                 sample_losses = self.method.sample_losses([o.float() for o in outs], y)
                 loss = self.method.loss_from_samples(sample_losses, stage.active_exits)
-            if not torch.isfinite(loss):
+            if not self.dist.all_finite(loss):
                 raise NonFiniteLoss(f"training loss is {loss.item()} at epoch {epoch + 1}, "
                                     f"step {steps + 1} (per-exit losses "
                                     f"{[round(v, 4) for v in sample_losses.mean(1).tolist()]})")

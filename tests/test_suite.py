@@ -103,13 +103,15 @@ def test_minimal_suite_gets_every_default(tmp_path):
     s = load_suite(write(tmp_path, MINIMAL))
     c = s.config
     assert c["description"] == "" and c["seeds"] == [0] and c["tune"] is None
+    assert c["evaluation"] == {"calibration": False}
     assert c["budgets"] == {"mmacs": None, "fractions": None}
     assert c["training"] == {
         "epochs": 300, "batch_size": 64, "eval_batch_size": 256,
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
                       "nesterov": False},
         "schedule": {"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1},
-        "device": "auto", "amp": False, "workers": 0, "channels_last": False}
+        "device": "auto", "amp": False, "workers": 0, "channels_last": False,
+        "sync_bn": False}
     d = c["dataset"]
     assert (d["root"], d["download"], d["heldout"]) == ("data", False, 1000)
     assert d["subset"] == {"train": None, "test": None}
