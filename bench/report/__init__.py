@@ -14,6 +14,6 @@ __all__ = ["render"]
 
 def render(results_root: Path, reports_root: Path, suites: list[str] | None = None) -> Path:
     """Render the reports of ``suites`` (all suites when None); return reports/index.html."""
-    from bench.report.render import render as _render  # lazy: keeps bench.tables light
+    from bench.report.html import render as _render  # lazy: keeps bench.tables light
 
     return _render(Path(results_root), Path(reports_root), suites)
