@@ -22,27 +22,11 @@ import torch
 from torch import nn
 
 
-def _fallback_boostnet_loss(outs: Sequence[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-    """BoostNet's loss with t = 0.5: sum_n CE(0.5 sg(F_{n-1}) + f_n, y), F_n = 0.5 F_{n-1} + f_n."""
-    loss, prev = 0.0, None
-    for f in outs:
-        z = f if prev is None else 0.5 * prev + f
-        loss = loss + nn.functional.cross_entropy(z, y)
-        prev = z.detach()
-    return loss
-
-
 def method_loss(name: str, model: nn.Module | None = None) -> Callable:
-    """The loss of ``methods.create(name)``, after letting it prepare ``model`` (gradient
-    rescaling); a local BoostNet stand-in if the ``methods`` package is unavailable."""
-    try:
-        import methods
-    except ImportError:
-        if name != "boostnet":
-            raise
-        if model is not None and hasattr(model, "grad_rescale"):
-            model.grad_rescale = True
-        return _fallback_boostnet_loss
+    """The loss of ``methods.create(name)``, after letting it prepare ``model`` (e.g. switch
+    on BoostNet's gradient rescaling)."""
+    import methods
+
     method = methods.create(name)
     if model is not None:
         method.prepare(model)
@@ -92,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--channels-last", action="store_true",
-                   help="channels_last memory format (slower for MSDNet on CPU, see README)")
+                   help="put the model and the input in channels_last memory format "
+                        "(MSDNet already converts its input to it on CPU)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.threads:
