@@ -392,10 +392,13 @@ def tune_one(spec, tc: dict, suite_dir: Path, storage_url: str, data, log=print)
     from bench.train import NonFiniteLoss
 
     name = study_name(spec, tc)
-    storage = open_storage(storage_url)
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
-                                sampler=_sampler(tc["sampler"], tc["sampler"]["seed"]),
-                                pruner=_pruner(tc["pruner"]), load_if_exists=True)
+    # Workers on one host take turns creating the tables and the study (SQLite would
+    # otherwise race on CREATE TABLE); on a shared server, start one worker first.
+    with locked(tuning_dir(suite_dir) / ".storage.lock"):
+        storage = open_storage(storage_url)
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                    sampler=_sampler(tc["sampler"], tc["sampler"]["seed"]),
+                                    pruner=_pruner(tc["pruner"]), load_if_exists=True)
     num_exits = len(spec.exit_mmacs)
     space = tc["space"]
     with locked(tuning_dir(suite_dir) / f".{name}.lock"):
