@@ -74,7 +74,15 @@ def test_two_workers_share_a_suite_without_duplicated_work(tmp_path):
     assert len(lines) == 1 + 4 * (3 + 1)  # header + per run: 3 exits and 1 budget
 
 
-def test_a_claimed_run_is_skipped_and_a_dead_workers_run_is_taken(tmp_path):
+def run_here(capsys, *args):
+    """``python -m bench ARGS`` in this process (no interpreter start-up); its stderr."""
+    from bench import cli
+    capsys.readouterr()
+    assert cli.main(list(args)) == 0
+    return capsys.readouterr().err
+
+
+def test_a_claimed_run_is_skipped_and_a_dead_workers_run_is_taken(tmp_path, capsys):
     raw = {**SUITE, "methods": ["joint"], "seeds": [0]}
     suite = write(tmp_path, raw)
     results = tmp_path / "results"
@@ -88,13 +96,13 @@ def test_a_claimed_run_is_skipped_and_a_dead_workers_run_is_taken(tmp_path):
         cwd=ROOT, env=env(), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "True"
-        (err,) = finish([bench("run", suite, "--results", str(results), "--no-report")])
+        err = run_here(capsys, "run", suite, "--results", str(results), "--no-report")
         assert "taken by another worker" in err and started(err) == []
         assert claims.try_claim(lock) is None
     finally:
         holder.send_signal(signal.SIGKILL)  # the worker dies; the OS drops its lock
         holder.wait()
-    (err,) = finish([bench("run", suite, "--results", str(results), "--no-report")])
+    err = run_here(capsys, "run", suite, "--results", str(results), "--no-report")
     assert started(err) == [spec.run_id]
     claim = claims.try_claim(lock)
     assert claim is not None
@@ -131,7 +139,7 @@ def test_shard_unshard_roundtrip():
     assert unshard(parts, 7).tolist() == list(range(7))
 
 
-def test_ddp_two_processes_gloo_match_one_process(tmp_path):
+def test_ddp_two_processes_gloo_match_one_process(tmp_path, capsys):
     """torchrun, 2 CPU processes x batch 32 vs 1 process x batch 64: the same samples per
     step and the same averaged gradient, except batch norm, whose batch statistics are per
     process (SyncBatchNorm has no CPU kernel), so the two drift apart a little. Tolerance:
@@ -147,8 +155,8 @@ def test_ddp_two_processes_gloo_match_one_process(tmp_path):
                          "--no-report", "--quiet"], cwd=ROOT, env=env(), capture_output=True,
                         text=True, timeout=300)
     assert p2.returncode == 0, p2.stderr[-3000:]
-    (err,) = finish([bench("run", suite, "--results", str(r1), "--no-report", "--quiet",
-                           "--set", "training.batch_size=64")])
+    run_here(capsys, "run", suite, "--results", str(r1), "--no-report", "--quiet",
+             "--set", "training.batch_size=64")
     for method in ("boostnet", "sequential"):
         (d1,) = (r1 / "shared").glob(f"*--{method}--*")
         (d2,) = (r2 / "shared").glob(f"*--{method}--*")
