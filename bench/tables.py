@@ -93,7 +93,7 @@ def wide(df: pd.DataFrame, kind: str, backbone: str, with_delta: bool = True) ->
     sub = df[(df["kind"] == kind) & (df["backbone"] == backbone)]
     if not len(sub):
         return pd.DataFrame()
-    label = (lambda p: f"{p:g}M") if kind == "budget" else (lambda p: f"exit {int(p)}")
+    label = (lambda p: f"{p:.4g}M") if kind == "budget" else (lambda p: f"exit {int(p)}")
     cells = sub.assign(col=sub["point"].map(label),
                        cell=[fmt_cell(m, s, d if with_delta else None)
                              for m, s, d in zip(sub["mean"], sub["std"], sub["delta"])])

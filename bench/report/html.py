@@ -73,7 +73,7 @@ def _p(v) -> str:
 
 
 def _point(kind: str, point: float) -> str:
-    return f"{point:g} MMACs" if kind == "budget" else f"exit {int(point)}"
+    return f"{point:.4g} MMACs" if kind == "budget" else f"exit {int(point)}"
 
 
 def environment() -> jinja2.Environment:
