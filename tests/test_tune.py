@@ -98,6 +98,11 @@ def test_study_baseline_pruning_resume_and_tuned_run(tmp_path, capsys):
     titles = [t for t, _ in figures]
     assert any("optimization history" in t for t in titles)
     assert all(hasattr(f, "to_html") for _, f in figures)
+    # ... and the suite's report page shows them.
+    from bench import report
+    report.render(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "tiny-tune" / "index.html").read_text()
+    assert "Ensemble temperature tuning" in page and page.count('class="plot"') >= 3
 
 
 def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, capsys):

@@ -211,7 +211,18 @@ def render_suite(env, suite: Suite, cmp: pd.DataFrame, folder: Path) -> None:
     (folder / "index.html").write_text(env.get_template("suite.html").render(
         root="..", title=suite.name, suite=suite, status=status_of(suite), dataset=_dataset(suite),
         sections=sections, runs=runs, environments=env_rows, baseline=base,
+        tuning=tuning_figures(suite),
         config=suite.config, logits_note=LOGITS_NOTE, macs_note=MACS_NOTE), encoding="utf-8")
+
+
+def tuning_figures(suite: Suite) -> list[dict]:
+    """Optuna's own figures for the suite's temperature studies (``bench tune``), if any."""
+    if not (suite.path / "tuning").is_dir():
+        return []
+    from bench import tune
+
+    return [{"title": title, "fig": json.loads(fig.to_json())}
+            for title, fig in tune.report_figures(suite.path)]
 
 
 def _method_name(suite: Suite, label: str) -> str:
