@@ -6,12 +6,10 @@ recorded as failed while the others go on.
 """
 from __future__ import annotations
 
-import os
 import platform
 import random
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +21,8 @@ import bench
 import methods as methods_registry
 from bench import backbones, data as datasets, evaluate, flops
 from bench.results import RunDir, now, save_torch, load_torch, read_json, write_json, \
-    write_summary, write_text
-from bench.train import Dist, NonFiniteLoss, Trainer, predict
+    write_text
+from bench.train import Dist, NonFiniteLoss, Trainer
 
 
 def seed_everything(seed: int) -> None:

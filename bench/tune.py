@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from bench.results import now, read_json, write_json
-from bench.suite import SuiteError, TUNED, _Checker, _join, run_hash
+from bench.suite import SuiteError, TUNED, _Checker, run_hash
 
 PAPER_TEMPERATURE = 0.5  # the paper's default t_n, enqueued as every study's first trial
 

@@ -1,7 +1,6 @@
 """End to end through the command line, in subprocesses, on CPU."""
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
