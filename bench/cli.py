@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         return speed.main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     from bench import commands
-    from bench.data import DatasetNotFound
+    from bench.data import DatasetNotFound, MissingDependency
     from bench.suite import SuiteError
     try:
         return getattr(commands, args.command)(args)
-    except (SuiteError, DatasetNotFound, UsageError) as err:
+    except (SuiteError, DatasetNotFound, MissingDependency, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from .errors import DatasetNotFound
+from .errors import DatasetNotFound, MissingDependency
 from .splits import Splits, TensorSplits, mix_seed, shard, unshard, uint8_mean_std
 from . import synthetic as _synthetic
 
-__all__ = ["names", "load", "Splits", "TensorSplits", "DatasetNotFound", "shard", "unshard",
+__all__ = ["names", "load", "Splits", "TensorSplits", "DatasetNotFound", "MissingDependency", "shard", "unshard",
            "split_indices", "OPTIONS"]
 
 # name -> allowed options and their defaults

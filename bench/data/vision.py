@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .errors import DatasetNotFound
+from .errors import DatasetNotFound, MissingDependency
 
 # Standard per-channel statistics of the CIFAR training sets (in [0, 1] units).
 CIFAR_STATS = {
@@ -27,7 +27,7 @@ def torchvision():
     try:
         import torchvision as tv
     except Exception as e:  # ImportError, or RuntimeError from a torchvision built for another torch
-        raise ImportError(f"this data set needs torchvision (pip install 'boostnet-bench[vision]'): {e}") from e
+        raise MissingDependency(f"this data set needs torchvision (pip install 'boostnet-bench[vision]'): {e}") from e
     return tv
 
 
