@@ -266,7 +266,6 @@ class MSDNet(nn.Module):
         self.num_exits = n_blocks
         self.input_size = (in_channels, image_size, image_size)
         self.grad_rescale = False
-        self.cpu_channels_last = True  # see forward
         self.steps = block_steps(n_blocks, step_mode, step, base)
         n_layers = sum(self.steps)
 
@@ -293,11 +292,6 @@ class MSDNet(nn.Module):
         k = check_num_exits(num_exits, self.num_exits)
         n = self.num_exits
         logits = []
-        if x.device.type == "cpu" and self.cpu_channels_last:
-            # channels_last makes oneDNN's CPU convolutions ~25% faster for a training step
-            # of msdnet10_cifar (CPU time 1.83 -> 1.31 s at batch 64, one thread); every
-            # later feature map inherits the format. Values are unchanged up to rounding.
-            x = x.contiguous(memory_format=torch.channels_last)
         xs = x
         for i in range(k):
             xs = self.blocks[i](xs)
