@@ -48,7 +48,8 @@ def topk_accuracy(preds, targets, k):
     preds, targets = _stack(preds), _targets(targets)
     top = preds.topk(min(k, preds.shape[-1]), dim=-1).indices  # [N, M, k]
     hit = (top == targets[None, :, None]).any(dim=-1)  # [N, M]
-    return [100.0 * h.float().mean().item() for h in hit]
+    # exact counts (no float32 rounding); NaN for an empty split
+    return [100.0 * h.sum().item() / h.numel() if h.numel() else math.nan for h in hit]
 
 
 def anytime_accuracy(preds, targets):
