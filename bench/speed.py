@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--channels-last", action="store_true",
                    help="put the model and the input in channels_last memory format (on this "
                         "2-core CPU it is slower than NCHW for msdnet10_cifar at 2 threads)")
+    p.add_argument("--compile", action="store_true",
+                   help="time the model under torch.compile (the first, compiling step is "
+                        "part of --warmup and takes minutes on a CPU)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.threads:
@@ -86,11 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     model = backbones.create(args.backbone, num_classes=num_classes)
     loss_fn = method_loss(args.method, model)
+    if args.compile:
+        model = torch.compile(model)
     times = time_steps(model, loss_fn, batch_size=args.batch_size, steps=args.steps,
                        warmup=args.warmup, num_classes=num_classes,
                        channels_last=args.channels_last, seed=args.seed)
     s = summary(times, torch.get_num_threads())
-    print(f"{args.backbone} / {args.method}, batch {args.batch_size}: "
+    print(f"{args.backbone} / {args.method}{' (compiled)' if args.compile else ''}, "
+          f"batch {args.batch_size}: "
           f"median {s['median_s']:.3f} s/step, min {s['min_s']:.3f}, max {s['max_s']:.3f} "
           f"({s['steps']} steps); threads {s['threads']}; torch {s['torch']}; "
           f"loadavg {s['loadavg']}")

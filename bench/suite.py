@@ -57,7 +57,7 @@ OPTIMIZERS = {"sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "nestero
 SCHEDULES = {"step": {"milestones": [0.5, 0.75], "gamma": 0.1}, "cosine": {}, "constant": {}}
 TRAINING = {"epochs": 300, "batch_size": 64, "eval_batch_size": 256, "optimizer": None,
             "schedule": None, "device": "auto", "amp": False, "workers": 0,
-            "channels_last": False, "sync_bn": False}
+            "channels_last": False, "sync_bn": False, "compile": False}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
 
@@ -308,7 +308,7 @@ def _training(c: _Checker, value: Any) -> dict:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         c.integer(t[key], f"training.{key}", lo=1)
     c.integer(t["workers"], "training.workers", lo=0)
-    for key in ("amp", "channels_last", "sync_bn"):
+    for key in ("amp", "channels_last", "sync_bn", "compile"):
         c.boolean(t[key], f"training.{key}")
     c.string(t["device"], "training.device", DEVICE, "auto, cpu, cuda or cuda:N")
 

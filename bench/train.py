@@ -187,6 +187,11 @@ class Trainer:
             optimizer.load_state_dict(ckpt["optimizer"])
             self.scaler.load_state_dict(ckpt["scaler"])
         net = self.wrap(self.model) if self.wrap else self.model
+        if self.training.get("compile"):
+            # torch.compile: msdnet10_cifar's CPU step 1.32 -> 1.14 s (2 threads), after a
+            # first step that compiles for minutes (once per stage: each stage's forward
+            # stops at another exit). Evaluation stays eager.
+            net = torch.compile(net)
         base_lr = self.training["optimizer"]["lr"]
         for epoch in range(state.epoch, first_epoch + n_epochs):
             lr = base_lr * lr_factor(epoch - first_epoch, n_epochs, self.training["schedule"])

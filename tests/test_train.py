@@ -1,4 +1,5 @@
 import math
+import shutil
 
 import pytest
 import torch
@@ -100,3 +101,16 @@ def test_nan_loss_stops_with_a_clear_error(splits, tmp_path):
         trainer.model.heads[0][2].weight.fill_(math.nan)
     with pytest.raises(NonFiniteLoss, match="training loss is nan at epoch 1, step 1"):
         trainer.fit()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
+                    reason="torch.compile on CPU needs a C compiler")
+def test_compiled_training_matches_eager_closely(splits, tmp_path):
+    eager = make_trainer(splits, tmp_path / "eager", "boostnet", epochs=1)
+    eager.fit()
+    compiled = make_trainer(splits, tmp_path / "compiled", "boostnet", epochs=1, compile=True)
+    compiled.fit()
+    for (k, a), b in zip(eager.model.state_dict().items(),
+                         compiled.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=k)
