@@ -66,6 +66,14 @@ def _band(x, mean, std, name: str, color: str) -> list[dict]:
     ]
 
 
+def _paper_trace(name: str, mmacs: list, top1: list) -> dict:
+    """The paper's curve for ``name`` (MSDNet or BoostNet), dashed, labeled as the paper's."""
+    return {"type": "scatter", "mode": "lines+markers",
+            "name": f"paper: {name} (reference counter MMACs)", "x": mmacs, "y": top1,
+            "line": {"color": PAPER_COLOR[name], "dash": "dash"}, "marker": {"symbol": "x"},
+            "hovertemplate": f"paper {name}: %{{x:.2f}} MMACs, top-1 %{{y:.2f}} %<extra></extra>"}
+
+
 def anytime(cmp: pd.DataFrame, backbone: str, methods: list[str], with_paper: bool) -> dict:
     """Top-1 vs MMACs per exit, one line per method: mean, band = ± std over seeds."""
     pal = colors(methods)
@@ -84,14 +92,8 @@ def anytime(cmp: pd.DataFrame, backbone: str, methods: list[str], with_paper: bo
                                       "<br>top-1 %{y:.2f} % ± %{customdata[1]:.2f}"
                                       " (%{customdata[2]} seeds)<extra></extra>"})
     if with_paper:
-        for name, top1 in paper.ANYTIME_TOP1.items():
-            data.append({"type": "scatter", "mode": "lines+markers",
-                         "name": f"paper: {name} (reference counter MMACs)",
-                         "x": paper.ANYTIME_MMACS, "y": top1,
-                         "line": {"color": PAPER_COLOR[name], "dash": "dash"},
-                         "marker": {"symbol": "x"},
-                         "hovertemplate": f"paper {name}: %{{x:.2f}} MMACs, "
-                                          "top-1 %{y:.2f} %<extra></extra>"})
+        data += [_paper_trace(name, paper.ANYTIME_MMACS, top1)
+                 for name, top1 in paper.ANYTIME_TOP1.items()]
     return {"data": data, "layout": _layout(f"Anytime prediction: {backbone}",
                                             "MMACs per image (fvcore multiply-adds)",
                                             "top-1 accuracy (%)")}
@@ -130,14 +132,8 @@ def budgeted(suite, cmp: pd.DataFrame, backbone: str, methods: list[str],
                                           "realized %{x:.2f} MMACs, top-1 %{y:.2f} % "
                                           "(%{customdata[1]} seeds)<extra></extra>"})
     if with_paper:
-        for name, points in paper.BUDGETED_TOP1.items():
-            data.append({"type": "scatter", "mode": "lines+markers",
-                         "name": f"paper: {name} (reference counter MMACs)",
-                         "x": list(points), "y": list(points.values()),
-                         "line": {"color": PAPER_COLOR[name], "dash": "dash"},
-                         "marker": {"symbol": "x"},
-                         "hovertemplate": f"paper {name}: %{{x}} MMACs, top-1 %{{y:.2f}} %"
-                                          "<extra></extra>"})
+        data += [_paper_trace(name, list(points), list(points.values()))
+                 for name, points in paper.BUDGETED_TOP1.items()]
     shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": b, "x1": b, "y0": 0,
                "y1": 1, "line": {"color": "#999", "dash": "dot", "width": 1}}
               for b in sorted(set(budgets))]
