@@ -123,9 +123,13 @@ class ScoredSplit:
 
     def thresholds(self, q):
         """MSDNet threshold fit: at exit k, the counts[k]-th highest score among remaining samples."""
+        return self._fit(q)[0]
+
+    def _fit(self, q):
+        """(thresholds, samples of this split leaving at each exit under them)."""
         counts = exit_counts(exit_prior(q, self.n), self.m)
         left = np.ones(self.m, dtype=bool)  # not yet exited
-        out = []
+        out, leaving = [], np.zeros(self.n, dtype=np.int64)
         for k in range(self.n - 1):
             ranked = self.order[k][left[self.order[k]]]  # remaining samples, most confident first
             if counts[k] == 0 or len(ranked) == 0:
@@ -135,8 +139,11 @@ class ScoredSplit:
             else:
                 t = float(self.scores[k, ranked[counts[k] - 1]])
             out.append(t)
-            left &= self.scores[k] < t  # those with s >= t leave here
-        return out + [-math.inf]  # the last exit takes everything left
+            stay = self.scores[k] < t  # those with s >= t leave here
+            leaving[k] = len(ranked) - np.count_nonzero(left & stay)
+            left &= stay
+        leaving[-1] = np.count_nonzero(left)
+        return out + [-math.inf], leaving  # the last exit takes everything left
 
     def exits(self, thresholds):
         """0-based exit of every sample under fixed thresholds, [M]."""
@@ -242,7 +249,8 @@ def solve_q(val, flops, budget):
     budget = budget + 1e-9 * max(abs(flops[-1]), 1.0)  # float slack in the comparisons
     span = math.log(4 * val.m) + 1  # q = e^-span: round(M * P_1) = M; e^span: round(M * P_N) = M
     planned = lambda x: float(exit_counts(exit_prior(math.exp(x), val.n), val.m) @ flops) / val.m
-    realized = lambda x: val.evaluate(val.thresholds(math.exp(x)), flops)["mmacs"]
+    # = val.evaluate(val.thresholds(q), flops)["mmacs"], from the counts the fit already has
+    realized = lambda x: float((val._fit(math.exp(x))[1] / val.m) @ flops)
     x = _search(planned, budget, span)
     if not math.isclose(realized(x), planned(x), rel_tol=1e-9):
         x = _search(realized, budget, span, grid=1024)  # ties: cost no longer monotone in q

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -222,3 +223,17 @@ def test_global_threshold_is_monotone_and_the_best_tau_within_budget():
         assert cost(tau) == max(c for c in costs if c <= b + 1e-9)  # brute force
         assert tau >= prev_tau and cost(tau) >= prev_cost  # more budget: later exits
         prev_tau, prev_cost = tau, cost(tau)
+
+
+def test_fit_counts_the_exits_its_thresholds_give_even_with_ties():
+    val, yv = random_split(10, n=4, m=300, c=5)
+    split, flops = ev._Split(val.round(), yv), [1.0, 2.0, 4.0, 8.0]  # many tied scores
+    tied_somewhere = False
+    for q in torch.logspace(-3, 3, 60, dtype=torch.float64).tolist():
+        thresholds, leaving = split._fit(q)
+        res = split.evaluate(thresholds, flops)
+        assert (leaving / split.m).tolist() == res["exit_shares"]  # what solve_q's search uses
+        assert float((leaving / split.m) @ np.asarray(flops)) == res["mmacs"]
+        planned = ev.exit_counts(ev.exit_prior(q, 4), 300)
+        tied_somewhere |= leaving.tolist() != planned.tolist()
+    assert tied_somewhere  # ties made some realized counts differ from the planned ones
