@@ -122,7 +122,7 @@ class ScoredSplit:
         self.n, self.m = self.scores.shape
 
     def thresholds(self, q):
-        """MSDNet threshold fit: at exit k, the counts[k]-th highest score among remaining samples."""
+        """MSDNet threshold fit: at exit k, the counts[k]-th highest remaining score."""
         return self._fit(q)[0]
 
     def _fit(self, q):
