@@ -5,7 +5,8 @@ Tensor [N_exits, M, C] or a list of N tensors [M, C] (float16 is fine: computed 
 ``targets`` int64 [M]; ``exit_flops`` the cumulative cost of reaching exit n (MMACs).
 
 Budgeted batch classification follows MSDNet (Huang et al. 2018) and the BoostNet reference
-(``adaptive_inference.py``): the confidence of exit n is the max softmax of F_n; a geometric
+(``adaptive_inference.py``): the confidence of exit n is the max softmax of F_n (any other
+score matrix works the same way: ``ScoredSplit``; the criteria live in ``bench.exits``); a geometric
 prior P_k ∝ q^k (k = 1..N) fixes the share of held-out samples that leave at exit k;
 thresholds are fitted exit by exit on the held-out split only and applied unchanged to the
 test split. Early exiting is simulated from the saved logits of every exit.
@@ -65,10 +66,22 @@ def confidences(preds):
     """
     preds = _stack(preds)
     top, pred = preds.max(dim=-1)
-    # max softmax = 1 / sum_j exp(z_j - z_max)
-    conf = torch.stack([1.0 / (p.double() - t.double()[:, None]).exp().sum(-1)
+    return _max_softmax(preds, top), pred
+
+
+def max_softmax(logits):
+    """Max softmax [N, M] float64 of float32 or float64 logits [N, M, C] (-inf entries allowed,
+    as long as every row has a finite maximum)."""
+    logits = torch.as_tensor(logits)
+    if logits.dtype != torch.float64:
+        logits = logits.float()
+    return _max_softmax(logits, logits.max(dim=-1).values)
+
+
+def _max_softmax(preds, top):
+    # max softmax = 1 / sum_j exp(z_j - z_max), one exit at a time in float64
+    return torch.stack([1.0 / (p.double() - t.double()[:, None]).exp().sum(-1)
                         for p, t in zip(preds, top)])
-    return conf, pred
 
 
 def exit_prior(q, n_exits):
@@ -87,21 +100,36 @@ def exit_counts(prior, m):
 
 # The threshold fit and the budget search run in numpy: thousands of tiny ops, where torch's
 # thread pool only adds overhead.
-class _Split:
-    """Confidences, predictions and per-exit confidence ranking of one split, computed once."""
+class ScoredSplit:
+    """One split under an exit criterion: scores s [N, M] (higher = more confident; a sample
+    leaves at the first exit n with s_n >= T_n), predictions [N, M] and targets [M].
 
-    def __init__(self, preds, targets):
-        conf, pred = confidences(preds)
-        self.conf, self.pred = conf.numpy(), pred.numpy()  # [N, M]
-        self.targets = _targets(targets).numpy()
-        self.order = np.argsort(-self.conf, axis=1, kind="stable")  # most confident first
-        self.n, self.m = self.conf.shape
+    The per-exit ranking of the scores is computed once; the threshold fit reads only this
+    object, so a split built from held-out data never sees test data.
+    """
+
+    def __init__(self, scores, pred, targets):
+        self.scores = np.asarray(scores, dtype=np.float64)  # [N, M]
+        self.pred = np.asarray(pred)
+        self.targets = np.asarray(targets)
+        if self.scores.ndim != 2 or self.pred.shape != self.scores.shape:
+            raise ValueError(f"scores and predictions must both be [N_exits, M], got "
+                             f"{self.scores.shape} and {self.pred.shape}")
+        if self.targets.shape != self.scores.shape[1:]:
+            raise ValueError(f"targets must be [M] with M = {self.scores.shape[1]}, "
+                             f"got shape {self.targets.shape}")
+        self.order = np.argsort(-self.scores, axis=1, kind="stable")  # most confident first
+        self.n, self.m = self.scores.shape
 
     def thresholds(self, q):
-        """MSDNet threshold fit: at exit k, the counts[k]-th most confident remaining sample."""
+        """MSDNet threshold fit: at exit k, the counts[k]-th highest remaining score."""
+        return self._fit(q)[0]
+
+    def _fit(self, q):
+        """(thresholds, samples of this split leaving at each exit under them)."""
         counts = exit_counts(exit_prior(q, self.n), self.m)
         left = np.ones(self.m, dtype=bool)  # not yet exited
-        out = []
+        out, leaving = [], np.zeros(self.n, dtype=np.int64)
         for k in range(self.n - 1):
             ranked = self.order[k][left[self.order[k]]]  # remaining samples, most confident first
             if counts[k] == 0 or len(ranked) == 0:
@@ -109,18 +137,37 @@ class _Split:
             elif counts[k] >= len(ranked):
                 t = -math.inf  # everything left leaves here, on any split
             else:
-                t = float(self.conf[k, ranked[counts[k] - 1]])
+                t = float(self.scores[k, ranked[counts[k] - 1]])
             out.append(t)
-            left &= self.conf[k] < t  # those with conf >= t leave here
-        return out + [-math.inf]  # the last exit takes everything left
+            stay = self.scores[k] < t  # those with s >= t leave here
+            leaving[k] = len(ranked) - np.count_nonzero(left & stay)
+            left &= stay
+        leaving[-1] = np.count_nonzero(left)
+        return out + [-math.inf], leaving  # the last exit takes everything left
+
+    def exits(self, thresholds):
+        """0-based exit of every sample under fixed thresholds, [M]."""
+        return _assign(self.scores, thresholds)
+
+    def correct(self, thresholds):
+        """Whether each sample's prediction at the exit it leaves at is right, bool [M]."""
+        return self.pred[self.exits(thresholds), np.arange(self.m)] == self.targets
 
     def evaluate(self, thresholds, flops):
         """Accuracy (percent), realized mean cost and exit shares under fixed thresholds."""
-        exits = _assign(self.conf, thresholds)
+        exits = self.exits(thresholds)
         correct = self.pred[exits, np.arange(self.m)] == self.targets
         shares = np.bincount(exits, minlength=self.n) / self.m
         return {"accuracy": 100.0 * float(correct.mean()), "mmacs": float(shares @ flops),
                 "exit_shares": shares.tolist()}
+
+
+class _Split(ScoredSplit):
+    """The default criterion's split: max softmax of F_n as the score, argmax as prediction."""
+
+    def __init__(self, preds, targets):
+        conf, pred = confidences(preds)
+        super().__init__(conf.numpy(), pred.numpy(), _targets(targets).numpy())
 
 
 def _assign(conf, thresholds):
@@ -141,6 +188,13 @@ def _check_flops(exit_flops, n):
     if any(b < a for a, b in zip(flops, flops[1:])):
         raise ValueError(f"exit_flops must be cumulative (non-decreasing), got {flops}")
     return flops
+
+
+def _check_budgets(budgets, flops):
+    for b in budgets:
+        if not flops[0] <= b <= flops[-1]:
+            raise ValueError(f"budget {b} is outside the valid range [{flops[0]}, {flops[-1]}] "
+                             "(cost of the first to the last exit)")
 
 
 def budget_curve(val_preds, val_targets, test_preds, test_targets, exit_flops, qs=None):
@@ -195,11 +249,43 @@ def solve_q(val, flops, budget):
     budget = budget + 1e-9 * max(abs(flops[-1]), 1.0)  # float slack in the comparisons
     span = math.log(4 * val.m) + 1  # q = e^-span: round(M * P_1) = M; e^span: round(M * P_N) = M
     planned = lambda x: float(exit_counts(exit_prior(math.exp(x), val.n), val.m) @ flops) / val.m
-    realized = lambda x: val.evaluate(val.thresholds(math.exp(x)), flops)["mmacs"]
+    # = val.evaluate(val.thresholds(q), flops)["mmacs"], from the counts the fit already has
+    realized = lambda x: float((val._fit(math.exp(x))[1] / val.m) @ flops)
     x = _search(planned, budget, span)
     if not math.isclose(realized(x), planned(x), rel_tol=1e-9):
         x = _search(realized, budget, span, grid=1024)  # ties: cost no longer monotone in q
     return math.exp(x)
+
+
+def global_thresholds(tau, n_exits):
+    """One threshold tau for exits 1..N-1; the last exit takes everything left."""
+    return [float(tau)] * (n_exits - 1) + [-math.inf]
+
+
+def solve_global(val, flops, budget):
+    """The global threshold tau (DeeBERT / ZTW style, a variant of the per-exit fit) with the
+    highest held-out mean cost <= ``budget``. Reads the held-out split only.
+
+    Raising tau can only move a sample to a later exit, so the held-out cost is non-decreasing
+    in tau and constant between consecutive distinct held-out scores v_j < v_j+1 (on
+    (v_j, v_j+1] the samples that leave are those with s >= v_j+1). The supremum of the tau
+    within budget is therefore -inf, +inf or a held-out score: bisect over the sorted distinct
+    scores of exits 1..N-1.
+    """
+    flops = np.asarray(flops, dtype=np.float64)
+    budget = budget + 1e-9 * max(abs(flops[-1]), 1.0)  # float slack, as in solve_q
+    cost = lambda tau: val.evaluate(global_thresholds(tau, val.n), flops)["mmacs"]
+    if cost(math.inf) <= budget:
+        return math.inf
+    values = np.unique(val.scores[:-1])  # ascending
+    lo, hi = -1, len(values)  # cost(values[lo]) <= budget (lo = -1: tau = -inf) < cost(values[hi])
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if cost(float(values[mid])) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return -math.inf if lo < 0 else float(values[lo])
 
 
 def accuracy_at_budgets(val_preds, val_targets, test_preds, test_targets, exit_flops, budgets):
@@ -213,10 +299,7 @@ def accuracy_at_budgets(val_preds, val_targets, test_preds, test_targets, exit_f
     """
     val = _Split(val_preds, val_targets)
     flops = _check_flops(exit_flops, val.n)
-    for b in budgets:
-        if not flops[0] <= b <= flops[-1]:
-            raise ValueError(f"budget {b} is outside the valid range [{flops[0]}, {flops[-1]}] "
-                             "(cost of the first to the last exit)")
+    _check_budgets(budgets, flops)
     test = _Split(test_preds, test_targets)  # only used after the thresholds are fixed
     rows = []
     for b in budgets:

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -164,3 +165,75 @@ def test_budget_solver_beats_a_dense_q_scan(tied):
         (row,) = ev.accuracy_at_budgets(val, yv, val, yv, flops, [b])
         assert row["heldout_flops"] <= b + 1e-9
         assert row["heldout_flops"] >= max(c for c in scan if c <= b) - 1e-9
+
+
+# 2 exits, 4 held-out samples, scores of any scale (here negative, like -entropy)
+TOY_SCORES = [[-0.1, -0.9, -0.3, -0.8], [-0.5, -0.6, -0.2, -0.4]]
+TOY_PRED = [[0, 1, 1, 0], [0, 1, 1, 1]]
+TOY_Y = [0, 0, 1, 1]
+FLOPS2 = [1.0, 3.0]
+
+
+def test_scored_split_fits_any_score_matrix_on_a_two_exit_toy():
+    split = ev.ScoredSplit(TOY_SCORES, TOY_PRED, TOY_Y)
+    # q = 1: counts [2, 2]; the 2nd highest exit-1 score is -0.3 -> samples 0 and 2 leave
+    assert split.thresholds(1.0) == [-0.3, -math.inf]
+    assert split.exits([-0.3, -math.inf]).tolist() == [0, 1, 0, 1]
+    # exit 1 predicts 0, 1 for samples 0, 2 (right); exit 2 predicts 1, 1 for 1, 3 (wrong, right)
+    assert split.correct([-0.3, -math.inf]).tolist() == [True, False, True, True]
+    res = split.evaluate([-0.3, -math.inf], FLOPS2)
+    assert res == {"accuracy": 75.0, "mmacs": 2.0, "exit_shares": [0.5, 0.5]}
+    # q small: counts [4, 0] -> -inf (all leave at exit 1); q large: [0, 4] -> +inf
+    assert split.thresholds(1e-6) == [-math.inf, -math.inf]
+    assert split.thresholds(1e6) == [math.inf, -math.inf]
+    # q = 0.5: prior [2/3, 1/3], counts [3, 1]: the 3rd highest is -0.8
+    assert split.thresholds(0.5) == [-0.8, -math.inf]
+
+
+def test_scored_split_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"both be \[N_exits, M\], got \(2, 4\) and \(2, 3\)"):
+        ev.ScoredSplit(TOY_SCORES, [[0, 1, 1], [0, 1, 1]], TOY_Y)
+    with pytest.raises(ValueError, match=r"targets must be \[M\] with M = 4, got shape \(3,\)"):
+        ev.ScoredSplit(TOY_SCORES, TOY_PRED, [0, 0, 1])
+
+
+def test_global_threshold_hand_computed():
+    split = ev.ScoredSplit(TOY_SCORES, TOY_PRED, TOY_Y)
+    # cost(tau) = 1 + 2 * (share with exit-1 score < tau); exit-1 scores -.1 -.3 -.8 -.9
+    assert ev.global_thresholds(-0.3, 2) == [-0.3, -math.inf]
+    assert ev.solve_global(split, FLOPS2, 2.0) == -0.3  # 2 leave: cost 2.0
+    assert ev.solve_global(split, FLOPS2, 1.9) == -0.8  # 3 leave: cost 1.5
+    assert ev.solve_global(split, FLOPS2, 1.4) == -0.9  # all leave: cost 1.0
+    assert ev.solve_global(split, FLOPS2, 1.0) == -0.9  # the highest tau of that cost
+    assert ev.solve_global(split, FLOPS2, 2.9) == -0.1  # 1 leaves: 2.5
+    assert ev.solve_global(split, FLOPS2, 3.0) == math.inf  # nobody leaves early
+
+
+def test_global_threshold_is_monotone_and_the_best_tau_within_budget():
+    val, yv = random_split(9, n=4, m=150)
+    split, flops = ev._Split(val, yv), [1.0, 2.0, 4.0, 8.0]
+    cost = lambda tau: split.evaluate(ev.global_thresholds(tau, 4), flops)["mmacs"]
+    taus = [-math.inf] + sorted(set(split.scores[:-1].ravel().tolist())) + [math.inf]
+    costs = [cost(t) for t in taus]
+    assert costs == sorted(costs)  # held-out cost is non-decreasing in tau
+    prev_tau, prev_cost = -math.inf, 0.0
+    for b in [1.0, 1.5, 2.2, 3.0, 4.5, 6.0, 7.9, 8.0]:
+        tau = ev.solve_global(split, flops, b)
+        assert cost(tau) <= b + 1e-9
+        assert cost(tau) == max(c for c in costs if c <= b + 1e-9)  # brute force
+        assert tau >= prev_tau and cost(tau) >= prev_cost  # more budget: later exits
+        prev_tau, prev_cost = tau, cost(tau)
+
+
+def test_fit_counts_the_exits_its_thresholds_give_even_with_ties():
+    val, yv = random_split(10, n=4, m=300, c=5)
+    split, flops = ev._Split(val.round(), yv), [1.0, 2.0, 4.0, 8.0]  # many tied scores
+    tied_somewhere = False
+    for q in torch.logspace(-3, 3, 60, dtype=torch.float64).tolist():
+        thresholds, leaving = split._fit(q)
+        res = split.evaluate(thresholds, flops)
+        assert (leaving / split.m).tolist() == res["exit_shares"]  # what solve_q's search uses
+        assert float((leaving / split.m) @ np.asarray(flops)) == res["mmacs"]
+        planned = ev.exit_counts(ev.exit_prior(q, 4), 300)
+        tied_somewhere |= leaving.tolist() != planned.tolist()
+    assert tied_somewhere  # ties made some realized counts differ from the planned ones
