@@ -1,7 +1,7 @@
 """Knowledge distillation into early exits.
 
     L = w_N CE(f_N, y)
-      + sum_{n<N} w_n [ (1 - alpha) CE(f_n, y) + alpha T^2 KL( softmax(sg(t)/T) || softmax(f_n/T) ) ]
+      + sum_{n<N} w_n [ (1-alpha) CE(f_n, y) + alpha T^2 KL(softmax(sg(t)/T) || softmax(f_n/T)) ]
 
 with the teacher t = f_N for plain self-distillation (:func:`kd_loss`) or any given tensor
 (IMTA's frozen first-stage network, :mod:`methods.lib.isc`). The teacher is always detached,
