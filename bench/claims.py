@@ -66,11 +66,3 @@ def locked(path: Path):
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-
-
-def run_lock(run_dir: Path) -> Path:
-    return Path(run_dir) / ".lock"
-
-
-def summary_lock(suite_dir: Path) -> Path:
-    return Path(suite_dir) / ".summary.lock"

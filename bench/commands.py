@@ -65,26 +65,27 @@ def run(args) -> int:
 
 
 def _run_all(suite, runs, suite_dir, data, dist, args, claims, runner, progress):
-    from bench import distributed
-    from bench.results import write_json, write_summary
+    from bench import distributed, store
+
+    folder = store.Suite(suite_dir)
 
     def summary():
-        with claims.locked(claims.summary_lock(suite_dir)):
-            write_summary(suite_dir, suite.name)
+        with claims.locked(folder.summary_lock_path):
+            folder.write_summary()
 
     if dist.is_main:
-        write_json(suite_dir / "suite.json", suite.config)
+        folder.write_suite(suite.config, [r.run_id for r in suite.runs])
     ctx = runner.RunContext(suite_dir, data, dist, progress, suite_file=suite.path)
     failed = busy = 0
     for i, spec in enumerate(runs, 1):
-        run_dir = runner.RunDir(suite_dir / spec.run_id)
+        run_dir = folder.run(spec.run_id)
         claim, action = None, "skip"
         if dist.is_main:  # rank 0 claims the run and tells the other ranks what to do
             if not run_dir.is_done():
-                claim = claims.try_claim(claims.run_lock(run_dir.path))
+                claim = claims.try_claim(run_dir.lock_path)
                 action = "busy" if claim is None else "skip" if run_dir.is_done() else "run"
             if action == "skip" and run_dir.is_done() and runner.metrics_stale(spec, run_dir):
-                with claims.locked(claims.run_lock(run_dir.path)):
+                with claims.locked(run_dir.lock_path):
                     runner.evaluate_saved(spec, run_dir)
         action = distributed.broadcast(action, dist)
         if action != "run":
@@ -95,7 +96,7 @@ def _run_all(suite, runs, suite_dir, data, dist, args, claims, runner, progress)
         try:
             progress.start_run(i, spec)
             state = runner.run_one(spec, ctx)
-            progress.end_run(state, run_dir.status().get("error") or "" if dist.is_main else "")
+            progress.end_run(state, run_dir.status.get("error") or "" if dist.is_main else "")
             failed += state == "failed"
         finally:
             if claim is not None:

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 import bench
 import methods as methods_registry
 from bench import backbones, data as datasets, evaluate, flops
-from bench.results import RunDir, now, save_torch, load_torch, read_json, write_json, \
-    write_text
+from bench.store import Run, now
 from bench.train import Dist, NonFiniteLoss, Trainer
 
 
@@ -151,22 +149,22 @@ def method_options(spec, suite_dir: Path, suite_file: str = "<suite>") -> tuple[
     return options, source
 
 
-def evaluate_saved(spec, run: RunDir) -> None:
+def evaluate_saved(spec, run: Run) -> None:
     """Recompute metrics.json of a finished run from its saved predictions (e.g. when an
     evaluation option was turned on later); nothing is retrained."""
-    metrics = compute_metrics(load_torch(run.file("predictions.pt")), spec.exit_mmacs,
+    metrics = compute_metrics(run.load_predictions(), spec.exit_mmacs,
                               spec.budgets_mmacs, _calibration(spec))
-    old = read_json(run.file("metrics.json")) if run.file("metrics.json").exists() else {}
+    old = run.metrics or {}
     if "tuned_temperature" in old:
         metrics["tuned_temperature"] = old["tuned_temperature"]
-    write_json(run.file("metrics.json"), metrics)
+    run.write_metrics(metrics)
 
 
-def metrics_stale(spec, run: RunDir) -> bool:
+def metrics_stale(spec, run: Run) -> bool:
     """Whether a finished run's metrics lack an evaluation the suite now asks for."""
-    if not _calibration(spec) or not run.file("predictions.pt").exists():
+    if not _calibration(spec) or not run.has_predictions:
         return False
-    return "calibration" not in read_json(run.file("metrics.json"))
+    return "calibration" not in (run.metrics or {})
 
 
 def _calibration(spec) -> bool:
@@ -184,7 +182,7 @@ class RunContext:
 
 def run_one(spec, ctx: RunContext) -> str:
     """Train and evaluate one run; returns its final state ('done' or 'failed')."""
-    run = RunDir(ctx.results / spec.run_id)
+    run = Run(ctx.results / spec.run_id)
     training = spec.config["training"]
     epochs = training["epochs"]
     main = ctx.dist.is_main
@@ -192,27 +190,23 @@ def run_one(spec, ctx: RunContext) -> str:
     if main:
         extra = {"tuned_temperature": {**tuned, "temperature": options["temperature"]}} \
             if tuned else {}
-        write_json(run.file("config.json"),
-                   {"suite": spec.suite_slug, "run_id": spec.run_id, **spec.config, **extra})
-        resumed = run.status().get("epoch", 0) if run.file("checkpoint.pt").exists() else 0
+        run.write_config({"suite": spec.suite_slug, "run_id": spec.run_id, **spec.config,
+                          **extra})
+        resumed = run.status.get("epoch", 0) if run.checkpoint_path.exists() else 0
         run.set_status("running", epoch=resumed, epochs=epochs)
     try:
         _train_and_evaluate(spec, run, ctx, options, tuned)
     except NonFiniteLoss as err:
         if main:
-            run.set_status("failed", epoch=_epochs_done(run), epochs=epochs, error=str(err))
+            run.set_status("failed", epoch=run.checkpoint_epoch(), epochs=epochs,
+                           error=str(err))
         return "failed"
     if main:
         run.set_status("done", epoch=epochs, epochs=epochs)
     return "done"
 
 
-def _epochs_done(run: RunDir) -> int:
-    ckpt = run.file("checkpoint.pt")
-    return load_torch(ckpt)["epoch"] if ckpt.exists() else 0
-
-
-def _train_and_evaluate(spec, run: RunDir, ctx: RunContext, options: dict,
+def _train_and_evaluate(spec, run: Run, ctx: RunContext, options: dict,
                         tuned: dict | None) -> None:
     from bench import distributed
 
@@ -224,11 +218,9 @@ def _train_and_evaluate(spec, run: RunDir, ctx: RunContext, options: dict,
     splits = ctx.data.get(spec.config["dataset"], spec.seed)
     model = backbones.create(spec.backbone_name, num_classes=spec.num_classes, **spec.overrides)
     if main:
-        write_json(run.file("environment.json"), environment(device))
-        write_json(run.file("heldout_index.json"), {"indices": list(map(int, splits.heldout_indices))})
-        write_json(run.file("costs.json"), {
-            "mmacs": spec.exit_mmacs, "params": flops.params_per_exit(model),
-            "counter": "fvcore multiply-adds (MACs)", "input_size": list(spec.input_size)})
+        run.write_environment(environment(device))
+        run.write_heldout_index(splits.heldout_indices)
+        run.write_costs(spec.exit_mmacs, flops.params_per_exit(model), spec.input_size)
     model = distributed.prepare_model(model, training, device, ctx.dist)
     model.to(device)
     method = methods_registry.create(spec.method_name, **options)
@@ -240,7 +232,7 @@ def _train_and_evaluate(spec, run: RunDir, ctx: RunContext, options: dict,
             show(info)
 
     trainer = Trainer(model, method, splits, training, spec.seed, device,
-                      run.file("checkpoint.pt"), ctx.dist, on_epoch=on_epoch,
+                      run.checkpoint_path, ctx.dist, on_epoch=on_epoch,
                       wrap=distributed.wrapper(ctx.dist, device),
                       after_epoch=(lambda m: distributed.average_buffers(m, ctx.dist))
                       if ctx.dist.world_size > 1 else None)
@@ -255,9 +247,9 @@ def _train_and_evaluate(spec, run: RunDir, ctx: RunContext, options: dict,
         preds[split] = {"logits": logits.half(), "targets": targets.long()}
     if not main:
         return
-    write_text(run.file("history.csv"), pd.DataFrame(state.history).to_csv(index=False))
-    save_torch(run.file("predictions.pt"), preds)
+    run.write_history(state.history)
+    run.save_predictions(preds)
     metrics = compute_metrics(preds, spec.exit_mmacs, spec.budgets_mmacs, _calibration(spec))
     if tuned:
         metrics["tuned_temperature"] = {**tuned, "temperature": options["temperature"]}
-    write_json(run.file("metrics.json"), metrics)
+    run.write_metrics(metrics)

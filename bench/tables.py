@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.store import Suite
+from bench.store import Suite
 
 COLUMNS = ["backbone", "method", "kind", "point", "mmacs", "mean", "std", "n", "delta"]
 

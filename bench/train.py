@@ -17,7 +17,7 @@ from torch import nn
 
 import methods as methods_registry
 from bench.backbones.common import parameters_per_exit
-from bench.results import load_torch, save_torch
+from bench.store import load_checkpoint, save_checkpoint
 
 EFFECTIVE_PERCENTILE = 0.10  # paper Fig. 3a: threshold = 10th percentile of exit 1's losses
 
@@ -157,17 +157,16 @@ class Trainer:
     def _resume(self) -> tuple[TrainState, dict | None]:
         if not self.checkpoint.exists():
             return TrainState(), None
-        ckpt = load_torch(self.checkpoint)
+        ckpt = load_checkpoint(self.checkpoint)
         self.model.load_state_dict(ckpt["model"])
         return TrainState(ckpt["epoch"], ckpt["history"]), ckpt
 
     def _save(self, state: TrainState, optimizer, stage: int) -> None:
         if not self.dist.is_main:
             return
-        save_torch(self.checkpoint, {
-            "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(), "stage": stage, "epoch": state.epoch,
-            "history": state.history})
+        save_checkpoint(self.checkpoint, model=self.model.state_dict(),
+                        optimizer=optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                        stage=stage, epoch=state.epoch, history=state.history)
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self) -> TrainState:

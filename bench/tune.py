@@ -39,7 +39,8 @@ from typing import Any
 
 import torch
 
-from bench.results import now, read_json, write_json
+from bench import store
+from bench.store import now, read_json
 from bench.suite import SuiteError, TUNED, _Checker, run_hash
 
 PAPER_TEMPERATURE = 0.5  # the paper's default t_n, enqueued as every study's first trial
@@ -194,11 +195,11 @@ def temperature_from_params(params: dict, num_exits: int, per_exit: bool):
 
 
 def tuning_dir(suite_dir: Path) -> Path:
-    return Path(suite_dir) / "tuning"
+    return store.Suite(suite_dir).tuning_dir
 
 
 def best_file(suite_dir: Path, study: str) -> Path:
-    return tuning_dir(suite_dir) / f"{study}.json"
+    return store.Suite(suite_dir).best_file(study)
 
 
 class TunedTemperatureMissing(SuiteError):
@@ -304,7 +305,7 @@ def _objective(trial, spec, tc: dict, data, workdir: Path):
 
 
 def default_storage(suite_dir: Path) -> str:
-    return f"sqlite:///{(tuning_dir(suite_dir) / 'optuna.db').resolve()}"
+    return store.Suite(suite_dir).default_storage()
 
 
 def open_storage(url: str):
@@ -376,9 +377,7 @@ def write_best(study, spec, tc: dict, suite_dir: Path, storage_url: str) -> Path
                       "temperature": PAPER_TEMPERATURE} if baseline else None),
         "trials": _counts(study), "updated": now(),
     }
-    path = best_file(suite_dir, study.study_name)
-    write_json(path, info)
-    return path
+    return store.Suite(suite_dir).write_best(study.study_name, info)
 
 
 def tune_one(spec, tc: dict, suite_dir: Path, storage_url: str, data, log=print) -> dict:
@@ -461,8 +460,9 @@ def main(args) -> int:
                              f"found {epochs}")
     suite_dir = Path(args.results) / suite.slug
     tuning_dir(suite_dir).mkdir(parents=True, exist_ok=True)
+    folder = store.Suite(suite_dir)
     if not (suite_dir / "suite.json").exists():
-        write_json(suite_dir / "suite.json", suite.config)
+        folder.write_suite(suite.config, [r.run_id for r in suite.runs])
     storage_url = getattr(args, "storage", None) or default_storage(suite_dir)
     data = DataCache()
     data.get(suite.config["dataset"], tc["seed"])  # missing data fails before any study

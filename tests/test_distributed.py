@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from bench import claims
+from bench import claims, store
 from bench.data import unshard
 from bench.data.splits import shard
 
@@ -87,7 +87,7 @@ def test_a_claimed_run_is_skipped_and_a_dead_workers_run_is_taken(tmp_path, caps
     results = tmp_path / "results"
     from bench.suite import load_suite
     (spec,) = load_suite(suite).runs
-    lock = claims.run_lock(results / "shared" / spec.run_id)
+    lock = store.Run(results / "shared" / spec.run_id).lock_path
     # Another worker holds the run: it is skipped, not trained.
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from bench import claims; c = claims.try_claim(sys.argv[1]); "

@@ -10,8 +10,8 @@ import pytest
 
 from bench import tables
 from bench.report import stats
-from bench.report.store import Suite
-from report_fixtures import make_run, make_suite, write_json
+from bench.store import Suite
+from report_fixtures import make_run, make_suite
 
 
 def metrics(budget_acc: float, exit_acc: list[float], budget: float = 20.0) -> dict:
@@ -92,11 +92,11 @@ def test_partial_runs_are_left_out(hand):
     assert suite.state == "failed" and suite.status_text == "4/6 runs done, 1 failed, 1 running"
 
 
-def test_total_from_suite_config(hand):
-    write_json(hand / "suite.json", {"name": "Hand", "backbones": ["a", "b"],
-                                     "methods": ["joint", "boostnet"], "seeds": [0, 1]})
+def test_total_from_suite_json(hand):
+    Suite(hand).write_suite({"name": "Hand"}, [f"r{i}" for i in range(8)])
     suite = Suite.load(hand)
     assert suite.total == 8 and suite.state == "running"
+    assert suite.status_text == "4/8 runs done"
 
 
 def test_paired_ttest_hand_checked():

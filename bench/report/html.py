@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench import paper, tables
 from bench.report import plots, stats
-from bench.report.store import Run, Suite, list_suites
+from bench.store import Run, Suite, list_suites
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE.parent / "templates"

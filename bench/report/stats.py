@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.report.store import Run, Suite
+from bench.store import Run, Suite
 
 N_BOOT = 10000
 TTEST = "paired t-test over seeds"
@@ -85,10 +85,7 @@ def predictions(run: Run) -> dict | None:
     key = str(run.path)
     if key not in _PREDICTIONS:
         try:
-            import torch
-
-            test = torch.load(run.path / "predictions.pt", map_location="cpu",
-                              weights_only=True)["test"]
+            test = run.load_predictions()["test"]
             _PREDICTIONS[key] = {"logits": test["logits"].float().numpy(),
                                  "targets": test["targets"].long().numpy()}
         except Exception:  # missing or unreadable: the test is left out, not the report
