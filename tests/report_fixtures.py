@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
-from bench import runner, store
+from bench import store
+from bench.pipeline.evaluation import compute_metrics
+from bench.pipeline.setup import environment
 
 DEFAULT_MMACS = (1.0, 2.0, 3.0)
 
@@ -57,7 +59,7 @@ def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=
     done_epochs = {"done": epochs, "failed": 1, "running": 1}.get(state, 0)
     run.set_status(state, epoch=done_epochs, epochs=epochs,
                    error=error if state == "failed" else None)
-    run.write_environment(runner.environment(torch.device("cpu")))
+    run.write_environment(environment(torch.device("cpu")))
     run.write_costs(list(mmacs), list(params), [3, 32, 32])
     run.write_history(history_rows(done_epochs, n_exits, skill))
     if state != "done":
@@ -70,7 +72,7 @@ def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=
     if predictions:
         run.save_predictions(preds)
     run.write_metrics(metrics if metrics is not None else
-                      runner.compute_metrics(preds, list(mmacs), list(budgets)))
+                      compute_metrics(preds, list(mmacs), list(budgets)))
     return run.path
 
 

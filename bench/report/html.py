@@ -20,8 +20,8 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from bench import paper, tables
-from bench.report import plots, stats
+from bench import paper
+from bench.report import plots, stats, tables, tuning
 from bench.store import Run, Suite, list_suites
 
 HERE = Path(__file__).resolve().parent
@@ -100,22 +100,12 @@ def copy_assets(reports_root: Path) -> None:
 
 
 def select(paths: list[Path], wanted: list[str] | None) -> list[Path]:
-    """Suites by folder name, display name or suite file (suites/x.yaml -> x)."""
+    """Suites by folder name or display name (all when ``wanted`` is empty)."""
     if not wanted:
         return paths
     out = []
     for w in wanted:
-        if w.endswith((".yaml", ".yml")) and Path(w).is_file():  # the suite file: its slug
-            try:
-                import yaml
-
-                from bench.suite import slugify
-
-                w = slugify(str(yaml.safe_load(Path(w).read_text())["name"]))
-            except Exception:
-                pass
-        hits = [p for p in paths
-                if p.name in (w, Path(w).stem) or Suite.load(p).name == w]
+        hits = [p for p in paths if p.name == w or Suite(p).name == w]
         if not hits:
             raise ValueError(f"no results for suite {w!r}; found: "
                              f"{', '.join(p.name for p in paths) or 'none'}")
@@ -211,18 +201,8 @@ def render_suite(env, suite: Suite, cmp: pd.DataFrame, folder: Path) -> None:
     (folder / "index.html").write_text(env.get_template("suite.html").render(
         root="..", title=suite.name, suite=suite, status=status_of(suite), dataset=_dataset(suite),
         sections=sections, runs=runs, environments=env_rows, baseline=base,
-        tuning=tuning_figures(suite),
+        tuning=tuning.section(suite),
         config=suite.config, logits_note=LOGITS_NOTE, macs_note=MACS_NOTE), encoding="utf-8")
-
-
-def tuning_figures(suite: Suite) -> list[dict]:
-    """Optuna's own figures for the suite's temperature studies (``bench tune``), if any."""
-    if not (suite.path / "tuning").is_dir():
-        return []
-    from bench import tune
-
-    return [{"title": title, "fig": json.loads(fig.to_json())}
-            for title, fig in tune.report_figures(suite.path)]
 
 
 def _method_name(suite: Suite, label: str) -> str:

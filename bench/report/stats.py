@@ -14,8 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
+from bench.evaluate import assign_exits
+from bench.report import tables
 from bench.store import Run, Suite
 
 N_BOOT = 10000
@@ -65,18 +68,6 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int =
     return Test(BOOTSTRAP, m, float(mean), float(low), float(high), float(min(1.0, p)))
 
 
-def first_exit(conf: np.ndarray, thresholds: list[float]) -> np.ndarray:
-    """0-based exit of every image: the first n with conf[n] >= thresholds[n]; else the last.
-
-    conf: [N_exits, M] max softmax of F_n. ``thresholds`` may leave out the last exit."""
-    n_exits = conf.shape[0]
-    t = np.full(n_exits, -np.inf)
-    t[: min(len(thresholds), n_exits)] = np.asarray(thresholds, float)[:n_exits]
-    passed = conf >= t[:, None]
-    passed[-1] = True
-    return passed.argmax(0)
-
-
 _PREDICTIONS: dict = {}
 
 
@@ -94,17 +85,10 @@ def predictions(run: Run) -> dict | None:
 
 
 def exits_at(logits: np.ndarray, thresholds: list[float]) -> np.ndarray:
-    """Exit per test image; bench.evaluate.assign_exits where it exists, else first_exit."""
-    try:
-        import torch
-
-        from bench.evaluate import assign_exits
-
-        t = list(thresholds) + [-math.inf] * (logits.shape[0] - len(thresholds))
-        return np.asarray(assign_exits(torch.from_numpy(logits), t), dtype=int)
-    except ImportError:
-        e = np.exp(logits - logits.max(-1, keepdims=True))
-        return first_exit((e / e.sum(-1, keepdims=True)).max(-1), thresholds)
+    """Exit (0-based) per test image, as budgeted evaluation assigns them
+    (bench.evaluate.assign_exits); missing thresholds (the last exit's) let everyone leave."""
+    t = list(thresholds) + [-math.inf] * (logits.shape[0] - len(thresholds))
+    return np.asarray(assign_exits(torch.from_numpy(logits), t), dtype=int)
 
 
 def correctness(run: Run, kind: str, point: float) -> np.ndarray | None:
@@ -165,9 +149,7 @@ def significance(suite: Suite, reference: str, methods: list[str] | None = None,
 
     Columns: backbone, method, reference, kind, point, mean, reference_mean, diff, ci_low,
     ci_high, p, test, n. Means are over seeds (from bench.tables.comparison)."""
-    from bench.tables import comparison as compare_table
-
-    df = compare_table(suite) if comparison is None else comparison
+    df = tables.comparison(suite) if comparison is None else comparison
     out = []
     for backbone in dict.fromkeys(df["backbone"]):
         sub = df[df["backbone"] == backbone]

@@ -45,6 +45,9 @@ class Suite:
         """suite.json: the resolved suite, plus ``run_count`` and ``run_ids``."""
         return F.read_json_or(self.path / F.SUITE, {}) or {}
 
+    def has_suite_json(self) -> bool:
+        return (self.path / F.SUITE).exists()
+
     @property
     def name(self) -> str:
         return str(self.config.get("name") or self.slug)
@@ -168,27 +171,42 @@ class Suite:
     def tuning_dir(self) -> Path:
         return self.path / F.TUNING
 
+    @property
+    def optuna_db(self) -> Path:
+        return self.tuning_dir / F.OPTUNA_DB
+
     def default_storage(self) -> str:
         """The Optuna storage URL of the suite's studies when none is given: SQLite in
         the tuning folder."""
-        return f"sqlite:///{(self.tuning_dir / F.OPTUNA_DB).resolve()}"
+        return f"sqlite:///{self.optuna_db.resolve()}"
 
     def best_file(self, study: str) -> Path:
         return self.tuning_dir / f"{study}.json"
 
-    def write_best(self, study: str, info: dict) -> Path:
-        path = self.best_file(study)
-        write_json(path, info)
-        return path
+    def write_best(self, study: str, *, storage: str, suite: str, backbone: str, method: str,
+                   seed: int, objective: str, trial: int, value: float, params: dict,
+                   options: dict, heldout_anytime: list | None, baseline: dict | None,
+                   trials: dict) -> dict:
+        """tuning/<study>.json: the study's best complete trial, the option values its
+        parameters give, and the default trial 0 (``baseline``) for comparison."""
+        info = {"study": study, "storage": storage, "suite": suite, "backbone": backbone,
+                "method": method, "seed": seed, "objective": objective,
+                "direction": "maximize", "trial": trial, "value": value, "params": params,
+                "options": options, "heldout_anytime": heldout_anytime, "baseline": baseline,
+                "trials": trials, "updated": F.now()}
+        write_json(self.best_file(study), info)
+        return info
+
+    def read_best(self, study: str) -> dict | None:
+        """A study's best-trial file, or None when it is missing, unreadable or written by
+        an older version without ``options``."""
+        info = F.read_json_or(self.best_file(study), None)
+        return info if isinstance(info, dict) and "options" in info else None
 
     def best_trials(self) -> list[dict]:
         """Every readable best-trial file of the suite's studies, sorted by file name."""
-        out = []
-        for f in sorted(self.tuning_dir.glob("*.json")):
-            info = F.read_json_or(f, None)
-            if isinstance(info, dict):
-                out.append(info)
-        return out
+        return [info for f in sorted(self.tuning_dir.glob("*.json"))
+                if (info := self.read_best(f.stem)) is not None]
 
 
 def _unique(items) -> list:

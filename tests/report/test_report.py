@@ -88,7 +88,7 @@ def test_select_suites(tmp_path):
     results = tmp_path / "results"
     make_suite(results, "a", [{"run_id": "r", "method": "joint", "m": 20}])
     make_suite(results, "b", [{"run_id": "r", "method": "joint", "m": 20}], name="Bee")
-    index = render(results, tmp_path / "reports", ["suites/b.yaml"])
+    index = render(results, tmp_path / "reports", ["Bee"])  # a display name, or a folder
     assert (index.parent / "b" / "index.html").exists()
     assert not (index.parent / "a" / "index.html").exists()
     html = index.read_text()  # the index lists every suite, linking those with a page

@@ -17,6 +17,9 @@ from torch import nn
 
 import methods as methods_registry
 from bench.backbones.common import parameters_per_exit
+from bench.config import OptimizerConfig, ScheduleConfig, TrainingConfig
+from bench.pipeline.distributed import Dist
+from bench.pipeline.predict import predict
 from bench.store import load_checkpoint, save_checkpoint
 
 EFFECTIVE_PERCENTILE = 0.10  # paper Fig. 3a: threshold = 10th percentile of exit 1's losses
@@ -27,28 +30,6 @@ class NonFiniteLoss(RuntimeError):
 
 
 @dataclass
-class Dist:
-    """Where this process stands in a (possibly single-process) job."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def all_finite(self, loss: torch.Tensor) -> bool:
-        """Whether the loss is finite on every rank (one all-reduce under DDP, so that all
-        ranks stop together instead of one waiting forever in the next backward)."""
-        ok = torch.isfinite(loss.detach()).float().reshape(1)
-        if self.world_size > 1:
-            import torch.distributed as tdist
-            tdist.all_reduce(ok, op=tdist.ReduceOp.MIN)
-        return bool(ok.item())
-
-
-@dataclass
 class TrainState:
     """What a checkpoint holds besides the weights."""
 
@@ -56,30 +37,23 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
-def lr_factor(epoch_in_stage: int, stage_epochs: int, schedule: dict) -> float:
+def lr_factor(epoch_in_stage: int, stage_epochs: int, schedule: ScheduleConfig) -> float:
     """Learning-rate multiplier for an epoch (0-based) of a stage of ``stage_epochs``."""
-    name = schedule.get("name", "step")
-    if name == "constant":
+    if schedule.name == "constant":
         return 1.0
-    if name == "cosine":
+    if schedule.name == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch_in_stage / stage_epochs))
-    if name == "step":  # x gamma at each milestone, given as fractions of the stage
-        # A milestone at fraction m starts at epoch ceil(m * E) (150 and 225 of 300 epochs).
-        passed = sum(epoch_in_stage >= math.ceil(m * stage_epochs - 1e-9)
-                     for m in schedule["milestones"])
-        return schedule.get("gamma", 0.1) ** passed
-    raise ValueError(f"unknown schedule {name!r}; known: step, cosine, constant")
+    # step: x gamma at each milestone, given as fractions of the stage; a milestone at
+    # fraction m starts at epoch ceil(m * E) (epochs 150 and 225 of 300).
+    passed = sum(epoch_in_stage >= math.ceil(m * stage_epochs - 1e-9)
+                 for m in schedule.milestones)
+    return schedule.gamma ** passed
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: dict) -> torch.optim.Optimizer:
-    name = cfg.get("name", "sgd")
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
-                               weight_decay=cfg.get("weight_decay", 1e-4),
-                               nesterov=cfg.get("nesterov", False))
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
-    raise ValueError(f"unknown optimizer {name!r}; known: sgd, adamw")
+def make_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """SGD, the only optimizer a suite can name (the paper's)."""
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
 
 
 def freeze_all_but(model: nn.Module, groups: list[list[nn.Parameter]], trainable_exits
@@ -101,21 +75,6 @@ def train_mode(model: nn.Module) -> None:
             m.eval()
 
 
-@torch.no_grad()
-def predict(model: nn.Module, method, batches, num_exits: int | None = None,
-            channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """F_n logits of every exit, shape [N, M, C] on the CPU, and the targets [M]."""
-    model.eval()
-    logits, targets = [], []
-    for x, y in batches:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        combined = method.combine(model(x, num_exits=num_exits))
-        logits.append(torch.stack(combined).float().cpu())
-        targets.append(y.cpu())
-    return torch.cat(logits, dim=1), torch.cat(targets)
-
-
 def top1(logits: torch.Tensor, targets: torch.Tensor) -> list[float]:
     return [100.0 * (l.argmax(1) == targets).sum().item() / len(targets) for l in logits]
 
@@ -132,7 +91,7 @@ class Trainer:
     model: nn.Module
     method: methods_registry.Method
     data: object  # bench.data.Splits
-    training: dict
+    training: TrainingConfig
     seed: int
     device: torch.device
     checkpoint: Path
@@ -145,11 +104,11 @@ class Trainer:
         self.method.prepare(self.model)
         self.groups = parameters_per_exit(self.model)
         self.stages = self.method.stages(self.model.num_exits)
-        self.stage_epochs = methods_registry.split_epochs(self.training["epochs"], self.stages)
-        self.channels_last = bool(self.training.get("channels_last"))
+        self.stage_epochs = methods_registry.split_epochs(self.training.epochs, self.stages)
+        self.channels_last = self.training.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        amp = bool(self.training.get("amp")) and self.device.type == "cuda"
+        amp = self.training.amp and self.device.type == "cuda"
         self.autocast = torch.autocast(self.device.type, dtype=torch.float16, enabled=amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp)
 
@@ -181,19 +140,19 @@ class Trainer:
 
     def _fit_stage(self, s, stage, first_epoch, n_epochs, state, ckpt) -> None:
         params = freeze_all_but(self.model, self.groups, stage.trainable_exits)
-        optimizer = make_optimizer(params, self.training["optimizer"])
+        optimizer = make_optimizer(params, self.training.optimizer)
         if ckpt is not None and ckpt["stage"] == s and state.epoch > first_epoch:
             optimizer.load_state_dict(ckpt["optimizer"])
             self.scaler.load_state_dict(ckpt["scaler"])
         net = self.wrap(self.model) if self.wrap else self.model
-        if self.training.get("compile"):
+        if self.training.compile:
             # torch.compile: msdnet10_cifar's CPU step 1.32 -> 1.14 s (2 threads), after a
             # first step that compiles for minutes (once per stage: each stage's forward
             # stops at another exit). Evaluation stays eager.
             net = torch.compile(net)
-        base_lr = self.training["optimizer"]["lr"]
+        base_lr = self.training.optimizer.lr
         for epoch in range(state.epoch, first_epoch + n_epochs):
-            lr = base_lr * lr_factor(epoch - first_epoch, n_epochs, self.training["schedule"])
+            lr = base_lr * lr_factor(epoch - first_epoch, n_epochs, self.training.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             losses, shares = self._train_epoch(net, optimizer, stage, epoch)
@@ -213,7 +172,7 @@ class Trainer:
         loss_sum = torch.zeros(reach, device=self.device)
         share_sum = torch.zeros(reach, device=self.device)
         steps = 0
-        batches = self.data.batches("train", self.training["batch_size"], device=self.device,
+        batches = self.data.batches("train", self.training.batch_size, device=self.device,
                                     epoch=epoch, seed=self.seed, rank=self.dist.rank,
                                     world_size=self.dist.world_size)
         for x, y in batches:
@@ -241,7 +200,7 @@ class Trainer:
         if self.data.size("heldout") == 0:
             return [math.nan] * self.model.num_exits
         logits, targets = predict(self.model, self.method, self.data.batches(
-            "heldout", self.training["eval_batch_size"], device=self.device),
+            "heldout", self.training.eval_batch_size, device=self.device),
             channels_last=self.channels_last)
         return top1(logits, targets)
 

@@ -10,11 +10,15 @@ import pytest
 import torch
 import yaml
 
-from bench import claims, store
+from bench import cli, store
+from bench.config import load_suite, sections, select_targets, study_name
+from bench.config.checker import Checker
 from bench.data import unshard
 from bench.data.splits import shard
+from bench.pipeline import claims
+from bench.pipeline.distributed import Dist, check_sync_bn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUITE = {
     "name": "shared",
     "dataset": {"name": "synthetic", "heldout": 64,
@@ -75,7 +79,6 @@ def test_two_workers_share_a_suite_without_duplicated_work(tmp_path):
 
 def run_here(capsys, *args):
     """``python -m bench ARGS`` in this process (no interpreter start-up); its stderr."""
-    from bench import cli
     capsys.readouterr()
     assert cli.main(list(args)) == 0
     return capsys.readouterr().err
@@ -85,12 +88,11 @@ def test_a_claimed_run_is_skipped_and_a_dead_workers_run_is_taken(tmp_path, caps
     raw = {**SUITE, "methods": ["joint"], "seeds": [0]}
     suite = write(tmp_path, raw)
     results = tmp_path / "results"
-    from bench.suite import load_suite
     (spec,) = load_suite(suite).runs
     lock = store.Run(results / "shared" / spec.run_id).lock_path
     # Another worker holds the run: it is skipped, not trained.
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from bench import claims; c = claims.try_claim(sys.argv[1]); "
+        "import sys, time; from bench.pipeline import claims; c = claims.try_claim(sys.argv[1]); "
         "print(c is not None, flush=True); time.sleep(600)"), str(lock)],
         cwd=ROOT, env=env(), stdout=subprocess.PIPE, text=True)
     try:
@@ -116,12 +118,10 @@ def test_two_workers_share_a_study(tmp_path):
     results = tmp_path / "results"
     finish([bench("tune", suite, "--results", str(results)) for _ in range(2)])
     import optuna
-    from bench import tune
-    from bench.suite import load_suite
     s = load_suite(suite)
-    (spec,) = tune.select_targets(s)
-    study = optuna.load_study(study_name=tune.study_name(spec, s.config["tune"]),
-                              storage=tune.default_storage(results / "shared"))
+    (spec,) = select_targets(s)
+    study = optuna.load_study(study_name=study_name(spec, s.config.tune),
+                              storage=store.Suite(results / "shared").default_storage())
     ts = study.get_trials()
     # Trials are numbered by the storage: none is run twice. Both workers may start a
     # trial at the same moment when one is left, so the total may exceed 4 by one.
@@ -173,8 +173,7 @@ def test_ddp_two_processes_gloo_match_one_process(tmp_path, capsys):
 
 
 def test_sync_bn_on_cpu_is_a_clear_error():
-    from bench.distributed import check_sync_bn
-    from bench.train import Dist
+    training = sections.training(Checker("test"), {"sync_bn": True})
     with pytest.raises(ValueError, match="sync_bn needs CUDA"):
-        check_sync_bn({"sync_bn": True}, torch.device("cpu"), Dist(0, 2))
-    check_sync_bn({"sync_bn": True}, torch.device("cpu"), Dist())  # one process: no-op
+        check_sync_bn(training, torch.device("cpu"), Dist(0, 2))
+    check_sync_bn(training, torch.device("cpu"), Dist())  # one process: no-op

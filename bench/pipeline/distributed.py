@@ -18,14 +18,38 @@ find_unused_parameters, since an exit's group may hold parameters its forward sk
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as tdist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
+from bench.config import TrainingConfig
 from bench.data import unshard
-from bench.train import Dist, predict
+from bench.pipeline.predict import predict
+
+
+@dataclass
+class Dist:
+    """Where this process stands in a (possibly single-process) job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (one all-reduce under DDP, so that all
+        ranks stop together instead of one waiting forever in the next backward)."""
+        ok = torch.isfinite(loss.detach()).float().reshape(1)
+        if self.world_size > 1:
+            tdist.all_reduce(ok, op=tdist.ReduceOp.MIN)
+        return bool(ok.item())
 
 
 def env_world() -> tuple[int, int, int]:
@@ -58,16 +82,17 @@ def shutdown() -> None:
         tdist.destroy_process_group()
 
 
-def check_sync_bn(training: dict, device: torch.device, dist: Dist) -> None:
-    if training.get("sync_bn") and dist.world_size > 1 and device.type != "cuda":
+def check_sync_bn(training: TrainingConfig, device: torch.device, dist: Dist) -> None:
+    if training.sync_bn and dist.world_size > 1 and device.type != "cuda":
         raise ValueError("training.sync_bn needs CUDA devices (torch's SyncBatchNorm has no "
                          "CPU kernel); on CPU set training.sync_bn=false: batch statistics are "
                          "then per process and running statistics averaged after each epoch")
 
 
-def prepare_model(model: nn.Module, training: dict, device: torch.device, dist: Dist) -> nn.Module:
+def prepare_model(model: nn.Module, training: TrainingConfig, device: torch.device,
+                  dist: Dist) -> nn.Module:
     """SyncBatchNorm if asked (before DDP wraps the model); returns the model to train."""
-    if dist.world_size > 1 and training.get("sync_bn"):
+    if dist.world_size > 1 and training.sync_bn:
         check_sync_bn(training, device, dist)
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
@@ -77,7 +102,6 @@ def wrapper(dist: Dist, device: torch.device):
     """The Trainer's ``wrap`` hook: a fresh DDP per stage (None for one process)."""
     if dist.world_size <= 1:
         return None
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     def wrap(model: nn.Module) -> nn.Module:
         ids = [device.index if device.index is not None else torch.cuda.current_device()] \

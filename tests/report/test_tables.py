@@ -8,8 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bench import tables
-from bench.report import stats
+from bench.report import stats, tables
 from bench.store import Suite
 from report_fixtures import make_run, make_suite
 
@@ -121,12 +120,14 @@ def test_paired_bootstrap_hand_checked():
     assert t.diff == pytest.approx(20.0) and t.low < 20 < t.high and t.p < 0.01
 
 
-def test_first_exit():
-    conf = np.array([[0.9, 0.2, 0.5, 0.1],
-                     [0.1, 0.8, 0.6, 0.1],
-                     [0.1, 0.1, 0.1, 0.1]])
-    assert stats.first_exit(conf, [0.5, 0.7, math.inf]).tolist() == [0, 1, 0, 2]
-    assert stats.first_exit(conf, [0.95, 0.7]).tolist() == [2, 1, 2, 2]  # last one implied
+def test_exits_at_follows_the_thresholds():
+    # two classes: logits (d, 0) with d = log(c / (1 - c)) give a max softmax of c
+    conf = np.array([[0.9, 0.6, 0.6, 0.55],
+                     [0.55, 0.8, 0.7, 0.55],
+                     [0.55, 0.55, 0.55, 0.55]])
+    logits = np.stack([np.log(conf / (1 - conf)), np.zeros_like(conf)], -1).astype(np.float32)
+    assert stats.exits_at(logits, [0.65, 0.75, math.inf]).tolist() == [0, 1, 2, 2]
+    assert stats.exits_at(logits, [0.95, 0.75]).tolist() == [2, 1, 2, 2]  # last one implied
 
 
 def test_significance_tests(hand, tmp_path):

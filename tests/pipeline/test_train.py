@@ -7,12 +7,13 @@ import torch
 import methods
 from bench import backbones, data
 from bench.backbones.common import parameters_per_exit
-from bench.train import NonFiniteLoss, Trainer, effective_shares, lr_factor
+from bench.config import ScheduleConfig
+from bench.config.checker import Checker
+from bench.config.sections import training as training_config
+from bench.pipeline.train import NonFiniteLoss, Trainer, effective_shares, lr_factor
 
 TRAINING = {"epochs": 3, "batch_size": 32, "eval_batch_size": 128, "device": "cpu",
-            "amp": False, "channels_last": False,
-            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
-            "schedule": {"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1}}
+            "optimizer": {"lr": 0.05}}
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +26,24 @@ def splits():
 def make_trainer(splits, tmp_path, method, epochs=3, **training):
     torch.manual_seed(0)
     model = backbones.create("chain_tiny", num_classes=10, image_size=16)
-    cfg = {**TRAINING, "epochs": epochs, **training}
+    cfg = training_config(Checker("test"), {**TRAINING, "epochs": epochs, **training})
     return Trainer(model, methods.create(method), splits, cfg, seed=0,
                    device=torch.device("cpu"), checkpoint=tmp_path / "checkpoint.pt")
 
 
 def test_lr_schedule_steps_at_fractions_of_the_stage():
-    step = {"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1}
+    step = ScheduleConfig("step", (0.5, 0.75), 0.1)
     assert [lr_factor(e, 8, step) for e in range(8)] == pytest.approx(
         [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
-    assert lr_factor(0, 4, {"name": "cosine"}) == 1.0
-    assert lr_factor(2, 4, {"name": "cosine"}) == pytest.approx(0.5)
+    assert lr_factor(0, 4, ScheduleConfig("cosine")) == 1.0
+    assert lr_factor(2, 4, ScheduleConfig("cosine")) == pytest.approx(0.5)
+    assert lr_factor(3, 4, ScheduleConfig("constant")) == 1.0
+
+
+def test_the_trainer_takes_the_typed_training_config(splits, tmp_path):
+    trainer = make_trainer(splits, tmp_path, "joint", schedule={"name": "constant"})
+    assert trainer.training.optimizer.lr == 0.05 and trainer.training.schedule.name == "constant"
+    assert trainer.training.optimizer.momentum == 0.9  # filled from the one table of defaults
 
 
 def test_effective_shares_by_hand():

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import backbones, flops, suite
-from bench.suite import SuiteError, load_suite, select
+from bench import backbones, flops
+from bench.config import SuiteError, costs, load_suite, select
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # fvcore counts of the big backbones (MMACs per exit), so that loading the shipped suites
 # does not trace them; msdnet10_cifar's are method.md's numbers. Real counting is tested
@@ -23,9 +23,11 @@ KNOWN_MMACS = {
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache(monkeypatch):
-    """Each test starts with an empty cost cache and leaves none behind."""
-    monkeypatch.setattr(suite, "_BACKBONES", {})
+def fresh_cache(monkeypatch, tmp_path):
+    """Each test starts with an empty cost cache and leaves none behind, in this process
+    or on disk (the known costs below must never reach the user's cache)."""
+    monkeypatch.setattr(costs, "_BACKBONES", {})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ def write(tmp_path, text, name="suite.yaml"):
 def test_shipped_suites_load(name, known_costs):
     s = load_suite(ROOT / "suites" / f"{name}.yaml")
     assert s.slug == name and s.runs
-    c = s.config
+    c = s.resolved()
     n_runs = len(c["backbones"]) * len(c["methods"]) * len(c["seeds"])
     assert len(s.runs) == n_runs == len({r.run_id for r in s.runs})
     for r in s.runs:
@@ -89,20 +91,21 @@ def test_shipped_suites_are_all_tested():
 
 def test_cifar100_is_the_paper_protocol(known_costs):
     s = load_suite(ROOT / "suites" / "cifar100.yaml")
-    t = s.config["training"]
+    t = s.resolved()["training"]
     assert t["epochs"] == 300 and t["batch_size"] == 64
     assert t["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9,
                               "weight_decay": 1e-4, "nesterov": False}
     assert t["schedule"] == {"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1}
-    assert s.config["seeds"] == [0, 1, 2] and s.config["dataset"]["heldout"] == 5000
-    assert s.runs[0].budgets_mmacs == [20.0, 30.0, 40.0, 50.0, 60.0]
+    assert s.config.seeds == (0, 1, 2) and s.config.dataset.heldout == 5000
+    assert s.runs[0].budgets_mmacs == (20.0, 30.0, 40.0, 50.0, 60.0)
     assert [r.method_label for r in s.runs[::3]] == ["joint", "sequential", "boostnet"]
 
 
 def test_minimal_suite_gets_every_default(tmp_path):
     s = load_suite(write(tmp_path, MINIMAL))
-    c = s.config
+    c = s.resolved()
     assert c["description"] == "" and c["seeds"] == [0] and c["tune"] is None
+    assert c["baseline"] == "joint" and c["plugins"] == []
     assert c["evaluation"] == {"calibration": False}
     assert c["budgets"] == {"mmacs": None, "fractions": None}
     assert c["training"] == {
@@ -118,20 +121,23 @@ def test_minimal_suite_gets_every_default(tmp_path):
     assert d["options"]["num_classes"] == 10 and d["options"]["train_size"] == 5000
     assert c["backbones"] == [{"name": "chain_tiny", "label": "chain_tiny", "overrides": {}}]
     assert c["methods"] == [{"name": "joint", "label": "joint",
-                             "options": {"loss_weights": None}}]
+                             "options": {"loss_weights": None}, "reference": True,
+                             "paper": "MSDNet"}]
     (r,) = s.runs
     assert r.run_id.startswith("chain_tiny--joint--s0--") and len(r.run_id.split("--")[-1]) == 8
-    assert (r.num_classes, r.input_size, r.budgets_mmacs) == (10, [3, 32, 32], [])
+    assert (r.num_classes, r.input_size, r.budgets_mmacs) == (10, (3, 32, 32), ())
     assert set(r.config) >= {"dataset", "training", "backbone", "method", "seed",
                              "budgets_mmacs", "code_version"}
 
 
 def test_method_defaults_are_filled(tmp_path):
     s = load_suite(write(tmp_path, SMALL))
-    boost = s.config["methods"][1]["options"]
+    boost = s.resolved()["methods"][1]["options"]
     assert boost == {"loss_weights": None, "temperature": 0.5, "joint": True,
                      "freeze_previous": True, "grad_rescale": True}
-    assert s.config["methods"][2]["options"]["temperature"] == [0.25, 0.25]
+    assert s.resolved()["methods"][2]["options"]["temperature"] == [0.25, 0.25]
+    # the reference variant of each method is the one with its default options
+    assert [m.reference for m in s.config.methods] == [True, True, False]
 
 
 def test_name_may_be_any_text(tmp_path):
@@ -145,7 +151,7 @@ def test_budget_fractions_resolve_against_per_exit_costs(tmp_path):
     model = backbones.create("chain_tiny", num_classes=10)
     exits = [m / 1e6 for m in flops.per_exit(model)]
     for r in s.runs:
-        assert r.exit_mmacs == exits
+        assert list(r.exit_mmacs) == exits
         assert r.budgets_mmacs == pytest.approx([0.5 * exits[-1], exits[-1]])
 
 
@@ -230,22 +236,23 @@ def test_missing_file(tmp_path):
 
 def test_scientific_notation_is_a_number(tmp_path):
     s = load_suite(write(tmp_path, MINIMAL + "training: {optimizer: {weight_decay: 5e-4}}\n"))
-    assert s.config["training"]["optimizer"]["weight_decay"] == 5e-4
+    assert s.config.training.optimizer.weight_decay == 5e-4
 
 
 def test_overrides(tmp_path):
     file = write(tmp_path, SMALL)
     s = load_suite(file, ["training.epochs=5", "seeds=[7]", "methods[1].options.temperature=0.25",
                           "dataset.subset.train=100", "budgets={mmacs: [0.5]}"])
-    assert s.config["training"]["epochs"] == 5 and s.config["seeds"] == [7]
-    assert s.config["methods"][1] == {
+    c = s.resolved()
+    assert c["training"]["epochs"] == 5 and c["seeds"] == [7]
+    assert c["methods"][1] == {
         "name": "boostnet", "label": "boostnet",
         "options": {"loss_weights": None, "temperature": 0.25, "joint": True,
-                    "freeze_previous": True, "grad_rescale": True}}
-    assert s.config["dataset"]["subset"] == {"train": 100, "test": None}
-    assert [r.budgets_mmacs for r in s.runs] == [[0.5]] * 3
+                    "freeze_previous": True, "grad_rescale": True}, "reference": False}
+    assert c["dataset"]["subset"] == {"train": 100, "test": None}
+    assert [r.budgets_mmacs for r in s.runs] == [(0.5,)] * 3
     assert s.overrides[0] == "training.epochs=5"
-    assert load_suite(file, ["description='a: b'"]).config["description"] == "a: b"
+    assert load_suite(file, ["description='a: b'"]).config.description == "a: b"
 
 
 @pytest.mark.parametrize("override,detail", [
@@ -273,7 +280,7 @@ def _ids(file, overrides=()):
 
 def test_run_ids_are_stable_across_processes(tmp_path):
     file = write(tmp_path, SMALL)
-    code = ("import json, sys; from bench.suite import load_suite; "
+    code = ("import json, sys; from bench.config import load_suite; "
             "print(json.dumps([r.run_id for r in load_suite(sys.argv[1]).runs]))")
     out = subprocess.run([sys.executable, "-c", code, str(file)], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
