@@ -318,3 +318,56 @@ def test_select(tmp_path):
     assert [r.method_label for r in select(runs, "*bn-t25--s0*")] == ["bn-t25"]
     assert select(runs, runs[2].run_id) == [runs[2]]
     assert select(runs, "nothing*") == []
+
+
+def test_configs_are_typed_and_frozen(tmp_path):
+    import dataclasses
+
+    s = load_suite(write(tmp_path, SMALL))
+    t = s.config.training
+    assert (t.epochs, t.optimizer.lr, t.schedule.milestones) == (3, 0.1, (0.5, 0.75))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.epochs = 5
+    with pytest.raises(TypeError):
+        s.config.methods[1].options["temperature"] = 1.0  # read-only mapping
+    assert s.runs[0].training is t and s.runs[0].dataset is s.config.dataset
+
+
+@pytest.mark.parametrize("options,path,detail", [
+    ("{grad_rescale: tuned}", "methods[1].options.grad_rescale",
+     "only for the options in method 'boostnet''s search space: temperature"),
+    ("{temperature: tuned}", "methods[1].options.temperature", "needs a tune: section"),
+])
+def test_tuned_only_where_the_method_can_search(tmp_path, options, path, detail):
+    text = MINIMAL.replace("[joint]", f"[joint, {{name: boostnet, options: {options}}}]")
+    with pytest.raises(SuiteError) as err:
+        load_suite(write(tmp_path, text))
+    assert err.value.path == path and detail in err.value.message
+
+
+def test_joint_has_nothing_to_tune(tmp_path):
+    text = MINIMAL.replace("[joint]", "[{name: joint, options: {loss_weights: tuned}}]")
+    with pytest.raises(SuiteError) as err:
+        load_suite(write(tmp_path, text))
+    assert err.value.path == "methods[0].options.loss_weights"
+    assert "search space: it has none" in err.value.message
+
+
+def test_tune_space_defaults_come_from_the_methods(tmp_path):
+    text = SMALL + "tune: {runs: '*/boostnet', objective: anytime}\n"
+    s = load_suite(write(tmp_path, text))
+    assert s.config.tune.space.as_dict() == {"per_exit": False, "low": 0.05, "high": 2.0,
+                                             "log": True}
+    s = load_suite(write(tmp_path, text), ["tune.space={per_exit: true, high: 1.0}"])
+    assert (s.config.tune.space.per_exit, s.config.tune.space.high) == (True, 1.0)
+
+
+def test_the_slug_is_read_from_the_name_alone(tmp_path):
+    from bench.config import read_slug
+
+    # nothing else is validated or built: an unknown backbone does not matter here
+    path = write(tmp_path, MINIMAL.replace("chain_tiny", "no_such_backbone")
+                 .replace("name: mini", "name: My Suite!"))
+    assert read_slug(path) == "My-Suite"
+    with pytest.raises(SuiteError, match="name: expected a non-empty string"):
+        read_slug(write(tmp_path, "dataset: {name: synthetic}\n", "noname.yaml"))
