@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reports", type=Path, default=REPORTS, help="reports folder (reports/)")
     run.add_argument("--no-report", action="store_true", help="do not render HTML at the end")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--rerun-stale", action="store_true",
+                     help="train again, from scratch, finished runs made by other code "
+                          "(their outputs are moved to previous/ in the run folder)")
 
     res = sub.add_parser("results", help="print a suite's comparison table")
     res.add_argument("suite", help="suite YAML file (anywhere) or its results folder name")

@@ -90,6 +90,12 @@ def fingerprint(plugins: Sequence[str] = (), root: Path = ROOT, git: bool = True
             "git_commit": commit, "git_dirty": dirty}
 
 
+def current(plugins: Sequence[str] = ()) -> str:
+    """The sha256 of the code as it is now (what runs are compared with to call them
+    stale)."""
+    return fingerprint(plugins, git=False)["sha256"]
+
+
 def short(sha: str | None) -> str:
     """How messages show a fingerprint (``unknown`` where a run recorded none)."""
     return sha[:SHORT] if sha else "unknown"

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import torch
 
-from bench import store
+from bench import fingerprint, store
 from bench.pipeline.evaluation import compute_metrics
 from bench.pipeline.setup import environment
 
 DEFAULT_MMACS = (1.0, 2.0, 3.0)
+CODE = fingerprint.fingerprint(git=False)  # the current code: fixture runs are not stale
+OTHER_CODE = {**CODE, "sha256": "0" * 64, "short": "0" * 10}
 
 
 def fake_logits(n_exits: int, m: int, classes: int, skill: float, seed: int):
@@ -41,11 +43,13 @@ def history_rows(epochs: int, n_exits: int, skill: float) -> list[dict]:
 def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=None, seed=0,
              state="done", options=None, mmacs=DEFAULT_MMACS, params=(1000, 2000, 3000),
              budgets=(1.5, 2.5), epochs=3, classes=10, m=200, skill=1.0, dataset="synthetic",
-             error="RuntimeError: loss is NaN", metrics=None, predictions=True):
+             error="RuntimeError: loss is NaN", metrics=None, predictions=True, stale=False):
     """One run folder; ``state`` done writes everything, failed/running only what they have.
 
     ``metrics``: write this metrics.json instead of the one computed from the logits (for
-    hand-checked numbers); ``predictions=False`` leaves predictions.pt out."""
+    hand-checked numbers); ``predictions=False`` leaves predictions.pt out; ``stale``: made
+    by other code than the current."""
+    code = OTHER_CODE if stale else CODE
     run = store.Suite(suite_dir).run(run_id)
     n_exits = len(mmacs)
     run.write_config({
@@ -57,9 +61,9 @@ def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=
         "method": {"name": method, "label": label or method, "options": options or {}},
         "seed": seed, "budgets_mmacs": list(budgets), "evaluation": {"calibration": False}})
     done_epochs = {"done": epochs, "failed": 1, "running": 1}.get(state, 0)
-    run.set_status(state, epoch=done_epochs, epochs=epochs,
+    run.set_status(state, epoch=done_epochs, epochs=epochs, fingerprint=code["sha256"],
                    error=error if state == "failed" else None)
-    run.write_environment(environment(torch.device("cpu")))
+    run.write_environment(environment(torch.device("cpu"), code))
     run.write_costs(list(mmacs), list(params), [3, 32, 32])
     run.write_history(history_rows(done_epochs, n_exits, skill))
     if state != "done":

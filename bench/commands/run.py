@@ -8,6 +8,7 @@ from bench import store
 from bench.commands.common import render, selected_runs
 from bench.config import Suite, load_suite
 from bench.executors import local
+from bench.fingerprint import fingerprint
 from bench.pipeline import distributed, runner
 from bench.pipeline.progress import Progress
 from bench.pipeline.setup import DataCache
@@ -35,16 +36,21 @@ def main(args) -> int:
     data = DataCache()
     for seed in sorted({r.seed for r in runs}):  # missing data fails before anything is written
         data.get(suite.config.dataset, seed)
+    code = fingerprint(suite.config.plugins)
     dist = distributed.init_from_env(suite.config.training.device)
     try:
         out = local.run_suite(suite, runs, folder, data, dist,
-                              Progress(len(runs), enabled=not args.quiet and dist.is_main))
+                              Progress(len(runs), enabled=not args.quiet and dist.is_main),
+                              code, rerun_stale=args.rerun_stale)
     finally:
         distributed.shutdown()
     if not dist.is_main:
         return 1 if out.failed else 0
     if not args.no_report:
         render(Path(args.results), Path(args.reports), [suite.slug])
+    if out.stale:
+        print(f"{len(out.stale)} finished run(s) were made by other code (stale) and kept; "
+              "`bench run --rerun-stale` trains them again", file=sys.stderr)
     if out.busy:
         print(f"{out.busy} run(s) were being run by another worker; rerun to pick up any it "
               "leaves unfinished", file=sys.stderr)

@@ -23,6 +23,7 @@ class RunContext:
     suite: store.Suite  # results/<suite slug>/
     data: DataCache
     dist: Dist
+    code: dict  # the current code's fingerprint (bench.fingerprint.fingerprint)
     progress: object = None  # bench.pipeline.progress.Progress or None
     suite_file: str = "<suite>"  # for error messages
 
@@ -66,16 +67,16 @@ def run_one(spec: RunSpec, ctx: RunContext) -> str:
         run.write_config({"suite": spec.suite_slug, "run_id": spec.run_id, **spec.config,
                           **extra})
         resumed = run.status.get("epoch", 0) if run.checkpoint_path.exists() else 0
-        run.set_status("running", epoch=resumed, epochs=epochs)
+        run.set_status("running", epoch=resumed, epochs=epochs, fingerprint=ctx.code["sha256"])
     try:
         _train_and_evaluate(spec, run, ctx, options, tuned)
     except NonFiniteLoss as err:
         if main:
             run.set_status("failed", epoch=run.checkpoint_epoch(), epochs=epochs,
-                           error=str(err))
+                           fingerprint=ctx.code["sha256"], error=str(err))
         return "failed"
     if main:
-        run.set_status("done", epoch=epochs, epochs=epochs)
+        run.set_status("done", epoch=epochs, epochs=epochs, fingerprint=ctx.code["sha256"])
     return "done"
 
 
@@ -84,13 +85,14 @@ def _train_and_evaluate(spec: RunSpec, run: store.Run, ctx: RunContext, options:
     training, dist = spec.training, ctx.dist
     s = set_up(spec, options, ctx.data, training, dist)
     if dist.is_main:
-        run.write_environment(environment(s.device))
+        run.write_environment(environment(s.device, ctx.code))
         run.write_heldout_index(s.splits.heldout_indices)
         run.write_costs(list(spec.exit_mmacs), s.params, list(spec.input_size))
     show = ctx.progress.epoch_callback(spec, run) if ctx.progress else None
 
     def on_epoch(info: dict) -> None:
-        run.set_status("running", epoch=info["epoch"], epochs=training.epochs)
+        run.set_status("running", epoch=info["epoch"], epochs=training.epochs,
+                       fingerprint=ctx.code["sha256"])
         if show:
             show(info)
 

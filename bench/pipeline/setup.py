@@ -36,18 +36,18 @@ def pick_device(name: str, dist: Dist | None = None) -> torch.device:
     return torch.device(name)
 
 
-def environment(device: torch.device, code: dict | None = None) -> dict:
-    """environment.json: versions, device, threads, machine, and the code fingerprint."""
+def environment(device: torch.device, code: dict) -> dict:
+    """environment.json: versions, device, threads, machine, and the code fingerprint
+    (``code``: bench.fingerprint.fingerprint())."""
     try:
         import torchvision
         tv = torchvision.__version__
     except Exception:  # a mismatched torchvision raises RuntimeError, not ImportError
         tv = None
-    code = code or {}
     return {"torch": torch.__version__, "torchvision": tv, "python": platform.python_version(),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "code_version": bench.__version__, "git_commit": code.get("git_commit"),
-            "date": now(), "threads": torch.get_num_threads(),
+            "code_version": bench.__version__, "git_commit": code["git_commit"],
+            "code": code, "date": now(), "threads": torch.get_num_threads(),
             "hostname": socket.gethostname()}
 
 

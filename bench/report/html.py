@@ -20,7 +20,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from bench import paper
+from bench import fingerprint, paper
 from bench.report import plots, stats, tables, tuning
 from bench.store import Run, Suite, list_suites
 
@@ -122,10 +122,12 @@ def render(results_root: Path, reports_root: Path, suites: list[str] | None = No
     cards = []
     for path in paths:
         suite = Suite.load(path)
-        cmp = tables.comparison(suite)
+        code = fingerprint.current(suite.plugins)
+        stale = [r.run_id for r in suite.stale_runs(code)]
+        cmp = tables.comparison(suite, code)
         if path in chosen:
-            render_suite(env, suite, cmp, reports_root / suite.slug)
-        cards.append(index_card(suite, cmp, reports_root))
+            render_suite(env, suite, cmp, reports_root / suite.slug, stale)
+        cards.append(index_card(suite, cmp, reports_root, stale))
     index = reports_root / "index.html"
     index.write_text(env.get_template("index.html").render(
         root=".", title="Reports", suites=cards, macs_note=MACS_NOTE,
@@ -137,10 +139,11 @@ def render(results_root: Path, reports_root: Path, suites: list[str] | None = No
 # index
 
 
-def status_of(suite: Suite) -> dict:
-    return {"state": suite.state, "text": suite.status_text, "done": suite.count("done"),
+def status_of(suite: Suite, stale: list[str]) -> dict:
+    text = suite.status_text + (f", {len(stale)} stale" if stale else "")
+    return {"state": suite.state, "text": text, "done": suite.count("done"),
             "total": suite.total, "failed": suite.count("failed"),
-            "running": suite.count("running")}
+            "running": suite.count("running"), "stale": len(stale)}
 
 
 def headline(cmp: pd.DataFrame, backbone: str) -> pd.DataFrame:
@@ -148,7 +151,7 @@ def headline(cmp: pd.DataFrame, backbone: str) -> pd.DataFrame:
     return tables.wide(cmp, "budget", backbone)
 
 
-def index_card(suite: Suite, cmp: pd.DataFrame, reports_root: Path) -> dict:
+def index_card(suite: Suite, cmp: pd.DataFrame, reports_root: Path, stale: list[str]) -> dict:
     folder = reports_root / suite.slug
     heads = []
     for backbone in dict.fromkeys(cmp["backbone"]):
@@ -156,9 +159,9 @@ def index_card(suite: Suite, cmp: pd.DataFrame, reports_root: Path) -> dict:
         if len(wide):
             raw = cmp[(cmp.backbone == backbone) & (cmp.kind == "budget")]
             heads.append(make_table(wide, raw, folder, f"headline-{_safe(backbone)}.csv",
-                                    backbone))
+                                    backbone, note=stale_footnote(raw)))
             heads[-1].csv = f"{suite.slug}/{heads[-1].csv}"
-    return {"slug": suite.slug, "name": suite.name, "status": status_of(suite),
+    return {"slug": suite.slug, "name": suite.name, "status": status_of(suite, stale),
             "date": suite.date, "backbones": suite.backbones or _list(suite.config, "backbones"),
             "dataset": _dataset(suite), "headlines": heads,
             "has_page": (folder / "index.html").exists()}
@@ -187,20 +190,30 @@ def _safe(text: str) -> str:
 # suite page
 
 
-def render_suite(env, suite: Suite, cmp: pd.DataFrame, folder: Path) -> None:
+def stale_footnote(raw: pd.DataFrame) -> str:
+    """The note under a table whose methods include stale runs (marked in the table)."""
+    if "stale" not in raw or not (raw["stale"] > 0).any():
+        return ""
+    return (f"{tables.STALE_MARK.strip()} includes finished runs made by other code than the "
+            "current (stale; see the runs table).")
+
+
+def render_suite(env, suite: Suite, cmp: pd.DataFrame, folder: Path, stale: list[str]
+                 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     base = suite.baseline() or tables.baseline_of(suite.rows)
     methods = sorted(dict.fromkeys(list(cmp["method"]) + suite.methods),
                      key=lambda m: tables.method_key(m, _method_name(suite, m), base))
     sections = [backbone_section(suite, cmp, b, methods, base, folder)
                 for b in suite.backbones or list(dict.fromkeys(cmp["backbone"]))]
-    runs = runs_table(suite, folder)
+    runs = runs_table(suite, folder, stale)
     for run in suite.runs:
-        render_run(env, suite, run, folder / "runs")
+        render_run(env, suite, run, folder / "runs", run.run_id in stale)
     env_rows = environments(suite)
     (folder / "index.html").write_text(env.get_template("suite.html").render(
-        root="..", title=suite.name, suite=suite, status=status_of(suite), dataset=_dataset(suite),
-        sections=sections, runs=runs, environments=env_rows, baseline=base,
+        root="..", title=suite.name, suite=suite, status=status_of(suite, stale),
+        dataset=_dataset(suite), sections=sections, runs=runs, environments=env_rows,
+        baseline=base, stale=stale,
         tuning=tuning.section(suite),
         config=suite.config, logits_note=LOGITS_NOTE, macs_note=MACS_NOTE), encoding="utf-8")
 
@@ -212,13 +225,16 @@ def _method_name(suite: Suite, label: str) -> str:
     return label
 
 
-def runs_table(suite: Suite, folder: Path) -> Table:
+def runs_table(suite: Suite, folder: Path, stale: list[str]) -> Table:
     raw = pd.DataFrame([{"run_id": r.run_id, "backbone": r.backbone, "method": r.method,
-                         "seed": r.seed, "state": r.state, "epoch": r.status.get("epoch"),
+                         "seed": r.seed, "state": r.state,
+                         "stale": "stale" if r.run_id in stale else "",
+                         "code": fingerprint.short(r.fingerprint) if r.status else None,
+                         "epoch": r.status.get("epoch"),
                          "epochs": r.status.get("epochs"), "updated": r.status.get("updated"),
                          "error": r.status.get("error")} for r in suite.runs],
-                       columns=["run_id", "backbone", "method", "seed", "state", "epoch",
-                                "epochs", "updated", "error"])
+                       columns=["run_id", "backbone", "method", "seed", "state", "stale",
+                                "code", "epoch", "epochs", "updated", "error"])
     links = [f"runs/{r.run_id}.html" for r in suite.runs]
     return make_table(raw, raw, folder, "runs.csv", "Runs", index=False, links=links)
 
@@ -278,7 +294,8 @@ def backbone_section(suite: Suite, cmp: pd.DataFrame, backbone: str, methods: li
                 sec["tables"].append(make_table(
                     wide, sub[sub.kind == kind], folder, f"{kind}-{slug}.csv", title,
                     note="mean ± standard deviation over seeds (n-1); in parentheses the "
-                         f"difference to the joint baseline ({base})."))
+                         f"difference to the joint baseline ({base}). "
+                         + stale_footnote(sub[sub.kind == kind])))
         if base is not None and len(here) > 1:
             sig = stats.significance(suite, base, comparison=cmp)
             sig = sig[sig.backbone == backbone]
@@ -362,7 +379,7 @@ def paper_table(sub: pd.DataFrame, folder: Path, filename: str) -> Table:
 # run page
 
 
-def render_run(env, suite: Suite, run: Run, folder: Path) -> None:
+def render_run(env, suite: Suite, run: Run, folder: Path, stale: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     t = []
     m = run.metrics or {}
@@ -407,4 +424,5 @@ def render_run(env, suite: Suite, run: Run, folder: Path) -> None:
                                  "heldout_top1: F_n on the held-out split."))
     (folder / f"{run.run_id}.html").write_text(env.get_template("run.html").render(
         root="../..", title=f"{run.run_id}", suite=suite, run=run, tables=t, figures=figures,
+        stale=stale, code=fingerprint.short(run.fingerprint),
         costs=run.costs, macs_note=MACS_NOTE), encoding="utf-8")

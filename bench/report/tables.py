@@ -13,7 +13,9 @@ import pandas as pd
 
 from bench.store import Suite
 
-COLUMNS = ["backbone", "method", "kind", "point", "mmacs", "mean", "std", "n", "delta"]
+COLUMNS = ["backbone", "method", "kind", "point", "mmacs", "mean", "std", "n", "delta",
+           "stale"]
+STALE_MARK = " *"
 
 
 def baseline_of(rows: pd.DataFrame) -> str | None:
@@ -39,7 +41,7 @@ def method_key(label: str, name: str | None, baseline: str | None) -> tuple:
     return (label != baseline, rank, label != name, str(label))
 
 
-def comparison(suite_dir: Path | Suite) -> pd.DataFrame:
+def comparison(suite_dir: Path | Suite, current: str | None = None) -> pd.DataFrame:
     """Mean and spread over seeds, per backbone, method and budget (and per exit: anytime).
 
     One row per (backbone, method, kind, point); ``kind`` is ``budget`` (``point`` = the
@@ -47,8 +49,10 @@ def comparison(suite_dir: Path | Suite) -> pd.DataFrame:
     (mean realized test cost at the budget, or the exit's cost), ``mean`` and ``std`` of
     top-1 % over seeds (std with ddof=1, NaN for one seed), ``n`` seeds, and ``delta`` = mean
     minus the joint baseline's mean at the same backbone and point (NaN for the baseline
-    itself and where there is none). Methods in the order of ``method_key`` (baseline,
-    sequential, boostnet, then its variants), budgets before exits.
+    itself and where there is none), ``stale``: how many of the (backbone, method)'s
+    finished runs were made by code other than ``current`` (a code fingerprint; 0 when
+    None). Methods in the order of ``method_key`` (baseline, sequential, boostnet, then its
+    variants), budgets before exits.
     """
     suite = suite_dir if isinstance(suite_dir, Suite) else Suite.load(Path(suite_dir))
     rows = suite.rows
@@ -73,6 +77,8 @@ def comparison(suite_dir: Path | Suite) -> pd.DataFrame:
                    _k=(df["kind"] != "budget").astype(int))
     df = df.sort_values(["_b", "_k", "_m", "point"], kind="stable")
     df["n"] = df["n"].astype(int)
+    stale = [(r.backbone, r.method) for r in suite.stale_runs(current)] if current else []
+    df["stale"] = [stale.count(key) for key in zip(df["backbone"], df["method"])]
     return df[COLUMNS].reset_index(drop=True)
 
 
@@ -89,7 +95,8 @@ def fmt_cell(mean: float, std: float, delta: float | None = None) -> str:
 
 
 def wide(df: pd.DataFrame, kind: str, backbone: str, with_delta: bool = True) -> pd.DataFrame:
-    """Methods x points of one backbone as display strings ('mean ± std (delta)')."""
+    """Methods x points of one backbone as display strings ('mean ± std (delta)'); a method
+    whose runs include stale ones is marked with STALE_MARK."""
     sub = df[(df["kind"] == kind) & (df["backbone"] == backbone)]
     if not len(sub):
         return pd.DataFrame()
@@ -100,7 +107,9 @@ def wide(df: pd.DataFrame, kind: str, backbone: str, with_delta: bool = True) ->
     out = cells.pivot(index="method", columns="col", values="cell")
     cols = list(dict.fromkeys(cells.sort_values("point")["col"]))
     rows = list(dict.fromkeys(cells["method"]))
-    return out.reindex(index=rows, columns=cols).fillna("–")
+    out = out.reindex(index=rows, columns=cols).fillna("–")
+    stale = set(sub.loc[sub["stale"] > 0, "method"]) if "stale" in sub else set()
+    return out.rename(index=lambda m: m + STALE_MARK if m in stale else m)
 
 
 def _grid(table: pd.DataFrame, corner: str) -> str:
@@ -112,8 +121,14 @@ def _grid(table: pd.DataFrame, corner: str) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body])
 
 
-def format_terminal(df: pd.DataFrame) -> str:
-    """The comparison as plain-text tables: per backbone, budgets then anytime exits."""
+def stale_note(run_ids: list[str]) -> str:
+    return (f"{STALE_MARK.strip()} includes finished runs made by other code than the current "
+            f"(stale): {', '.join(run_ids)}; `bench run --rerun-stale` trains them again")
+
+
+def format_terminal(df: pd.DataFrame, stale: list[str] = ()) -> str:
+    """The comparison as plain-text tables: per backbone, budgets then anytime exits;
+    ``stale``: ids of the stale runs among them (a footnote)."""
     if df is None or not len(df):
         return "no finished runs yet"
     out = ["top-1 % (mean ± std over seeds; in parentheses: difference to the joint baseline)"]
@@ -126,4 +141,6 @@ def format_terminal(df: pd.DataFrame) -> str:
                 seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
                 out += ["", f"{backbone}: {title} (seeds per cell: {seeds})",
                         _grid(table, "method")]
+    if stale:
+        out += ["", stale_note(list(stale))]
     return "\n".join(out)

@@ -83,6 +83,20 @@ class Run:
         return self.state == "done" and self.file(F.METRICS).exists()
 
     @property
+    def fingerprint(self) -> str | None:
+        """The code fingerprint (sha256) of the process that last wrote the status."""
+        return self.status.get("fingerprint")
+
+    def made_by_other_code(self, current: str) -> bool:
+        """Whether the run was (last) written by code other than ``current`` (a run with a
+        status but no fingerprint was made before fingerprints were recorded)."""
+        return bool(self.status) and self.fingerprint != current
+
+    def is_stale(self, current: str) -> bool:
+        """A finished run made by code other than ``current``."""
+        return self.state == "done" and self.made_by_other_code(current)
+
+    @property
     def backbone(self) -> str:
         """The backbone's label (what tells entries of one backbone apart)."""
         return _name(self.config.get("backbone"), "label", "name") or "?"
@@ -144,10 +158,12 @@ class Run:
         write_json(self.file(F.CONFIG), config)
         self._wrote("config", config)
 
-    def set_status(self, state: str, *, epoch: int, epochs: int, error: str | None = None
-                   ) -> None:
+    def set_status(self, state: str, *, epoch: int, epochs: int, fingerprint: str,
+                   error: str | None = None) -> None:
+        """``fingerprint``: the sha256 of the code writing it (bench.fingerprint)."""
         status = {"state": state, "error": error, "epoch": epoch, "epochs": epochs,
-                  "updated": F.now(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
+                  "updated": F.now(), "worker": f"{socket.gethostname()}:{os.getpid()}",
+                  "fingerprint": fingerprint}
         write_json(self.file(F.STATUS), status)
         self._wrote("status", status)
 
@@ -193,6 +209,18 @@ class Run:
     def lock_path(self) -> Path:
         """The file a worker locks while it runs this run (bench.pipeline.claims)."""
         return self.file(F.RUN_LOCK)
+
+    def move_aside(self, tag: str) -> Path:
+        """Move every output of the run (all but its lock and earlier moved outputs) into
+        ``previous/<UTC time>-<tag>/``, so that it starts from scratch and nothing is lost."""
+        stamp = F.now().replace("-", "").replace(":", "").replace("+0000", "Z")
+        target = self.file(F.PREVIOUS) / f"{stamp}-{tag}"
+        target.mkdir(parents=True, exist_ok=False)
+        for entry in sorted(self.path.iterdir()):
+            if entry.name not in (F.RUN_LOCK, F.PREVIOUS):
+                entry.rename(target / entry.name)
+        self.refresh()
+        return target
 
     def checkpoint_epoch(self) -> int:
         """Epochs the last checkpoint holds (0 without one)."""

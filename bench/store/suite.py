@@ -59,6 +59,15 @@ class Suite:
         count = count if isinstance(count, int) and not isinstance(count, bool) else 0
         return max(count, len(self.runs))
 
+    @property
+    def plugins(self) -> list[str]:
+        """The suite's plugins (suite.json), whose files are part of its code fingerprint."""
+        return list(self.config.get("plugins") or [])
+
+    def stale_runs(self, current: str) -> list[Run]:
+        """Finished runs made by code other than ``current`` (a code fingerprint)."""
+        return [r for r in self.runs if r.is_stale(current)]
+
     def count(self, state: str) -> int:
         return sum(r.state == state for r in self.runs)
 

@@ -103,3 +103,18 @@ def test_figure_json_cannot_close_the_script_tag():
                                      "y": [float("nan"), 1.0]}]})
     assert "<" not in text and ">" not in text
     assert json.loads(text)["data"][0]["y"] == [None, 1.0]
+
+
+def test_stale_runs_are_marked(tmp_path):
+    make_suite(tmp_path / "results", "s", [
+        {"run_id": "fresh", "method": "joint", "m": 20},
+        {"run_id": "old", "method": "boostnet", "m": 20, "stale": True}])
+    index = render(tmp_path / "results", tmp_path / "reports")
+    assert "2/2 runs done, 1 stale" in index.read_text()
+    page = (index.parent / "s" / "index.html").read_text()
+    assert 'id="stale-runs"' in page and "made by other code than the current" in page
+    runs_csv = (index.parent / "s" / "runs.csv").read_text().splitlines()
+    assert runs_csv[0].startswith("run_id,backbone,method,seed,state,stale,code")
+    assert ",stale,0000000000," in runs_csv[2] and ",stale," not in runs_csv[1]
+    assert "stale: made by other code" in (index.parent / "s" / "runs" / "old.html").read_text()
+    assert "stale: made by" not in (index.parent / "s" / "runs" / "fresh.html").read_text()

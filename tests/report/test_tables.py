@@ -152,3 +152,18 @@ def test_significance_tests(hand, tmp_path):
         assert r.diff == pytest.approx(row(cmp, "boostnet", r.kind, r.point).delta, abs=1e-4)
     none = sig[sig.method == "boostnet-t1"]
     assert (none.test == "none (one seed, no predictions.pt)").all()
+
+
+def test_stale_runs_are_counted_and_marked(tmp_path):
+    from report_fixtures import CODE
+
+    d = make_suite(tmp_path, "mixed", [
+        {"run_id": "j0", "method": "joint", "seed": 0, "m": 40},
+        {"run_id": "j1", "method": "joint", "seed": 1, "m": 40, "stale": True},
+        {"run_id": "b0", "method": "boostnet", "seed": 0, "m": 40}])
+    df = tables.comparison(d, CODE["sha256"])
+    assert set(df[df.method == "joint"].stale) == {1} and set(df[df.method == "boostnet"].stale) == {0}
+    assert (tables.comparison(d).stale == 0).all()  # without the current code: nothing known
+    text = tables.format_terminal(df, ["j1"])
+    assert "joint *" in text and "boostnet *" not in text
+    assert text.endswith("(stale): j1; `bench run --rerun-stale` trains them again")

@@ -13,7 +13,7 @@ def test_a_run_reads_back_what_it_wrote(tmp_path):
     run = store.Suite(tmp_path / "s").run("r1")
     run.write_config({"run_id": "r1", "backbone": {"name": "b", "label": "bl"},
                       "method": {"name": "m", "label": "ml", "options": {"t": 1.0}}, "seed": 3})
-    run.set_status("running", epoch=1, epochs=2)
+    run.set_status("running", epoch=1, epochs=2, fingerprint="abc")
     run.write_costs([1.5, 2.25], [10, 20], [3, 8, 8])
     run.write_history([{"epoch": 1, "stage": 1, "exit": n, "lr": 0.1, "train_loss": 1.0,
                         "effective_share": 0.5, "heldout_top1": 50.0} for n in (1, 2)])
@@ -34,7 +34,7 @@ def test_a_run_reads_back_what_it_wrote(tmp_path):
                                         "kind": "run"}]
     run.write_metrics({"anytime": [{"exit": 1, "mmacs": 1.5, "top1": 50.0, "top5": 90.0}],
                        "budgeted": [{"budget_mmacs": 2.0, "accuracy": 60.0, "mmacs": 1.9}]})
-    run.set_status("done", epoch=2, epochs=2)
+    run.set_status("done", epoch=2, epochs=2, fingerprint="abc")
     assert store.Run(run.path).is_done()
     rows = store.Run(run.path).summary_rows("S")
     assert [(r["kind"], r["top1"]) for r in rows] == [("exit", 50.0), ("budget", 60.0)]
@@ -66,7 +66,7 @@ def test_suite_json_holds_the_run_count_and_summary_is_rebuilt(tmp_path):
     suite.write_suite({"name": "My suite"}, ["a", "b", "c"])
     a = suite.run("a")
     a.write_config({"run_id": "a", "method": {"name": "m", "label": "m"}, "seed": 0})
-    a.set_status("failed", epoch=0, epochs=1, error="boom")
+    a.set_status("failed", epoch=0, epochs=1, fingerprint="abc", error="boom")
     fresh = store.Suite(suite.path)
     assert fresh.total == 3 and fresh.name == "My suite" and [r.run_id for r in fresh.runs] == ["a"]
     assert fresh.status_text == "0/3 runs done, 1 failed" and fresh.state == "failed"
@@ -74,3 +74,22 @@ def test_suite_json_holds_the_run_count_and_summary_is_rebuilt(tmp_path):
     assert text[0] == ",".join(store.SUMMARY_COLUMNS)
     assert text[1].startswith("My suite,a,?,m,0,failed,run")
     assert store.list_suites(tmp_path) == [suite.path]
+
+
+def test_stale_runs_and_moving_outputs_aside(tmp_path):
+    suite = store.Suite(tmp_path / "s")
+    old, new = suite.run("old"), suite.run("new")
+    for run, code in ((old, "a" * 64), (new, "b" * 64)):
+        run.write_config({"run_id": run.run_id})
+        run.write_metrics({"anytime": [], "budgeted": []})
+        run.set_status("done", epoch=1, epochs=1, fingerprint=code)
+    assert [r.run_id for r in store.Suite(suite.path).stale_runs("b" * 64)] == ["old"]
+    assert old.is_stale("b" * 64) and not new.is_stale("b" * 64)
+    assert old.made_by_other_code("b" * 64) and not store.Run(tmp_path / "none").made_by_other_code("b")
+    old.lock_path.touch()
+    moved = old.move_aside("code-aaaa")
+    assert moved.parent == old.path / "previous" and moved.name.endswith("-code-aaaa")
+    assert sorted(p.name for p in moved.iterdir()) == ["config.json", "metrics.json",
+                                                        "status.json"]
+    assert sorted(p.name for p in old.path.iterdir()) == [".lock", "previous"]
+    assert not old.is_done() and old.state == "pending"
