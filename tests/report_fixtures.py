@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from bench import fingerprint, store
+from bench.config import Checker, resolve_methods
 from bench.pipeline.evaluation import compute_metrics
 from bench.pipeline.setup import environment
 
@@ -80,17 +81,34 @@ def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=
     return run.path
 
 
+def method_entries(runs: list[dict]) -> list[dict]:
+    """The suite's resolved methods (every option filled, reference variants and the
+    paper's curves marked), resolved by the harness's own code as bench run does."""
+    raw = list({r.get("label") or r.get("method", "joint"): {
+        "name": r.get("method", "joint"), "label": r.get("label") or r.get("method", "joint"),
+        "options": r.get("options") or {}} for r in runs}.values())
+    return [m.as_dict() for m in resolve_methods(Checker("fixture"), raw)] if raw else []
+
+
 def make_suite(root, slug: str, runs: list[dict], name: str | None = None,
-               planned: int = 0):
+               planned: int = 0, baseline: str | None = "joint"):
     """A suite folder: suite.json, the given runs (kwargs of make_run) and summary.csv.
-    ``planned`` runs are in the suite but have no folder yet."""
+    ``planned`` runs are in the suite but have no folder yet; ``baseline`` is used where
+    the suite has that label."""
     suite = store.Suite(Path(root) / slug)
     budgets = runs[0].get("budgets", (1.5, 2.5)) if runs else []
     run_ids = [r["run_id"] for r in runs] + [f"planned-{i}" for i in range(planned)]
+    methods = method_entries(runs)
+    labels = [m["label"] for m in methods]
     suite.write_suite({"name": name or slug, "dataset": {"name": "synthetic"},
-                       "budgets": {"mmacs": list(budgets), "fractions": None}}, run_ids)
+                       "methods": methods,
+                       "budgets": {"mmacs": list(budgets), "fractions": None},
+                       "baseline": baseline if baseline in labels else None, "plugins": []},
+                      run_ids)
+    options = {m["label"]: m["options"] for m in methods}
     for spec in runs:
         spec = dict(spec)
+        spec["options"] = options[spec.get("label") or spec.get("method", "joint")]
         make_run(suite.path, spec.pop("run_id"), **spec)
     suite.write_summary()
     return suite.path
@@ -101,11 +119,12 @@ def standard_store(root):
     failed run and one still running with a hostile name."""
     runs = []
     for seed in (0, 1):
-        for method, label, skill in (("joint", "joint", 1.0), ("boostnet", "boostnet", 1.3),
-                                     ("boostnet", "boostnet-no-rescale", 1.2),
-                                     ("sequential", "sequential", 0.8)):
+        for method, label, options, skill in (
+                ("joint", "joint", {}, 1.0), ("boostnet", "boostnet", {}, 1.3),
+                ("boostnet", "boostnet-no-rescale", {"grad_rescale": False}, 1.2),
+                ("sequential", "sequential", {}, 0.8)):
             runs.append({"run_id": f"tiny3-{label}-s{seed}", "method": method, "label": label,
-                         "seed": seed, "skill": skill})
+                         "options": options, "seed": seed, "skill": skill})
     make_suite(root, "demo", runs, name="Demo suite")
     make_suite(root, "broken", [
         {"run_id": "tiny3-joint-s0", "method": "joint", "seed": 0},

@@ -12,5 +12,5 @@ def main(args) -> int:
     folder = suite_folder(args.suite, Path(args.results))
     code = current(folder.plugins)
     stale = [r.run_id for r in folder.stale_runs(code)]
-    print(tables.format_terminal(tables.comparison(folder, code), stale))
+    print(tables.format_terminal(tables.comparison(folder, code), stale, folder.baseline))
     return 0

@@ -9,7 +9,8 @@ import torch
 import methods
 from bench.config.checker import Checker, join, named_key
 from bench.config.costs import BackboneInfo
-from bench.config.defaults import TUNED
+from bench.config import sections
+from bench.config.defaults import METHOD_ENTRY, TUNED
 from bench.config.schema import BackboneEntry, MethodEntry, freeze, thaw
 
 
@@ -85,6 +86,13 @@ def check_on(c: Checker, m: MethodEntry, path: str, info: BackboneInfo, b: Backb
     except ValueError as err:
         c.fail("training.epochs", f"method {m.label!r} {on}: {err}")
     return stages
+
+
+def resolve_methods(c: Checker, value: Any) -> list[MethodEntry]:
+    """The suite's ``methods`` list: names known to the registry, labels unique, options
+    checked and filled, reference variants and the paper's curves marked."""
+    raw = sections.entries(c, value, "methods", methods.names(), "method", METHOD_ENTRY)
+    return mark_paper_curves([method_entry(c, e, f"methods[{i}]") for i, e in enumerate(raw)])
 
 
 def mark_paper_curves(entries: list[MethodEntry]) -> list[MethodEntry]:

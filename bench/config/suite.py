@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import methods
 from bench import backbones
 from bench.config import costs, method_entries, plugins, sections, tune as tune_schema
 from bench.config.checker import Checker
-from bench.config.defaults import BACKBONE_ENTRY, METHOD_ENTRY, TOP_LEVEL
+from bench.config.defaults import BACKBONE_ENTRY, TOP_LEVEL
 from bench.config.loading import check_mapping, read_raw, slugify
 from bench.config.overrides import with_overrides
 from bench.config.runs import RunSpec, make_run
@@ -75,10 +74,7 @@ def resolve(raw: dict, file: str, base: Path) -> tuple[SuiteConfig, list[RunSpec
                                      "backbone", BACKBONE_ENTRY)
     entries_b = [sections.backbone_entry(c, e, f"backbones[{i}]", num_classes, dataset.name)
                  for i, e in enumerate(raw_backbones)]
-    raw_methods = sections.entries(c, s["methods"], "methods", methods.names(), "method",
-                                   METHOD_ENTRY)
-    entries_m = method_entries.mark_paper_curves(
-        [method_entries.method_entry(c, e, f"methods[{i}]") for i, e in enumerate(raw_methods)])
+    entries_m = method_entries.resolve_methods(c, s["methods"])
     baseline = sections.baseline(c, s["baseline"], [m.label for m in entries_m])
     tune = None
     if s["tune"] is not None:

@@ -1,5 +1,5 @@
-"""Significance of a method's difference to a reference method (the joint baseline, or full
-BoostNet for ablations), per budget and per exit.
+"""Significance of a method's difference to a reference method (the suite's baseline, or a
+method's reference variant for ablations), per budget and per exit.
 
 - Several seeds in common: paired t-test over seeds (scipy.stats.ttest_rel), pairs by seed.
 - One seed in common: paired bootstrap over test images. Per-image correctness comes from

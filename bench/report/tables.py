@@ -18,50 +18,26 @@ COLUMNS = ["backbone", "method", "kind", "point", "mmacs", "mean", "std", "n", "
 STALE_MARK = " *"
 
 
-def baseline_of(rows: pd.DataFrame) -> str | None:
-    """The joint baseline's method label: 'joint', else the first label trained with joint."""
-    if not len(rows):
-        return None
-    labels = list(dict.fromkeys(rows["method"]))
-    if "joint" in labels:
-        return "joint"
-    names = rows.get("method_name", rows["method"])
-    joint = rows.loc[names == "joint", "method"]
-    return joint.iloc[0] if len(joint) else None
-
-
-METHOD_ORDER = ["joint", "sequential", "boostnet"]
-
-
-def method_key(label: str, name: str | None, baseline: str | None) -> tuple:
-    """Sort key of a method label: the baseline first, then joint, sequential, boostnet
-    (each method's default label before its variants), then anything else by name."""
-    name = name or label
-    rank = METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER)
-    return (label != baseline, rank, label != name, str(label))
-
-
 def comparison(suite_dir: Path | Suite, current: str | None = None) -> pd.DataFrame:
     """Mean and spread over seeds, per backbone, method and budget (and per exit: anytime).
 
     One row per (backbone, method, kind, point); ``kind`` is ``budget`` (``point`` = the
     budget in MMACs) or ``exit`` (``point`` = exit number, 1-based). Columns: ``mmacs``
     (mean realized test cost at the budget, or the exit's cost), ``mean`` and ``std`` of
-    top-1 % over seeds (std with ddof=1, NaN for one seed), ``n`` seeds, and ``delta`` = mean
-    minus the joint baseline's mean at the same backbone and point (NaN for the baseline
+    top-1 % over seeds (std with ddof=1, NaN for one seed), ``n`` seeds, ``delta`` = mean
+    minus the suite's baseline's mean at the same backbone and point (NaN for the baseline
     itself and where there is none), ``stale``: how many of the (backbone, method)'s
     finished runs were made by code other than ``current`` (a code fingerprint; 0 when
-    None). Methods in the order of ``method_key`` (baseline, sequential, boostnet, then its
-    variants), budgets before exits.
+    None). Methods in the suite's order with the baseline first, budgets before exits.
     """
     suite = suite_dir if isinstance(suite_dir, Suite) else Suite.load(Path(suite_dir))
     rows = suite.rows
     if not len(rows):
         return pd.DataFrame(columns=COLUMNS)
     rows = rows.assign(point=rows["budget_mmacs"].where(rows["kind"] == "budget", rows["exit"]))
-    base = baseline_of(rows)
-    names = dict(zip(rows["method"], rows.get("method_name", rows["method"])))
-    order = {m: method_key(m, names.get(m), base) for m in dict.fromkeys(rows["method"])}
+    base = suite.baseline
+    labels = suite.method_labels + list(dict.fromkeys(rows["method"]))
+    order = {m: labels.index(m) for m in dict.fromkeys(rows["method"])}
     border = {b: i for i, b in enumerate(dict.fromkeys(rows["backbone"]))}
     g = rows.groupby(["backbone", "method", "kind", "point"], sort=False)
     df = g.agg(mmacs=("mmacs", "mean"), mean=("top1", "mean"),
@@ -126,12 +102,14 @@ def stale_note(run_ids: list[str]) -> str:
             f"(stale): {', '.join(run_ids)}; `bench run --rerun-stale` trains them again")
 
 
-def format_terminal(df: pd.DataFrame, stale: list[str] = ()) -> str:
+def format_terminal(df: pd.DataFrame, stale: list[str] = (), baseline: str | None = None
+                    ) -> str:
     """The comparison as plain-text tables: per backbone, budgets then anytime exits;
-    ``stale``: ids of the stale runs among them (a footnote)."""
+    ``stale``: ids of the stale runs among them (a footnote); ``baseline``: its label."""
     if df is None or not len(df):
         return "no finished runs yet"
-    out = ["top-1 % (mean ± std over seeds; in parentheses: difference to the joint baseline)"]
+    against = f"difference to the baseline {baseline}" if baseline else "no baseline"
+    out = [f"top-1 % (mean ± std over seeds; in parentheses: {against})"]
     for backbone in dict.fromkeys(df["backbone"]):
         for kind, title in (("budget", "budgeted batch, average budget in MMACs"),
                             ("exit", "anytime prediction, per exit")):

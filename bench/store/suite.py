@@ -115,15 +115,43 @@ class Suite:
                 and (method is None or r.method == method)
                 and (state is None or r.state == state)]
 
+    @property
+    def method_entries(self) -> list[dict]:
+        """suite.json's resolved method entries ({name, label, options, reference, paper})."""
+        return [m for m in self.config.get("methods") or [] if isinstance(m, dict)]
+
+    @property
     def baseline(self) -> str | None:
-        """The joint baseline's label: 'joint' if present, else the first joint-trained run."""
-        labels = self.methods
-        if "joint" in labels:
-            return "joint"
-        for r in self.runs:
-            if r.method_name == "joint":
-                return r.method
-        return None
+        """The method label the suite compares every other one with (suite.json)."""
+        return self.config.get("baseline")
+
+    @property
+    def method_labels(self) -> list[str]:
+        """Method labels in the suite's order, the baseline first; then labels that only
+        run folders know (runs of an earlier version of the suite)."""
+        labels = [m.get("label") for m in self.method_entries] + self.methods
+        labels = ([self.baseline] if self.baseline else []) + labels
+        return _unique(label for label in labels if label)
+
+    def method_name(self, label: str) -> str:
+        """The registry name of a method label."""
+        for m in self.method_entries:
+            if m.get("label") == label:
+                return str(m.get("name"))
+        return next((r.method_name for r in self.runs if r.method == label), label)
+
+    def reference_labels(self) -> dict[str, str]:
+        """Method name -> the label of its reference variant (the entry whose options are
+        the method's defaults, suite.json's ``reference``), for methods that have one."""
+        out: dict[str, str] = {}
+        for m in self.method_entries:
+            if m.get("reference") and m.get("name") not in out:
+                out[m["name"]] = m["label"]
+        return out
+
+    def paper_labels(self) -> dict[str, str]:
+        """The paper's curve name -> the method label that stands for it (suite.json)."""
+        return {m["paper"]: m["label"] for m in self.method_entries if m.get("paper")}
 
     @cached_property
     def rows(self) -> pd.DataFrame:

@@ -371,3 +371,16 @@ def test_the_slug_is_read_from_the_name_alone(tmp_path):
     assert read_slug(path) == "My-Suite"
     with pytest.raises(SuiteError, match="name: expected a non-empty string"):
         read_slug(write(tmp_path, "dataset: {name: synthetic}\n", "noname.yaml"))
+
+
+def test_baseline_defaults_to_joint_and_must_be_a_label(tmp_path):
+    assert load_suite(write(tmp_path, SMALL)).config.baseline == "joint"
+    s = load_suite(write(tmp_path, SMALL + "baseline: bn-t25\n"))
+    assert s.config.baseline == "bn-t25"
+    no_joint = SMALL.replace("  - joint\n", "")
+    assert load_suite(write(tmp_path, no_joint)).config.baseline is None
+    with pytest.raises(SuiteError) as err:
+        load_suite(write(tmp_path, SMALL + "baseline: sequential\n"))
+    assert err.value.path == "baseline"
+    assert "'sequential' is not a method label of this suite; labels: joint, boostnet, bn-t25" \
+        in err.value.message

@@ -111,7 +111,7 @@ def test_study_baseline_pruning_resume_and_tuned_run(tmp_path, capsys):
     from bench import report
     report.render(results, tmp_path / "reports")
     page = (tmp_path / "reports" / "tiny-tune" / "index.html").read_text()
-    assert "Ensemble temperature tuning" in page and page.count('class="plot"') >= 3
+    assert "Tuning (Optuna)" in page and page.count('class="plot"') >= 3
 
 
 def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, capsys):

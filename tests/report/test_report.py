@@ -45,7 +45,7 @@ def test_offline_and_csv_links(reports):
 def test_suite_page_contents(reports):
     html = (reports.parent / "demo" / "index.html").read_text()
     for text in ("computed from the saved logits of all exits", "fvcore multiply-adds",
-                 "paired t-test over seeds", "Ablations: each BoostNet variant",
+                 "paired t-test over seeds", "Ablations: each variant minus its method",
                  "boostnet-no-rescale", "effective training samples", "Resolved suite",
                  "Plotly.newPlot", "torch"):
         assert text in html, text
@@ -118,3 +118,25 @@ def test_stale_runs_are_marked(tmp_path):
     assert ",stale,0000000000," in runs_csv[2] and ",stale," not in runs_csv[1]
     assert "stale: made by other code" in (index.parent / "s" / "runs" / "old.html").read_text()
     assert "stale: made by" not in (index.parent / "s" / "runs" / "fresh.html").read_text()
+
+
+def test_ablations_of_any_method_against_its_reference_variant(tmp_path):
+    runs = [{"run_id": f"{label}-s{seed}", "method": "sequential", "label": label,
+             "options": options, "seed": seed, "m": 60, "skill": 1.0 + 0.1 * seed}
+            for seed in (0, 1) for label, options in (
+                ("sequential", {}), ("seq-free", {"freeze_previous": False}),
+                ("seq-t05", {"temperature": 0.5}))]
+    make_suite(tmp_path / "results", "seq", runs)
+    # a method with variants but no reference variant gets no ablation table
+    make_suite(tmp_path / "results", "noref", [
+        {"run_id": "a", "method": "boostnet", "label": "b-a", "options": {"joint": False},
+         "m": 40},
+        {"run_id": "b", "method": "boostnet", "label": "b-b", "options": {"temperature": 1.0},
+         "m": 40}])
+    index = render(tmp_path / "results", tmp_path / "reports")
+    ablation = (index.parent / "seq" / "ablation-tiny3.csv").read_text().splitlines()
+    assert len(ablation) == 1 + 2 * 2  # two variants at two budgets
+    assert all(line.split(",")[2] == "sequential" for line in ablation[1:])  # the reference
+    page = (index.parent / "seq" / "index.html").read_text()
+    assert "seq-free: {&#34;freeze_previous&#34;: false}" in page
+    assert not (index.parent / "noref" / "ablation-tiny3.csv").exists()

@@ -167,3 +167,17 @@ def test_stale_runs_are_counted_and_marked(tmp_path):
     text = tables.format_terminal(df, ["j1"])
     assert "joint *" in text and "boostnet *" not in text
     assert text.endswith("(stale): j1; `bench run --rerun-stale` trains them again")
+
+
+def test_the_suite_baseline_and_order_drive_the_table(tmp_path):
+    runs = [{"run_id": f"{m}", "method": m, "seed": 0, "m": 40, "skill": s}
+            for m, s in (("sequential", 0.8), ("joint", 1.0), ("boostnet", 1.3))]
+    d = make_suite(tmp_path, "order", runs, baseline="boostnet")
+    df = tables.comparison(d)
+    assert list(dict.fromkeys(df.method)) == ["boostnet", "sequential", "joint"]
+    assert df[df.method == "boostnet"].delta.isna().all()
+    j = row(df, "joint", "exit", 3)
+    assert j.delta == pytest.approx(j["mean"] - row(df, "boostnet", "exit", 3)["mean"])
+    assert "difference to the baseline boostnet" in tables.format_terminal(df, baseline="boostnet")
+    none = make_suite(tmp_path, "none", runs, baseline=None)
+    assert tables.comparison(none).delta.isna().all()
