@@ -6,6 +6,9 @@ import sys
 
 from tqdm import tqdm
 
+from bench.config import RunSpec
+from bench.store import Run
+
 
 def _fmt(values) -> str:
     return " ".join("-" if math.isnan(v) else f"{v:.2f}" for v in values)
@@ -21,11 +24,13 @@ class Progress:
         if self.enabled:
             print(f"[run {index}/{self.total}] {spec.run_id}{note}", file=sys.stderr, flush=True)
 
-    def epoch_callback(self, spec, run):
+    def epoch_callback(self, spec: RunSpec, run: Run):
+        """The trainer's per-epoch callback drawing this run's bar (None when disabled);
+        a resumed run's bar starts at the epochs its checkpoint holds."""
         if not self.enabled:
             return None
-        epochs = spec.config["training"]["epochs"]
-        done = run.status().get("epoch", 0) if run.file("checkpoint.pt").exists() else 0
+        epochs = spec.training.epochs
+        done = run.status.get("epoch", 0) if run.checkpoint_path.exists() else 0
         self.bar = tqdm(total=epochs, initial=done, desc=f"{spec.method_label} s{spec.seed}",
                         unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=False)
 
