@@ -20,9 +20,9 @@ from bench.config.tune import select_targets, study_name, tuned_options
 from bench.errors import SuiteError
 
 __all__ = ["BackboneEntry", "BackboneInfo", "BudgetsConfig", "CODE_VERSION", "Checker",
-           "DatasetConfig",
-           "EvaluationConfig", "MethodEntry", "OptimizerConfig", "PrunerConfig", "RunSpec",
-           "SamplerConfig", "ScheduleConfig", "SpaceConfig", "Suite", "SuiteConfig",
-           "SuiteError", "TUNED", "TrainingConfig", "TuneConfig", "backbone_info",
-           "build_suite", "freeze", "load_suite", "read_slug", "resolve_methods", "run_hash", "select",
-           "select_targets", "slugify", "study_name", "thaw", "tuned_options"]
+           "DatasetConfig", "EvaluationConfig", "MethodEntry", "OptimizerConfig",
+           "PrunerConfig", "RunSpec", "SamplerConfig", "ScheduleConfig", "SpaceConfig", "Suite",
+           "SuiteConfig", "SuiteError", "TUNED", "TrainingConfig", "TuneConfig",
+           "backbone_info", "build_suite", "freeze", "load_suite", "read_slug",
+           "resolve_methods", "run_hash", "select", "select_targets", "slugify", "study_name",
+           "thaw", "tuned_options"]

@@ -162,7 +162,8 @@ def test_stale_runs_are_counted_and_marked(tmp_path):
         {"run_id": "j1", "method": "joint", "seed": 1, "m": 40, "stale": True},
         {"run_id": "b0", "method": "boostnet", "seed": 0, "m": 40}])
     df = tables.comparison(d, CODE["sha256"])
-    assert set(df[df.method == "joint"].stale) == {1} and set(df[df.method == "boostnet"].stale) == {0}
+    assert set(df[df.method == "joint"].stale) == {1}
+    assert set(df[df.method == "boostnet"].stale) == {0}
     assert (tables.comparison(d).stale == 0).all()  # without the current code: nothing known
     text = tables.format_terminal(df, ["j1"])
     assert "joint *" in text and "boostnet *" not in text
