@@ -37,6 +37,9 @@ SUBSET = {"train": None, "test": None}  # first k images of a split (smoke runs)
 HELDOUT = {"imagenet": 50000}
 HELDOUT_DEFAULT = 5000
 SYNTHETIC_HELDOUT_SHARE = 5  # heldout = train_size // 5
+# Image shape of data sets whose options do not set it (CIFAR: 3 x 32 x 32).
+CHANNELS = 3
+IMAGE_SIZE = 32
 # Classes per data set; synthetic sets its own (dataset.options.num_classes).
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "imagenet": 1000,
                "mnist": 10}

@@ -68,11 +68,6 @@ class DatasetConfig(Config):
     subset: Subset
     options: Mapping[str, Any]  # the data set's own options, defaults filled
 
-    def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of the images the data set serves."""
-        size = self.options.get("image_size", 32)
-        return (self.options.get("channels", 3), size, size)
-
 
 @dataclass(frozen=True)
 class OptimizerConfig(Config):

@@ -55,10 +55,12 @@ def dataset(c: Checker, value: Any) -> DatasetConfig:
 
 
 def shape(ds: DatasetConfig) -> tuple[int, tuple[int, int, int]]:
-    """(num_classes, input_size) of a data set's images."""
-    classes = ds.options["num_classes"] if "num_classes" in ds.options \
-        else D.NUM_CLASSES[ds.name]
-    return classes, ds.image_shape()
+    """(num_classes, (C, H, W)) of the images a data set serves: its options where they
+    set them, else the table of defaults."""
+    options = {"num_classes": D.NUM_CLASSES.get(ds.name), "channels": D.CHANNELS,
+               "image_size": D.IMAGE_SIZE, **ds.options}
+    size = options["image_size"]
+    return options["num_classes"], (options["channels"], size, size)
 
 
 def training(c: Checker, value: Any) -> TrainingConfig:
