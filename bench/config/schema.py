@@ -192,7 +192,4 @@ class SuiteConfig(Config):
     evaluation: EvaluationConfig
     tune: TuneConfig | None
     baseline: str | None  # the label every other method is compared with
-    plugins: tuple[str, ...]  # as given: files (absolute) or module names
-
-    def method(self, label: str) -> MethodEntry:
-        return next(m for m in self.methods if m.label == label)
+    plugins: tuple[str, ...]  # files (absolute paths) or module names

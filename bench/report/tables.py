@@ -30,7 +30,7 @@ def comparison(suite_dir: Path | Suite, current: str | None = None) -> pd.DataFr
     finished runs were made by code other than ``current`` (a code fingerprint; 0 when
     None). Methods in the suite's order with the baseline first, budgets before exits.
     """
-    suite = suite_dir if isinstance(suite_dir, Suite) else Suite.load(Path(suite_dir))
+    suite = suite_dir if isinstance(suite_dir, Suite) else Suite(Path(suite_dir))
     rows = suite.rows
     if not len(rows):
         return pd.DataFrame(columns=COLUMNS)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.fileio import load_torch, read_json, save_torch, write_json, write_text
+from bench.fileio import load_torch, save_torch, write_json, write_text
 from bench.store import files as F
 
 
@@ -180,9 +180,6 @@ class Run:
 
     def write_heldout_index(self, indices) -> None:
         write_json(self.file(F.HELDOUT_INDEX), {"indices": [int(i) for i in indices]})
-
-    def read_heldout_index(self) -> list[int]:
-        return read_json(self.file(F.HELDOUT_INDEX))["indices"]
 
     def write_history(self, rows: list[dict]) -> None:
         """One row per (epoch, exit), as the trainer records them."""

@@ -21,10 +21,6 @@ class Suite:
         self.path = Path(path)
         self.slug = self.path.name
 
-    @classmethod
-    def load(cls, path: Path) -> "Suite":
-        return cls(path)
-
     def __repr__(self) -> str:
         return f"Suite({str(self.path)!r})"
 

@@ -85,7 +85,7 @@ def test_summary_csv_is_the_fallback(hand):
 def test_partial_runs_are_left_out(hand):
     make_run(hand, "b-joint-s2", method="joint", seed=2, state="running", mmacs=(10.0, 20.0))
     make_run(hand, "b-joint-s3", method="joint", seed=3, state="failed", mmacs=(10.0, 20.0))
-    suite = Suite.load(hand)
+    suite = Suite(hand)
     assert row(tables.comparison(suite), "joint", "budget", 20.0).n == 2
     assert (suite.count("done"), suite.count("running"), suite.count("failed")) == (4, 1, 1)
     assert suite.state == "failed" and suite.status_text == "4/6 runs done, 1 failed, 1 running"
@@ -93,7 +93,7 @@ def test_partial_runs_are_left_out(hand):
 
 def test_total_from_suite_json(hand):
     Suite(hand).write_suite({"name": "Hand"}, [f"r{i}" for i in range(8)])
-    suite = Suite.load(hand)
+    suite = Suite(hand)
     assert suite.total == 8 and suite.state == "running"
     assert suite.status_text == "4/8 runs done"
 
@@ -131,7 +131,7 @@ def test_exits_at_follows_the_thresholds():
 
 
 def test_significance_tests(hand, tmp_path):
-    sig = stats.significance(Suite.load(hand), "joint")
+    sig = stats.significance(Suite(hand), "joint")
     b = sig[(sig.kind == "budget")].iloc[0]
     assert (b.method, b.test, b.n, b["diff"]) == ("boostnet", stats.TTEST, 2, 3.5)
     # d = 3, 4: mean 3.5, sd 0.7071, t = 7 with 1 df -> p = 0.0903
@@ -142,7 +142,7 @@ def test_significance_tests(hand, tmp_path):
         {"run_id": "b", "method": "boostnet", "seed": 0, "m": 300, "skill": 1.5},
         {"run_id": "v", "method": "boostnet", "label": "boostnet-t1", "seed": 0, "m": 300,
          "skill": 1.5, "predictions": False}])
-    suite = Suite.load(d)
+    suite = Suite(d)
     sig = stats.significance(suite, "joint")
     got = sig[sig.method == "boostnet"]
     assert (got.test == stats.BOOTSTRAP).all() and (got.n == 300).all()
