@@ -56,7 +56,11 @@ def digest(files: Iterable[Path], root: Path = ROOT, extra: Iterable[Path] = ())
     entries = [(p.relative_to(root).as_posix(), p) for p in files]
     entries += sorted((f"plugin:{p.name}", p) for p in extra)
     for name, path in entries:
-        data = Path(path).read_bytes()
+        try:
+            data = Path(path).read_bytes()
+        except OSError:  # a plugin file that is gone: other code than the one it was
+            h.update(name.encode() + b"\0missing\0")
+            continue
         h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
     return h.hexdigest()
 

@@ -50,6 +50,9 @@ def test_plugin_files_count_by_content_not_place(tmp_path):
     assert fingerprint.fingerprint([str(b)], git=False)["sha256"] == with_a["sha256"]
     b.write_text("X = 2\n")
     assert fingerprint.fingerprint([str(b)], git=False)["sha256"] != with_a["sha256"]
+    b.unlink()  # a plugin that is gone (a report of moved results): other code, no error
+    gone = fingerprint.fingerprint([str(b)], git=False)["sha256"]
+    assert gone not in (base, with_a["sha256"])
     # a module plugin contributes its file
     assert fingerprint.plugin_files(["bench.paper"]) == [ROOT / "bench" / "paper.py"]
     assert fingerprint.plugin_files(["no.such.module"]) == []
