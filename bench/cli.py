@@ -9,12 +9,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench import speed
+from bench.commands import COMMANDS
+from bench.data import DatasetNotFound, MissingDependency
+from bench.errors import UsageError
+
 RESULTS = Path("results")
 REPORTS = Path("reports")
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed without a traceback, exit code 2."""
 
 
 def _add_suite_args(p: argparse.ArgumentParser) -> None:
@@ -37,9 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reports", type=Path, default=REPORTS, help="reports folder (reports/)")
     run.add_argument("--no-report", action="store_true", help="do not render HTML at the end")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--rerun-stale", action="store_true",
+                     help="train again, from scratch, finished runs made by other code "
+                          "(their outputs are moved to previous/ in the run folder)")
 
     res = sub.add_parser("results", help="print a suite's comparison table")
-    res.add_argument("suite", help="suite YAML file or its results folder name")
+    res.add_argument("suite", help="suite YAML file (anywhere) or its results folder name")
     res.add_argument("--results", type=Path, default=RESULTS)
 
     rep = sub.add_parser("report", help="render reports/ from the results store")
@@ -48,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", type=Path, default=RESULTS)
     rep.add_argument("--reports", type=Path, default=REPORTS)
 
-    tune = sub.add_parser("tune", help="tune BoostNet's temperatures with Optuna (held-out)")
+    tune = sub.add_parser("tune", help="tune methods' options with Optuna on the held-out "
+                                       "split (docs/tuning.md)")
     _add_suite_args(tune)
     tune.add_argument("--storage", help="SQLAlchemy URL of the study database "
                       "(default: SQLite in the results folder)")
@@ -61,15 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["speed"]:
-        from bench import speed
         return speed.main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
-    from bench import commands
-    from bench.data import DatasetNotFound, MissingDependency
-    from bench.suite import SuiteError
     try:
-        return getattr(commands, args.command)(args)
-    except (SuiteError, DatasetNotFound, MissingDependency, UsageError) as err:
+        return COMMANDS[args.command](args)
+    except (UsageError, DatasetNotFound, MissingDependency) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

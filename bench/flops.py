@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from bench.backbones.common import _leaf_modules, parameters_per_exit
+from bench.fileio import write_json
 
 # Ops that fvcore would report as unsupported, and why each costs 0 here.
 ZERO_COST_OPS = {
@@ -144,7 +145,6 @@ def per_exit_cached(model: nn.Module, input_size: tuple[int, int, int] | None = 
     if key not in cache:
         cache[key] = per_exit(model, input_size)
         try:
-            from bench.results import write_json
             write_json(path, cache)
         except OSError:
             pass  # a read-only home still gets correct (uncached) counts

@@ -3,7 +3,8 @@
 Read off the reference repository's README figures (see docs/method.md). The paper's MMACs
 come from the reference counter (conv/linear multiply-adds plus ReLU and pooling, no
 BatchNorm), not fvcore; the two differ by about 0.5%. The paper's "MSDNet" is the plain
-joint-loss training of the same backbone, i.e. our method ``joint``.
+joint-loss training of the same backbone. Which of a suite's methods stands beside which
+curve is the methods' own knowledge (``methods.paper_curve``), recorded in suite.json.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ BUDGETED_TOP1 = {
     "MSDNet": {20: 70.02, 30: 73.24, 40: 73.79, 50: 74.59, 60: 74.94},
     "BoostNet": {20: 70.38, 30: 74.32, 40: 75.18, 50: 75.52, 60: 75.74},
 }
-
-# Our method each of the paper's curves corresponds to.
-OUR_METHOD = {"MSDNet": "joint", "BoostNet": "boostnet"}
 
 
 def follows_protocol(dataset: str | None, backbone: str | None) -> bool:

@@ -21,12 +21,13 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+import methods
+from bench import backbones
+
 
 def method_loss(name: str, model: nn.Module | None = None) -> Callable:
     """The loss of ``methods.create(name)``, after letting it prepare ``model`` (e.g. switch
     on BoostNet's gradient rescaling)."""
-    import methods
-
     method = methods.create(name)
     if model is not None:
         method.prepare(model)
@@ -64,8 +65,6 @@ def summary(times: Sequence[float], threads: int) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bench import backbones
-
     p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n")[0])
     p.add_argument("--backbone", default="msdnet10_cifar", choices=backbones.names())
     p.add_argument("--method", default="boostnet")

@@ -1,46 +1,25 @@
-"""Build small results stores exactly as docs/results-format.md describes (for report tests).
+"""Small results stores for the report tests, written through the store's own writer.
 
-Everything is deterministic: logits come from a seeded generator, and metrics.json is
-computed from those logits (anytime accuracy per exit, budgets and the q-curve from
-thresholds), so the report's recomputations from predictions.pt must agree with it.
+Everything is deterministic: logits come from a seeded generator and metrics.json is
+computed from them by the runner's own code (thresholds fitted on the held-out logits), so
+the report's recomputations from predictions.pt must agree with it. Only what bench itself
+writes ends up on disk.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
-SUMMARY_COLUMNS = ["suite", "run_id", "backbone", "method", "seed", "status", "kind", "exit",
-                   "budget_mmacs", "mmacs", "top1", "top5"]
-DATE = "2026-11-28T12:00:00+00:00"
+from bench import fingerprint, store
+from bench.config import Checker, resolve_methods
+from bench.pipeline.evaluation import compute_metrics
+from bench.pipeline.setup import environment
 
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="tmp-", suffix=path.suffix)
-    os.close(fd)
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj) -> None:
-    _atomic(Path(path), lambda t: Path(t).write_text(json.dumps(obj, indent=2)))
-
-
-def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    def w(t):
-        with open(t, "w", newline="") as f:
-            out = csv.DictWriter(f, columns)
-            out.writeheader()
-            for r in rows:
-                out.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
-    _atomic(Path(path), w)
+DEFAULT_MMACS = (1.0, 2.0, 3.0)
+CODE = fingerprint.fingerprint(git=False)  # the current code: fixture runs are not stale
+OTHER_CODE = {**CODE, "sha256": "0" * 64, "short": "0" * 10}
 
 
 def fake_logits(n_exits: int, m: int, classes: int, skill: float, seed: int):
@@ -53,152 +32,99 @@ def fake_logits(n_exits: int, m: int, classes: int, skill: float, seed: int):
     return logits.half(), targets
 
 
-def assign(conf: np.ndarray, thresholds: list[float]) -> np.ndarray:
-    """Exit (0-based) of every image: the first whose max softmax >= its threshold.
-
-    conf: [N_exits, M] max softmax per exit and image."""
-    n_exits, m = conf.shape
-    out = np.full(m, n_exits - 1)
-    done = np.zeros(m, bool)
-    for n in range(n_exits - 1):
-        hit = ~done & (conf[n] >= thresholds[n])
-        out[hit] = n
-        done |= hit
-    return out
+def history_rows(epochs: int, n_exits: int, skill: float) -> list[dict]:
+    """history.csv rows as the trainer records them, with made-up but plausible values."""
+    return [{"epoch": e, "stage": 1, "exit": n, "lr": 0.1,
+             "train_loss": round(2.5 - 0.3 * e - 0.1 * n, 4),
+             "effective_share": round(0.9 - 0.1 * n - 0.05 * e, 4),
+             "heldout_top1": round(20 + 10 * e + 5 * n + skill, 3)}
+            for e in range(1, epochs + 1) for n in range(1, n_exits + 1)]
 
 
-def evaluate(logits, targets, thresholds, mmacs):
-    lg = logits.float().numpy()
-    e = np.exp(lg - lg.max(-1, keepdims=True))
-    conf = (e / e.sum(-1, keepdims=True)).max(-1)  # [N, M] max softmax
-    ex = assign(conf, thresholds)
-    pred = lg.argmax(-1)  # [N, M]
-    correct = pred[ex, np.arange(len(ex))] == targets.numpy()
-    shares = np.bincount(ex, minlength=len(mmacs)) / len(ex)
-    return {"accuracy": float(correct.mean() * 100), "mmacs": float(np.dot(shares, mmacs)),
-            "thresholds": [float(t) for t in thresholds],
-            "exit_shares": [float(s) for s in shares]}
-
-
-def make_run(suite_dir: Path, run_id: str, *, backbone="tiny3", method="joint", label=None,
-             seed=0, state="done", options=None, mmacs=(1.0, 2.0, 3.0),
-             params=(1000, 2000, 3000), budgets=(1.5, 2.5), epochs=3, classes=10, m=200,
-             skill=1.0, dataset="synthetic", error="RuntimeError: loss is NaN",
-             code_version="0.1.0+test", metrics=None, predictions=True) -> Path:
+def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=None, seed=0,
+             state="done", options=None, mmacs=DEFAULT_MMACS, params=(1000, 2000, 3000),
+             budgets=(1.5, 2.5), epochs=3, classes=10, m=200, skill=1.0, dataset="synthetic",
+             error="RuntimeError: loss is NaN", metrics=None, predictions=True, stale=False):
     """One run folder; ``state`` done writes everything, failed/running only what they have.
 
     ``metrics``: write this metrics.json instead of the one computed from the logits (for
-    hand-checked numbers); ``predictions=False`` leaves predictions.pt out."""
-    d = Path(suite_dir) / run_id
+    hand-checked numbers); ``predictions=False`` leaves predictions.pt out; ``stale``: made
+    by other code than the current."""
+    code = OTHER_CODE if stale else CODE
+    run = store.Suite(suite_dir).run(run_id)
     n_exits = len(mmacs)
-    label = label or method
-    config = {"suite": Path(suite_dir).name, "run_id": run_id,
-              "backbone": {"name": backbone, "label": backbone, "overrides": {}},
-              "method": {"name": method, "label": label, "options": options or {}},
-              "seed": seed, "dataset": {"name": dataset, "num_classes": classes},
-              "training": {"epochs": epochs, "batch_size": 64, "lr": 0.1},
-              "budgets_mmacs": list(budgets), "code_version": code_version}
-    write_json(d / "config.json", config)
+    run.write_config({
+        "suite": run.path.parent.name, "run_id": run_id, "code_version": "0.1.0",
+        "dataset": {"name": dataset, "options": {"num_classes": classes}},
+        "num_classes": classes, "input_size": [3, 32, 32],
+        "training": {"epochs": epochs, "batch_size": 64},
+        "backbone": {"name": backbone, "label": backbone, "overrides": {}},
+        "method": {"name": method, "label": label or method, "options": options or {}},
+        "seed": seed, "budgets_mmacs": list(budgets), "evaluation": {"calibration": False}})
     done_epochs = {"done": epochs, "failed": 1, "running": 1}.get(state, 0)
-    write_json(d / "status.json", {"state": state, "error": error if state == "failed" else None,
-                                   "epoch": done_epochs, "epochs": epochs, "updated": DATE,
-                                   "worker": "test-host:1"})
-    write_json(d / "environment.json", {
-        "torch": torch.__version__, "torchvision": None, "python": "3.11.7", "device": "cpu",
-        "code_version": code_version, "git_commit": None, "date": DATE, "threads": 1,
-        "hostname": "test-host"})
-    write_json(d / "costs.json", {"mmacs": list(mmacs), "params": list(params),
-                                  "counter": "fvcore multiply-adds (MACs)",
-                                  "input_size": [3, 32, 32]})
-    hist = []
-    for e in range(1, done_epochs + 1):
-        for n in range(1, n_exits + 1):
-            hist.append({"epoch": e, "stage": 1, "exit": n, "lr": 0.1,
-                         "train_loss": round(2.5 - 0.3 * e - 0.1 * n, 4),
-                         "effective_share": round(0.9 - 0.1 * n - 0.05 * e, 4),
-                         "heldout_top1": round(20 + 10 * e + 5 * n + skill, 3)})
-    write_csv(d / "history.csv", ["epoch", "stage", "exit", "lr", "train_loss",
-                                  "effective_share", "heldout_top1"], hist)
+    run.set_status(state, epoch=done_epochs, epochs=epochs, fingerprint=code["sha256"],
+                   error=error if state == "failed" else None)
+    run.write_environment(environment(torch.device("cpu"), code))
+    run.write_costs(list(mmacs), list(params), [3, 32, 32])
+    run.write_history(history_rows(done_epochs, n_exits, skill))
     if state != "done":
-        return d
-    write_json(d / "heldout_index.json", {"indices": list(range(m))})
-    if metrics is not None:
-        write_json(d / "metrics.json", metrics)
-        return d
+        return run.path
+    run.write_heldout_index(range(m))
     preds = {}
     for i, split in enumerate(("heldout", "test")):
         logits, targets = fake_logits(n_exits, m, classes, skill, seed * 1000 + i)
         preds[split] = {"logits": logits, "targets": targets}
     if predictions:
-        _atomic(d / "predictions.pt", lambda t: torch.save(preds, t))
-
-    def anytime(split):
-        lg, tg = preds[split]["logits"].float(), preds[split]["targets"]
-        out = []
-        for n in range(n_exits):
-            top5 = lg[n].topk(min(5, classes), -1).indices.eq(tg[:, None]).any(-1)
-            out.append({"exit": n + 1, "mmacs": mmacs[n],
-                        "top1": float(lg[n].argmax(-1).eq(tg).float().mean() * 100),
-                        "top5": float(top5.float().mean() * 100)})
-        return out
-
-    test = preds["test"]
-    budgeted = []
-    for b in budgets:  # a crude threshold per budget: lower budget -> lower thresholds
-        t = min(0.95, 0.1 + 0.8 * (b - mmacs[0]) / max(mmacs[-1] - mmacs[0], 1e-9))
-        budgeted.append({"budget_mmacs": b} | evaluate(test["logits"], test["targets"],
-                                                       [t] * n_exits, mmacs))
-    curve = []
-    for q in np.linspace(0.05, 1.95, 39):
-        t = float(q) / 2
-        curve.append({"q": round(float(q), 2)} | evaluate(test["logits"], test["targets"],
-                                                          [t] * n_exits, mmacs))
-    write_json(d / "metrics.json", {"anytime": anytime("test"),
-                                    "heldout_anytime": anytime("heldout"),
-                                    "budgeted": budgeted, "curve": curve})
-    return d
+        run.save_predictions(preds)
+    run.write_metrics(metrics if metrics is not None else
+                      compute_metrics(preds, list(mmacs), list(budgets)))
+    return run.path
 
 
-def make_suite(root: Path, slug: str, runs: list[dict], name: str | None = None,
-               suite_extra: dict | None = None) -> Path:
-    """A suite folder with suite.json, the given runs (kwargs of make_run) and summary.csv."""
-    d = Path(root) / slug
-    d.mkdir(parents=True, exist_ok=True)
+def method_entries(runs: list[dict]) -> list[dict]:
+    """The suite's resolved methods (every option filled, reference variants and the
+    paper's curves marked), resolved by the harness's own code as bench run does."""
+    raw = list({r.get("label") or r.get("method", "joint"): {
+        "name": r.get("method", "joint"), "label": r.get("label") or r.get("method", "joint"),
+        "options": r.get("options") or {}} for r in runs}.values())
+    return [m.as_dict() for m in resolve_methods(Checker("fixture"), raw)] if raw else []
+
+
+def make_suite(root, slug: str, runs: list[dict], name: str | None = None,
+               planned: int = 0, baseline: str | None = "joint"):
+    """A suite folder: suite.json, the given runs (kwargs of make_run) and summary.csv.
+    ``planned`` runs are in the suite but have no folder yet; ``baseline`` is used where
+    the suite has that label."""
+    suite = store.Suite(Path(root) / slug)
     budgets = runs[0].get("budgets", (1.5, 2.5)) if runs else []
-    write_json(d / "suite.json", {"name": name or slug, "dataset": {"name": "synthetic"},
-                                  "budgets_mmacs": list(budgets), **(suite_extra or {})})
-    rows = []
+    run_ids = [r["run_id"] for r in runs] + [f"planned-{i}" for i in range(planned)]
+    methods = method_entries(runs)
+    labels = [m["label"] for m in methods]
+    suite.write_suite({"name": name or slug, "dataset": {"name": "synthetic"},
+                       "methods": methods,
+                       "budgets": {"mmacs": list(budgets), "fractions": None},
+                       "baseline": baseline if baseline in labels else None, "plugins": []},
+                      run_ids)
+    options = {m["label"]: m["options"] for m in methods}
     for spec in runs:
         spec = dict(spec)
-        run_id = spec.pop("run_id")
-        rd = make_run(d, run_id, **spec)
-        cfg = json.loads((rd / "config.json").read_text())
-        status = json.loads((rd / "status.json").read_text())["state"]
-        base = {"suite": slug, "run_id": run_id, "backbone": cfg["backbone"]["label"],
-                "method": cfg["method"]["label"], "seed": cfg["seed"], "status": status}
-        if (rd / "metrics.json").exists():
-            met = json.loads((rd / "metrics.json").read_text())
-            for a in met["anytime"]:
-                rows.append(base | {"kind": "exit", "exit": a["exit"], "mmacs": a["mmacs"],
-                                    "top1": a["top1"], "top5": a["top5"]})
-            for b in met["budgeted"]:
-                rows.append(base | {"kind": "budget", "budget_mmacs": b["budget_mmacs"],
-                                    "mmacs": b["mmacs"], "top1": b["accuracy"]})
-    write_csv(d / "summary.csv", SUMMARY_COLUMNS, rows)
-    return d
+        spec["options"] = options[spec.get("label") or spec.get("method", "joint")]
+        make_run(suite.path, spec.pop("run_id"), **spec)
+    suite.write_summary()
+    return suite.path
 
 
-def standard_store(root: Path) -> Path:
+def standard_store(root):
     """Three suites: a finished one (2 seeds, joint/boostnet/ablation/sequential), one with a
     failed run and one still running with a hostile name."""
-    root = Path(root)
     runs = []
     for seed in (0, 1):
-        for method, label, skill in (("joint", "joint", 1.0), ("boostnet", "boostnet", 1.3),
-                                     ("boostnet", "boostnet-no-rescale", 1.2),
-                                     ("sequential", "sequential", 0.8)):
+        for method, label, options, skill in (
+                ("joint", "joint", {}, 1.0), ("boostnet", "boostnet", {}, 1.3),
+                ("boostnet", "boostnet-no-rescale", {"grad_rescale": False}, 1.2),
+                ("sequential", "sequential", {}, 0.8)):
             runs.append({"run_id": f"tiny3-{label}-s{seed}", "method": method, "label": label,
-                         "seed": seed, "skill": skill})
+                         "options": options, "seed": seed, "skill": skill})
     make_suite(root, "demo", runs, name="Demo suite")
     make_suite(root, "broken", [
         {"run_id": "tiny3-joint-s0", "method": "joint", "seed": 0},
@@ -208,5 +134,5 @@ def standard_store(root: Path) -> Path:
     make_suite(root, "wip", [
         {"run_id": "tiny3-joint-s0", "method": "joint", "seed": 0},
         {"run_id": "tiny3-boostnet-s0", "method": "boostnet", "seed": 0, "state": "running"},
-    ], name="<script>alert(1)</script> WIP", suite_extra={"total_runs": 3})
+    ], name="<script>alert(1)</script> WIP", planned=1)
     return root

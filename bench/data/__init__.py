@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 
 from .errors import DatasetNotFound, MissingDependency
+from .imagenet import load_imagenet
 from .splits import Splits, TensorSplits, mix_seed, shard, unshard, uint8_mean_std
+from .vision import load_arrays
 from . import synthetic as _synthetic
 
 __all__ = ["names", "load", "Splits", "TensorSplits", "DatasetNotFound", "MissingDependency", "shard", "unshard",
@@ -87,7 +89,6 @@ def load(name: str, root: str | Path, *, download: bool = False, heldout: int, s
     opts = _options(name, options)
     root = Path(root).expanduser()
     if name == "imagenet":
-        from .imagenet import load_imagenet
         return load_imagenet(root, download=download, heldout=heldout, seed=seed,
                              train_subset=train_subset, test_subset=test_subset, options=opts,
                              split_indices=split_indices, subset=_subset)
@@ -97,7 +98,6 @@ def load(name: str, root: str | Path, *, download: bool = False, heldout: int, s
         (xtr, ytr, dtr), (xte, yte, dte) = data["train"], data["test"]
         n_classes, spec = opts["num_classes"], dict(crop_padding=4, flip=False)
     else:
-        from .vision import load_arrays
         xtr, ytr, xte, yte, n_classes, spec = load_arrays(name, root, download, opts)
     tr, ho = split_indices(len(xtr), heldout, seed)
     tr = _subset(tr, train_subset, "train_subset")

@@ -7,13 +7,6 @@ drawn by the plotly.min.js copied once to ``reports/assets/``; no network is nee
 
 from __future__ import annotations
 
-from pathlib import Path
+from bench.report.html import render
 
 __all__ = ["render"]
-
-
-def render(results_root: Path, reports_root: Path, suites: list[str] | None = None) -> Path:
-    """Render the reports of ``suites`` (all suites when None); return reports/index.html."""
-    from bench.report.html import render as _render  # lazy: keeps bench.tables light
-
-    return _render(Path(results_root), Path(reports_root), suites)

@@ -1,5 +1,5 @@
-"""Significance of a method's difference to a reference method (the joint baseline, or full
-BoostNet for ablations), per budget and per exit.
+"""Significance of a method's difference to a reference method (the suite's baseline, or a
+method's reference variant for ablations), per budget and per exit.
 
 - Several seeds in common: paired t-test over seeds (scipy.stats.ttest_rel), pairs by seed.
 - One seed in common: paired bootstrap over test images. Per-image correctness comes from
@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
-from bench.report.store import Run, Suite
+from bench.evaluate import assign_exits
+from bench.report import tables
+from bench.store import Run, Suite
 
 N_BOOT = 10000
 TTEST = "paired t-test over seeds"
@@ -65,18 +68,6 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int =
     return Test(BOOTSTRAP, m, float(mean), float(low), float(high), float(min(1.0, p)))
 
 
-def first_exit(conf: np.ndarray, thresholds: list[float]) -> np.ndarray:
-    """0-based exit of every image: the first n with conf[n] >= thresholds[n]; else the last.
-
-    conf: [N_exits, M] max softmax of F_n. ``thresholds`` may leave out the last exit."""
-    n_exits = conf.shape[0]
-    t = np.full(n_exits, -np.inf)
-    t[: min(len(thresholds), n_exits)] = np.asarray(thresholds, float)[:n_exits]
-    passed = conf >= t[:, None]
-    passed[-1] = True
-    return passed.argmax(0)
-
-
 _PREDICTIONS: dict = {}
 
 
@@ -85,10 +76,7 @@ def predictions(run: Run) -> dict | None:
     key = str(run.path)
     if key not in _PREDICTIONS:
         try:
-            import torch
-
-            test = torch.load(run.path / "predictions.pt", map_location="cpu",
-                              weights_only=True)["test"]
+            test = run.load_predictions()["test"]
             _PREDICTIONS[key] = {"logits": test["logits"].float().numpy(),
                                  "targets": test["targets"].long().numpy()}
         except Exception:  # missing or unreadable: the test is left out, not the report
@@ -97,17 +85,10 @@ def predictions(run: Run) -> dict | None:
 
 
 def exits_at(logits: np.ndarray, thresholds: list[float]) -> np.ndarray:
-    """Exit per test image; bench.evaluate.assign_exits where it exists, else first_exit."""
-    try:
-        import torch
-
-        from bench.evaluate import assign_exits
-
-        t = list(thresholds) + [-math.inf] * (logits.shape[0] - len(thresholds))
-        return np.asarray(assign_exits(torch.from_numpy(logits), t), dtype=int)
-    except ImportError:
-        e = np.exp(logits - logits.max(-1, keepdims=True))
-        return first_exit((e / e.sum(-1, keepdims=True)).max(-1), thresholds)
+    """Exit (0-based) per test image, as budgeted evaluation assigns them
+    (bench.evaluate.assign_exits); missing thresholds (the last exit's) let everyone leave."""
+    t = list(thresholds) + [-math.inf] * (logits.shape[0] - len(thresholds))
+    return np.asarray(assign_exits(torch.from_numpy(logits), t), dtype=int)
 
 
 def correctness(run: Run, kind: str, point: float) -> np.ndarray | None:
@@ -168,9 +149,7 @@ def significance(suite: Suite, reference: str, methods: list[str] | None = None,
 
     Columns: backbone, method, reference, kind, point, mean, reference_mean, diff, ci_low,
     ci_high, p, test, n. Means are over seeds (from bench.tables.comparison)."""
-    from bench.tables import comparison as compare_table
-
-    df = compare_table(suite) if comparison is None else comparison
+    df = tables.comparison(suite) if comparison is None else comparison
     out = []
     for backbone in dict.fromkeys(df["backbone"]):
         sub = df[df["backbone"] == backbone]

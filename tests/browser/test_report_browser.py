@@ -77,7 +77,7 @@ def test_click_through_index_suite_run(page, report):
     assert plots.count() >= 2 + 4  # anytime, budgeted, one training figure per method
     assert traces(page) > 10
     assert page.get_by_text("paired t-test over seeds").count() > 0
-    assert page.get_by_text("Ablations: each BoostNet variant").count() == 1
+    assert page.get_by_text("Ablations: each variant minus its method").count() == 1
     assert page.get_by_text("computed from the saved logits of all exits").count() >= 1
     # a CSV link points at a file beside the page
     href = page.locator("a.csv").first.get_attribute("href")

@@ -1,0 +1,48 @@
+"""What several commands share: which runs ``--only`` selects, where a SUITE argument's
+results are, and rendering the report."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from bench import report, store
+from bench.config import RunSpec, Suite, read_slug, select
+from bench.errors import UsageError
+
+FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def selected_runs(suite: Suite, pattern: str | None) -> list[RunSpec]:
+    runs = select(suite.runs, pattern) if pattern else list(suite.runs)
+    if not runs:
+        raise UsageError(f"--only {pattern!r} matches no run of {suite.path}; run ids: "
+                         + ", ".join(r.run_id for r in suite.runs))
+    return runs
+
+
+def suite_folder(arg: str, results: Path) -> store.Suite:
+    """A SUITE argument: a suite file anywhere (only its ``name`` is read: nothing is built
+    or validated) or the name of a folder inside the results root (never a path out of
+    it)."""
+    path = Path(arg)
+    if path.suffix in {".yaml", ".yml"} or path.is_file():
+        return store.Suite(results / read_slug(path))
+    if not FOLDER_NAME.fullmatch(arg):
+        raise UsageError(f"{arg!r} is neither a suite file nor a suite folder name (letters, "
+                         f"digits, _ . -) inside {results}/")
+    if not (results / arg).is_dir():
+        known = [p.name for p in store.list_suites(results)]
+        raise UsageError(f"no results for suite {arg!r} in {results}/; suites with results: "
+                         f"{', '.join(known) or 'none'}")
+    return store.Suite(results / arg)
+
+
+def render(results: Path, reports: Path, suites: list[str] | None) -> None:
+    """Render the report of ``suites`` (folder names; all when None) and say where."""
+    try:
+        index = report.render(results, reports, suites)
+    except ImportError as err:  # the report's packages (plotly, jinja2) are missing
+        print(f"report not rendered: {err}", file=sys.stderr)
+        return
+    print(f"report: {index}", file=sys.stderr)

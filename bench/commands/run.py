@@ -1,0 +1,59 @@
+"""``bench run SUITE.yaml``: train and evaluate every run of a suite that is not finished."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench import store
+from bench.commands.common import render, selected_runs
+from bench.config import Suite, load_suite
+from bench.executors import local
+from bench.fingerprint import fingerprint
+from bench.pipeline import distributed, runner
+from bench.pipeline.progress import Progress
+from bench.pipeline.setup import DataCache
+
+
+def print_dry_run(suite: Suite, runs) -> None:
+    print(f"suite {suite.name!r}: {len(runs)} run(s); costs are fvcore multiply-adds (MMACs), "
+          "cumulative per exit")
+    for spec in runs:
+        costs = ", ".join(f"{c:.2f}" for c in spec.exit_mmacs)
+        budgets = ", ".join(f"{b:.2f}" for b in spec.budgets_mmacs) or "-"
+        print(f"{spec.run_id}\n    backbone {spec.backbone_label}  method {spec.method_label}  "
+              f"seed {spec.seed}\n    exits (MMACs): {costs}\n    budgets (MMACs): {budgets}")
+
+
+def main(args) -> int:
+    suite = load_suite(args.suite, args.overrides)
+    runs = selected_runs(suite, args.only)
+    if args.dry_run:
+        print_dry_run(suite, runs)
+        return 0
+    folder = store.Suite(Path(args.results) / suite.slug)
+    for spec in runs:  # a tuned option whose study is missing: nothing is written
+        runner.method_options(spec, folder, suite.path)
+    data = DataCache()
+    for seed in sorted({r.seed for r in runs}):  # missing data fails before anything is written
+        data.get(suite.config.dataset, seed)
+    code = fingerprint(suite.config.plugins)
+    dist = distributed.init_from_env(suite.config.training.device)
+    try:
+        out = local.run_suite(suite, runs, folder, data, dist,
+                              Progress(len(runs), enabled=not args.quiet and dist.is_main),
+                              code, rerun_stale=args.rerun_stale)
+    finally:
+        distributed.shutdown()
+    if not dist.is_main:
+        return 1 if out.failed else 0
+    if not args.no_report:
+        render(Path(args.results), Path(args.reports), [suite.slug])
+    if out.stale:
+        print(f"{len(out.stale)} finished run(s) were made by other code (stale) and kept; "
+              "`bench run --rerun-stale` trains them again", file=sys.stderr)
+    if out.busy:
+        print(f"{out.busy} run(s) were being run by another worker; rerun to pick up any it "
+              "leaves unfinished", file=sys.stderr)
+    if out.failed:
+        print(f"{out.failed} run(s) failed; see status.json in their folders", file=sys.stderr)
+    return 1 if out.failed else 0

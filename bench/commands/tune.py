@@ -1,0 +1,33 @@
+"""``bench tune SUITE.yaml``: run, resume or join the Optuna study of every run the suite's
+``tune:`` section selects (docs/tuning.md)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench import store
+from bench.config import load_suite, select_targets
+from bench.errors import SuiteError, UsageError
+from bench.pipeline.setup import DataCache
+from bench.pipeline.tuning import tune_one
+
+
+def main(args) -> int:
+    suite = load_suite(args.suite, args.overrides)
+    tc = suite.config.tune
+    if tc is None:
+        raise SuiteError(suite.path, "tune", "the suite has no tune: section (see docs/tuning.md)")
+    targets = select_targets(suite, args.only)
+    if not targets:
+        raise UsageError(f"--only {args.only!r} matches none of the runs tune: selects")
+    folder = store.Suite(Path(args.results) / suite.slug)
+    folder.tuning_dir.mkdir(parents=True, exist_ok=True)
+    if not folder.has_suite_json():
+        folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
+    storage_url = args.storage or folder.default_storage()
+    data = DataCache()
+    data.get(suite.config.dataset, tc.seed)  # missing data fails before any study
+    for spec in targets:
+        tune_one(spec, tc, folder, storage_url, data,
+                 log=lambda *a, **k: print(*a, **{"file": sys.stdout, **k}))
+    return 0

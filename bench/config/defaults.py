@@ -1,0 +1,97 @@
+"""The one table of defaults of the suite schema (docs: README "Suites", the shipped suites).
+
+A key set to null in a suite takes its default too. ``REQUIRED`` keys have none.
+"""
+from __future__ import annotations
+
+REQUIRED = object()
+
+# Part of every run id, frozen: results keep their ids across code changes, which the code
+# fingerprint (bench.fingerprint) tracks instead.
+CODE_VERSION = "0.1.0"
+
+# The option value meaning "take this option from the suite's Optuna study" (bench tune).
+TUNED = "tuned"
+
+TOP_LEVEL = {
+    "name": REQUIRED,  # display name, any text; results/<slug>/
+    "description": "",
+    "dataset": REQUIRED,
+    "backbones": REQUIRED,
+    "methods": REQUIRED,
+    "seeds": [0],
+    "training": {},
+    "budgets": {},
+    "evaluation": {},
+    "tune": None,  # no tuning section
+    "baseline": None,  # BASELINE where the suite has a method labelled so, else none
+    "plugins": [],
+}
+BASELINE = "joint"  # the suite's reference method label when it has one
+
+DATASET = {"name": REQUIRED, "root": "data", "download": False, "heldout": None,
+           "subset": {}, "options": {}}
+SUBSET = {"train": None, "test": None}  # first k images of a split (smoke runs); None: all
+# Held-out calibration images taken from train (the paper: 5,000 for CIFAR, 50,000 for
+# ImageNet); synthetic data: a fifth of its training set.
+HELDOUT = {"imagenet": 50000}
+HELDOUT_DEFAULT = 5000
+SYNTHETIC_HELDOUT_SHARE = 5  # heldout = train_size // 5
+# Image shape of data sets whose options do not set it (CIFAR: 3 x 32 x 32).
+CHANNELS = 3
+IMAGE_SIZE = 32
+# Classes per data set; synthetic sets its own (dataset.options.num_classes).
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "imagenet": 1000,
+               "mnist": 10}
+
+# The paper's recipe: SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 64; lr x0.1 at
+# 50% and 75% of the epochs (CIFAR: epochs 150 and 225 of 300).
+TRAINING = {"epochs": 300, "batch_size": 64, "eval_batch_size": 256, "optimizer": {},
+            "schedule": {}, "device": "auto", "amp": False, "workers": 0,
+            "channels_last": False, "sync_bn": False, "compile": False}
+OPTIMIZERS = {"sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False}}
+OPTIMIZER = "sgd"
+SCHEDULES = {"step": {"milestones": [0.5, 0.75], "gamma": 0.1}, "cosine": {}, "constant": {}}
+SCHEDULE = "step"
+
+BUDGETS = {"mmacs": None, "fractions": None}  # at most one; none: no budgeted evaluation
+# Evaluation options are computed from saved logits, so they never change a run id.
+EVALUATION = {"calibration": False}
+
+BACKBONE_ENTRY = {"name": REQUIRED, "label": None, "overrides": {}}  # label: the name
+METHOD_ENTRY = {"name": REQUIRED, "label": None, "options": {}}
+
+# Optuna search (bench tune; docs/tuning.md).
+TUNE = {
+    "runs": None,  # fnmatch over "backbone/method" labels (None: the tuned methods, else
+                   # every method with a search space)
+    "seed": None,  # the suite seed whose data order and init the trials use (None: first)
+    "space": {},  # SPACE; unset keys: the tuned options' own ranges (methods.search_space)
+    "trials": 20,  # total over all workers and reruns
+    "timeout": None,  # seconds, per worker and invocation
+    "epochs": None,  # shorten each trial's training (None: training.epochs)
+    "objective": "budgeted",
+    "sampler": {},  # SAMPLER
+    "pruner": {},  # PRUNERS[name]
+}
+SPACE_KEYS = ("per_exit", "low", "high", "log")
+SAMPLERS = ("tpe", "random")
+SAMPLER = {"name": "tpe", "seed": 0}
+PRUNER = "median"
+PRUNERS = {
+    "median": {"n_startup_trials": 1, "n_warmup_steps": 0},
+    "percentile": {"percentile": 25.0, "n_startup_trials": 1, "n_warmup_steps": 0},
+    "threshold": {"lower": None, "upper": None, "n_warmup_steps": 0},
+    "none": {},
+}
+OBJECTIVES = ("budgeted", "anytime")
+
+# Run-config keys that cannot change a trained model; left out of the run id's hash, so
+# moving the data, changing the loader processes or evaluating differently from the saved
+# logits does not orphan finished runs.
+NOT_HASHED = (("suite",), ("run_id",), ("dataset", "root"), ("dataset", "download"),
+              ("dataset", "options", "workers"), ("training", "workers"), ("evaluation",),
+              ("tuned",))
+# Tune keys that do not change what a trial's value means: left out of the study hash, so
+# a study can be extended (more trials, another sampler or pruner) and still resume.
+NOT_IN_STUDY_HASH = ("runs", "trials", "timeout", "sampler", "pruner")

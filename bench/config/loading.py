@@ -1,0 +1,89 @@
+"""Reading suite files: strict YAML, and the suite's folder name without validating the rest."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.config.checker import found
+from bench.config.defaults import TOP_LEVEL
+from bench.errors import SuiteError
+
+
+class Loader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys and reads 1e-4 as a float (YAML 1.1 would
+    read it as text)."""
+
+    def construct_mapping(self, node, deep=False):
+        self.flatten_mapping(node)
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def yaml_error(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    context = getattr(e, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"{where}invalid YAML: {problem}" + (f" ({context})" if context else "")
+
+
+def parse_value(text: str) -> Any:
+    """One YAML value (an override's right-hand side); raises yaml.YAMLError."""
+    return yaml.load(text, Loader=Loader)
+
+
+def read_raw(path: str | Path) -> Any:
+    """The parsed suite file, not yet validated."""
+    file, p = str(path), Path(path)
+    if not p.is_file():
+        raise SuiteError(file, "", "no such file" if not p.exists() else "not a file")
+    try:
+        with open(p, encoding="utf-8") as f:
+            return yaml.load(f, Loader=Loader)
+    except yaml.YAMLError as err:
+        raise SuiteError(file, "", yaml_error(err)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SuiteError(file, "", f"cannot read: {err}") from None
+
+
+def check_mapping(raw: Any, file: str) -> dict:
+    if not isinstance(raw, dict):
+        raise SuiteError(file, "", f"expected a mapping of suite keys ({', '.join(TOP_LEVEL)}), "
+                                   f"found {'an empty file' if raw is None else found(raw)}")
+    return raw
+
+
+def slugify(name: str) -> str:
+    """A folder-safe form of a suite's display name: results/<slug>/."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")
+    return slug or "suite"
+
+
+def read_slug(path: str | Path) -> str:
+    """The results folder name of a suite file, from its ``name`` alone (nothing else is
+    validated, nothing is built)."""
+    file = str(path)
+    raw = check_mapping(read_raw(path), file)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SuiteError(file, "name", f"expected a non-empty string, found {found(name)}")
+    return slugify(name)

@@ -1,0 +1,129 @@
+"""Runs: a suite expanded into backbone x method x seed, each with its identity.
+
+A run's id is ``<backbone label>--<method label>--s<seed>--<hash8>``, hash8 from SHA-256 of
+the canonical JSON of the run's config (what config.json holds), leaving out the keys in
+``NOT_HASHED``. The config keeps the keys and values it always had (``code_version`` is the
+fixed "0.1.0"), so results keep their ids when the code changes; the code fingerprint
+(bench.fingerprint) says which code made a run.
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from bench.config.defaults import CODE_VERSION, NOT_HASHED
+from bench.config.schema import (BackboneEntry, DatasetConfig, EvaluationConfig, MethodEntry,
+                                 SuiteConfig, TrainingConfig, TuneConfig, freeze, thaw)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: str
+    suite_slug: str
+    backbone: BackboneEntry
+    method: MethodEntry
+    seed: int
+    num_classes: int
+    input_size: tuple[int, int, int]
+    exit_mmacs: tuple[float, ...]  # cumulative MMACs per exit
+    budgets_mmacs: tuple[float, ...]
+    dataset: DatasetConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig
+    tune: TuneConfig | None  # the suite's, for runs with a tuned option
+    frozen_config: Mapping[str, Any]
+
+    @property
+    def config(self) -> dict:
+        """The run's resolved config as plain data (a fresh copy): what config.json holds
+        besides ``suite`` and ``run_id``, and what the run id hashes."""
+        return thaw(self.frozen_config)
+
+    @property
+    def labels(self) -> str:
+        """``backbone/method/seed``, what ``select`` matches besides the run id."""
+        return f"{self.backbone.label}/{self.method.label}/{self.seed}"
+
+    @property
+    def backbone_name(self) -> str:
+        return self.backbone.name
+
+    @property
+    def backbone_label(self) -> str:
+        return self.backbone.label
+
+    @property
+    def overrides(self) -> dict:
+        return thaw(self.backbone.overrides)
+
+    @property
+    def method_name(self) -> str:
+        return self.method.name
+
+    @property
+    def method_label(self) -> str:
+        return self.method.label
+
+    @property
+    def method_options(self) -> dict:
+        return thaw(self.method.options)
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+
+
+def run_hash(config: dict) -> str:
+    """hash8 of a run config, the NOT_HASHED keys left out."""
+    hashed = copy.deepcopy(config)
+    for keys in NOT_HASHED:
+        node = hashed
+        for k in keys[:-1]:
+            node = node.get(k, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(keys[-1], None)
+    return hashlib.sha256(canonical(hashed).encode()).hexdigest()[:8]
+
+
+def run_config(suite: SuiteConfig, backbone: BackboneEntry, method: MethodEntry, seed: int,
+               num_classes: int, input_size: Sequence[int], budgets: Sequence[float]) -> dict:
+    """Everything a run depends on, as plain data (keys in config.json's order)."""
+    config = {
+        "code_version": CODE_VERSION,
+        "dataset": suite.dataset.as_dict(),
+        "num_classes": num_classes,
+        "input_size": list(input_size),
+        "training": suite.training.as_dict(),
+        "backbone": backbone.as_dict(),
+        "method": method.identity(),
+        "seed": seed,
+        "budgets_mmacs": list(budgets),
+        "evaluation": suite.evaluation.as_dict(),
+    }
+    if method.tuned:
+        config["tune"] = suite.tune.as_dict()  # how the tuned options are chosen
+    return json.loads(json.dumps(config, allow_nan=False))
+
+
+def make_run(suite: SuiteConfig, slug: str, backbone: BackboneEntry, method: MethodEntry,
+             seed: int, num_classes: int, input_size: tuple, exit_mmacs: Sequence[float],
+             budgets: Sequence[float]) -> RunSpec:
+    config = run_config(suite, backbone, method, seed, num_classes, input_size, budgets)
+    return RunSpec(
+        run_id=f"{backbone.label}--{method.label}--s{seed}--{run_hash(config)}",
+        suite_slug=slug, backbone=backbone, method=method, seed=seed,
+        num_classes=num_classes, input_size=tuple(input_size),
+        exit_mmacs=tuple(exit_mmacs), budgets_mmacs=tuple(budgets), dataset=suite.dataset,
+        training=suite.training, evaluation=suite.evaluation,
+        tune=suite.tune if method.tuned else None, frozen_config=freeze(config))
+
+
+def select(runs: Sequence[RunSpec], pattern: str) -> list[RunSpec]:
+    """Runs whose id or ``backbone/method/seed`` labels match the shell-style ``pattern``."""
+    return [r for r in runs
+            if fnmatch.fnmatchcase(r.run_id, pattern) or fnmatch.fnmatchcase(r.labels, pattern)]

@@ -1,0 +1,154 @@
+"""DistributedDataParallel for ``torchrun --nproc_per_node=K -m bench run SUITE.yaml``.
+
+Rank, local rank and world size come from torchrun's RANK / LOCAL_RANK / WORLD_SIZE
+environment variables (never a ``--local_rank`` argument). NCCL on GPUs, gloo on CPU. Every
+rank trains every run on its shard of the training split (Splits.batches shards like
+DistributedSampler, reshuffled per epoch from the run's seed); ``training.batch_size`` is
+per process, so the global batch is K x batch_size (the reference: 4 GPUs x 64). Rank 0
+alone writes. Predictions are computed on every rank for its shard and gathered, the
+sampler's padding removed (bench.data.unshard). Batch-norm running statistics are averaged
+over ranks after every epoch so that every rank evaluates (and rank 0 saves) one model;
+with ``training.sync_bn`` (CUDA only: torch's SyncBatchNorm has no CPU kernel) the batch
+statistics themselves are computed over the global batch.
+
+Stage-wise methods (sequential, BoostNet with joint: false) train one exit's parameters at
+a time: DDP is rebuilt per stage over the parameters that train in it, and built with
+find_unused_parameters, since an exit's group may hold parameters its forward skips.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as tdist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from bench.config import TrainingConfig
+from bench.data import unshard
+from bench.pipeline.predict import predict
+
+
+@dataclass
+class Dist:
+    """Where this process stands in a (possibly single-process) job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (one all-reduce under DDP, so that all
+        ranks stop together instead of one waiting forever in the next backward)."""
+        ok = torch.isfinite(loss.detach()).float().reshape(1)
+        if self.world_size > 1:
+            tdist.all_reduce(ok, op=tdist.ReduceOp.MIN)
+        return bool(ok.item())
+
+
+def env_world() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    return rank, local, world
+
+
+def init_from_env(device: str = "auto") -> Dist:
+    """Join the process group torchrun describes (no-op for a single process).
+
+    ``device`` is the suite's training.device: GPUs (NCCL, one per local rank) when it is
+    cuda, or auto with CUDA available; otherwise gloo on CPU."""
+    rank, local, world = env_world()
+    if world <= 1:
+        return Dist()
+    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world,
+                                 timeout=timedelta(minutes=30))
+    return Dist(rank=rank, world_size=world, local_rank=local)
+
+
+def shutdown() -> None:
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def check_sync_bn(training: TrainingConfig, device: torch.device, dist: Dist) -> None:
+    if training.sync_bn and dist.world_size > 1 and device.type != "cuda":
+        raise ValueError("training.sync_bn needs CUDA devices (torch's SyncBatchNorm has no "
+                         "CPU kernel); on CPU set training.sync_bn=false: batch statistics are "
+                         "then per process and running statistics averaged after each epoch")
+
+
+def prepare_model(model: nn.Module, training: TrainingConfig, device: torch.device,
+                  dist: Dist) -> nn.Module:
+    """SyncBatchNorm if asked (before DDP wraps the model); returns the model to train."""
+    if dist.world_size > 1 and training.sync_bn:
+        check_sync_bn(training, device, dist)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def wrapper(dist: Dist, device: torch.device):
+    """The Trainer's ``wrap`` hook: a fresh DDP per stage (None for one process)."""
+    if dist.world_size <= 1:
+        return None
+
+    def wrap(model: nn.Module) -> nn.Module:
+        ids = [device.index if device.index is not None else torch.cuda.current_device()] \
+            if device.type == "cuda" else None
+        # Frozen parameters (requires_grad False) are left out of DDP's buckets.
+        return DDP(model, device_ids=ids, find_unused_parameters=True)
+
+    return wrap
+
+
+@torch.no_grad()
+def average_buffers(model: nn.Module, dist: Dist) -> None:
+    """Mean of every floating-point buffer (BN running mean/var) over the ranks."""
+    if dist.world_size <= 1:
+        return
+    for b in model.buffers():
+        if b.is_floating_point():
+            tdist.all_reduce(b, op=tdist.ReduceOp.SUM)
+            b /= dist.world_size
+
+
+def gather_predict(model, method, splits, split: str, batch_size: int, device, dist: Dist,
+                   channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """F_n logits [N, M, C] and targets [M] of a whole split: each rank predicts its shard,
+    rank 0 gathers them and drops the padding; other ranks get their own shard back."""
+    logits, targets = predict(model, method, splits.batches(
+        split, batch_size, device=device, rank=dist.rank, world_size=dist.world_size),
+        channels_last=channels_last)
+    if dist.world_size <= 1:
+        return logits, targets
+    parts = [None] * dist.world_size
+    tdist.all_gather_object(parts, (logits, targets))  # every shard has the same length
+    n = splits.size(split)
+    all_logits = unshard([p[0].transpose(0, 1) for p in parts], n).transpose(0, 1)
+    all_targets = unshard([p[1] for p in parts], n)
+    return all_logits.contiguous(), all_targets
+
+
+def broadcast(value, dist: Dist):
+    """Rank 0's ``value`` on every rank (any picklable object)."""
+    if dist.world_size <= 1:
+        return value
+    box = [value]
+    tdist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(dist: Dist) -> None:
+    if dist.world_size > 1:
+        tdist.barrier()

@@ -1,0 +1,121 @@
+"""Running one run: set up -> train (resumable) -> predictions -> metrics, written through
+the store into ``results/<suite>/<run_id>/`` (docs/results-format.md).
+
+A finished run is never retrained here; deciding which runs to run (skip finished ones,
+claim runs among workers) is the executor's job (bench.executors).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench import store
+from bench.config import RunSpec
+from bench.pipeline import distributed
+from bench.pipeline.distributed import Dist
+from bench.pipeline.evaluation import compute_metrics
+from bench.pipeline.setup import DataCache, environment, set_up
+from bench.pipeline.train import NonFiniteLoss, Trainer
+from bench.pipeline.tuning import tuned_values
+
+
+@dataclass
+class RunContext:
+    suite: store.Suite  # results/<suite slug>/
+    data: DataCache
+    dist: Dist
+    code: dict  # the current code's fingerprint (bench.fingerprint.fingerprint)
+    progress: object = None  # bench.pipeline.progress.Progress or None
+    suite_file: str = "<suite>"  # for error messages
+
+
+def method_options(spec: RunSpec, suite: store.Suite, suite_file: str = "<suite>"
+                   ) -> tuple[dict, dict | None]:
+    """The run's method options with every ``tuned`` one replaced by its study's best
+    value, and where they came from (None for runs that tune nothing)."""
+    options = spec.method_options
+    if not spec.method.tuned:
+        return options, None
+    values, source = tuned_values(spec, suite, suite_file)
+    return {**options, **values}, {**source, "options": values}
+
+
+def evaluate_saved(spec: RunSpec, run: store.Run) -> None:
+    """Recompute metrics.json of a finished run from its saved predictions (e.g. when an
+    evaluation option was turned on later); nothing is retrained."""
+    metrics = compute_metrics(run.load_predictions(), spec.exit_mmacs, spec.budgets_mmacs,
+                              spec.evaluation.calibration)
+    if "tuned" in (run.metrics or {}):
+        metrics["tuned"] = run.metrics["tuned"]
+    run.write_metrics(metrics)
+
+
+def metrics_outdated(spec: RunSpec, run: store.Run) -> bool:
+    """Whether a finished run's metrics lack an evaluation the suite now asks for."""
+    if not spec.evaluation.calibration or not run.has_predictions:
+        return False
+    return "calibration" not in (run.metrics or {})
+
+
+def run_one(spec: RunSpec, ctx: RunContext) -> str:
+    """Train and evaluate one run; returns its final state ('done' or 'failed')."""
+    run = ctx.suite.run(spec.run_id)
+    epochs = spec.training.epochs
+    main = ctx.dist.is_main
+    options, tuned = method_options(spec, ctx.suite, ctx.suite_file)
+    if main:
+        extra = {"tuned": tuned} if tuned else {}
+        run.write_config({"suite": spec.suite_slug, "run_id": spec.run_id, **spec.config,
+                          **extra})
+        resumed = run.status.get("epoch", 0) if run.checkpoint_path.exists() else 0
+        run.set_status("running", epoch=resumed, epochs=epochs, fingerprint=ctx.code["sha256"])
+    try:
+        _train_and_evaluate(spec, run, ctx, options, tuned)
+    except NonFiniteLoss as err:
+        if main:
+            run.set_status("failed", epoch=run.checkpoint_epoch(), epochs=epochs,
+                           fingerprint=ctx.code["sha256"], error=str(err))
+        return "failed"
+    if main:
+        run.set_status("done", epoch=epochs, epochs=epochs, fingerprint=ctx.code["sha256"])
+    return "done"
+
+
+def _train_and_evaluate(spec: RunSpec, run: store.Run, ctx: RunContext, options: dict,
+                        tuned: dict | None) -> None:
+    training, dist = spec.training, ctx.dist
+    s = set_up(spec, options, ctx.data, training, dist)
+    if dist.is_main:
+        run.write_environment(environment(s.device, ctx.code))
+        run.write_heldout_index(s.splits.heldout_indices)
+        run.write_costs(list(spec.exit_mmacs), s.params, list(spec.input_size))
+    show = ctx.progress.epoch_callback(spec, run) if ctx.progress else None
+
+    def on_epoch(info: dict) -> None:
+        run.set_status("running", epoch=info["epoch"], epochs=training.epochs,
+                       fingerprint=ctx.code["sha256"])
+        if show:
+            show(info)
+
+    trainer = Trainer(s.model, s.method, s.splits, training, spec.seed, s.device,
+                      run.checkpoint_path, dist, on_epoch=on_epoch,
+                      wrap=distributed.wrapper(dist, s.device),
+                      after_epoch=(lambda m: distributed.average_buffers(m, dist))
+                      if dist.world_size > 1 else None)
+    state = trainer.fit()
+    preds = {}
+    for split in ("heldout", "test"):  # every rank predicts its shard; rank 0 gathers
+        logits, targets = distributed.gather_predict(
+            s.model, s.method, s.splits, split, training.eval_batch_size, s.device, dist,
+            channels_last=trainer.channels_last)
+        # Saved as float16 and metrics computed from what was saved, so that a later
+        # evaluation from disk gives exactly the same numbers.
+        preds[split] = {"logits": logits.half(), "targets": targets.long()}
+    if not dist.is_main:
+        return
+    run.write_history(state.history)
+    run.save_predictions(preds)
+    metrics = compute_metrics(preds, list(spec.exit_mmacs), list(spec.budgets_mmacs),
+                              spec.evaluation.calibration)
+    if tuned:
+        metrics["tuned"] = tuned
+    run.write_metrics(metrics)
