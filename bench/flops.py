@@ -9,6 +9,9 @@ network runs every scale of every block it enters, also scales that only later e
 so the traced function returns the output of every leaf module that ran, not only the
 logits. Every op fvcore meets is decided on purpose: it is counted by fvcore's handles, or
 is in ZERO_COST_OPS below; anything else raises :class:`UnsupportedOpError`.
+
+A method's modules attached to the model (methods.heads) run inside its forward, so they
+are traced and counted at the exit that runs them, like the backbone's own layers.
 """
 from __future__ import annotations
 
@@ -106,10 +109,17 @@ def per_exit(model: nn.Module, input_size: tuple[int, int, int] | None = None) -
 
 def params_per_exit(model: nn.Module, input_size: tuple[int, int, int] | None = None
                     ) -> list[int]:
-    """Cumulative parameter count of everything executed to produce exits 1..n."""
+    """Cumulative parameter count of everything executed to produce exits 1..n.
+
+    A module that ran without using its parameters says so with ``parameters_used =
+    False`` (an exit's final linear that a method's module replaced at inference): those
+    are left out."""
+    groups = parameters_per_exit(model, input_size)
+    idle = {id(p) for m in model.modules() if getattr(m, "parameters_used", True) is False
+            for p in m.parameters(recurse=False)}
     counts, total = [], 0
-    for group in parameters_per_exit(model, input_size):
-        total += sum(p.numel() for p in group)
+    for group in groups:
+        total += sum(p.numel() for p in group if id(p) not in idle)
         counts.append(total)
     return counts
 
@@ -119,14 +129,23 @@ def _cache_file() -> Path:
     return Path(root) / "boostnet-bench" / "costs.json"
 
 
+def _source_files(model: nn.Module) -> list[str]:
+    """The files defining the model's class and every submodule class outside torch (a
+    method's modules included): their code decides what the forward runs."""
+    files = {inspect.getfile(type(model))}
+    files |= {inspect.getfile(type(m)) for m in model.modules()
+              if not type(m).__module__.startswith("torch.")}
+    return sorted(files)
+
+
 def _fingerprint(model: nn.Module, input_size) -> str:
     """What the count depends on: the architecture (the module tree's repr), the code of
-    the model's module and of this counter, the input size and the library versions."""
+    the model's modules and of this counter, the input size and the library versions."""
     import fvcore
 
     parts = [repr(model), str(tuple(input_size)), torch.__version__,
-             getattr(fvcore, "__version__", "?"), Path(__file__).read_text(),
-             Path(inspect.getfile(type(model))).read_text()]
+             getattr(fvcore, "__version__", "?"), Path(__file__).read_text()]
+    parts += [Path(f).read_text() for f in _source_files(model)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

@@ -5,20 +5,29 @@
 >>> preds = m.combine(outs)        # F_1..F_N, what each exit predicts with
 >>> m.loss(outs, targets).backward()
 
-A trainer needs nothing method-specific beyond :class:`methods.base.Method`: ``stages()``
-says which exits' losses are active, which exits' parameters train and each stage's share
-of the epochs; ``prepare(model)`` installs gradient rescaling on the backbone. A method
-declares its options (``options_of``, ``defaults``) and what ``tuned`` may search
-(``search_space``); ``create`` checks options against the declaration.
+A trainer needs nothing method-specific beyond :class:`methods.base.Method`: ``install``
+makes a model the method's (gradient rescaling, the method's modules); ``stages()`` says
+which exits' losses are active, what trains and each stage's share of the epochs;
+``train_step`` does one loaded batch; ``post_training_split`` / ``fit_post_training`` fit
+small parameters on stored logits after training. A method declares its options
+(``options_of``, ``defaults``) and what ``tuned`` may search (``search_space``); ``create``
+checks options against the declaration.
 """
-from methods.base import (Method, Stage, create, defaults, names, option_names, options_of,
-                          paper_curve, register, search_space, split_epochs)
-from methods.options import (BOOL, KINDS, NUMBER, NUMBER_OR_NUMBERS, NUMBERS, Option,
-                             OptionError, Range)
+from methods.base import (Method, create, defaults, names, option_names, options_of,
+                          paper_curve, register, search_space)
+from methods.heads import (ExitHeads, ExitLinear, ExitShape, attach, final_linears,
+                           forward_with_features, has_modules, method_parameters, modules_of)
+from methods.options import (BOOL, CHOICE, INT, KINDS, NUMBER, NUMBER_OR_NUMBERS, NUMBERS,
+                             Option, OptionError, Range)
+from methods.training import (Passes, Stage, StepContext, plain_step, split_epochs,
+                              stage_parameters, train_mode)
 
 # Importing a module registers its method.
 from methods import boostnet, joint, sequential  # noqa: E402,F401
 
-__all__ = ["BOOL", "KINDS", "Method", "NUMBER", "NUMBERS", "NUMBER_OR_NUMBERS", "Option",
-           "OptionError", "Range", "Stage", "create", "defaults", "names", "option_names",
-           "options_of", "paper_curve", "register", "search_space", "split_epochs"]
+__all__ = ["BOOL", "CHOICE", "ExitHeads", "ExitLinear", "ExitShape", "INT", "KINDS", "Method",
+           "NUMBER", "NUMBERS", "NUMBER_OR_NUMBERS", "Option", "OptionError", "Passes", "Range",
+           "Stage", "StepContext", "attach", "create", "defaults", "final_linears",
+           "forward_with_features", "has_modules", "method_parameters", "modules_of", "names",
+           "option_names", "options_of", "paper_curve", "plain_step", "register",
+           "search_space", "split_epochs", "stage_parameters", "train_mode"]

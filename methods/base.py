@@ -5,17 +5,35 @@ where ``tuned`` may search them (``SEARCH_SPACE``), and says what each exit pred
 (``combine``), what each exit's loss sees (``train_logits``) and how training is staged
 (``stages``). The base class is itself a complete method (plain joint training): a subclass
 that overrides only ``combine`` is a complete method too.
+
+Methods that need more override, each with a default that changes nothing:
+
+- modules: ``build_modules(model)`` returns :class:`methods.heads.ExitHeads` that
+  ``install`` attaches to the model (they take over the exits' final linear layers, run
+  inside the forward and are counted by fvcore); ``analytic_macs`` adds per-exit work
+  fvcore does not see;
+- stages: :class:`Stage` says what trains (``trains``), the batch-norm policy of frozen
+  parts and the epoch share; ``configure(model, stage)`` is called at each stage's start
+  (and with None once training is over: the inference configuration);
+  ``stage_sample_losses`` is the stage's loss;
+- the step: ``train_step(ctx, x, y)`` does one loaded batch (default: one forward, the
+  stage's loss, one backward, one SGD step); ``passes(stage)`` declares its work;
+  ``begin_training``, ``training_state`` and ``load_training_state`` carry state of the
+  method's own (another optimizer) through checkpoints;
+- after training: ``post_training_split`` names the split whose raw logits
+  ``fit_post_training`` fits small parameters on (never the test split).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from methods.heads import ExitHeads, attach, modules_of
 from methods.options import NUMBER_OR_NUMBERS, NUMBERS, Option, OptionError, Range
+from methods.training import Passes, Stage, StepContext, split_epochs  # noqa: F401
 
 _REGISTRY: dict[str, type["Method"]] = {}
 
@@ -97,28 +115,6 @@ def create(name: str, **options) -> "Method":
                           value=err.value, index=err.index) from None
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One training stage: exits are 0-based indices."""
-
-    active_exits: tuple[int, ...]  # exits whose losses are summed
-    trainable_exits: tuple[int, ...]  # exits whose parameter groups train (others frozen)
-    epoch_share: float  # share of the run's epochs
-
-
-def split_epochs(total: int, stages: Sequence[Stage]) -> list[int]:
-    """Whole epochs per stage, proportional to the shares (largest remainder first)."""
-    if total < len(stages):
-        raise ValueError(f"{len(stages)} training stages need at least {len(stages)} epochs, "
-                         f"got {total}")
-    exact = [total * s.epoch_share for s in stages]
-    counts = [int(e) for e in exact]
-    by_remainder = sorted(range(len(stages)), key=lambda i: counts[i] - exact[i])
-    for i in by_remainder[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
 class Method:
     """Base method: joint training of the raw head logits, F_n = f_n (one stage, every
     exit's loss summed with weights ``loss_weights``, nothing to tune).
@@ -142,6 +138,7 @@ class Method:
                                           f"options: {', '.join(declared)}")
         for name, option in declared.items():
             setattr(self, name, option.check(options.get(name, option.default)))
+        self.exit_heads: ExitHeads | None = None  # the installed modules (see install)
 
     def options(self) -> dict:
         """Every option's value."""
@@ -181,6 +178,85 @@ class Method:
         everything = tuple(range(num_exits))
         return [Stage(everything, everything, 1.0)]
 
+    # -- modules ----------------------------------------------------------------------
+    def build_modules(self, model: nn.Module) -> ExitHeads | None:
+        """The method's modules for ``model`` (None: the backbone as it is)."""
+        return None
+
+    def analytic_macs(self, num_exits: int, num_classes: int) -> list[int]:
+        """Per exit, MACs for one image that the method adds outside the traced forward
+        (fvcore cannot see them), e.g. an ensemble in ``combine``; not cumulative."""
+        return [0] * num_exits
+
+    def install(self, model: nn.Module) -> nn.Module:
+        """Make ``model`` this method's: gradient rescaling, and the method's modules built
+        and attached as ``model.method_modules`` (once: a model that has them keeps them).
+        Returns the model."""
+        self.prepare(model)
+        current = modules_of(model)
+        if current is None:
+            heads = self.build_modules(model)
+            if heads is not None:
+                attach(model, heads)
+                current = heads
+        elif type(self).build_modules is Method.build_modules:
+            raise ValueError(f"method {self.name!r} adds no modules, but the model carries "
+                             f"{type(current).__name__}")
+        self.exit_heads = current
+        self.configure(model, None)
+        return model
+
+    def configure(self, model: nn.Module, stage: int | None) -> None:
+        """Called at the start of stage ``stage`` (0-based, also when a run resumes inside
+        it) and with None once training is over or when the model only predicts."""
+
+    # -- training -----------------------------------------------------------------------
+    def stage_sample_losses(self, outs: Sequence[Tensor], targets: Tensor, stage: Stage
+                            ) -> Tensor:
+        """Per-sample loss of every computed exit in ``stage``, [N, B]; the stage's loss is
+        ``loss_from_samples`` of it over the active exits."""
+        return self.sample_losses(outs, targets)
+
+    def train_step(self, ctx: StepContext, x: Tensor, y: Tensor) -> Tensor:
+        """One loaded batch: forward, the stage's loss, backward, SGD step. Returns the
+        per-sample losses [exits computed, B], detached, for the history."""
+        with ctx.autocast:
+            outs = ctx.net(x, num_exits=ctx.stage.reach)
+            sample_losses = self.stage_sample_losses([o.float() for o in outs], y, ctx.stage)
+            loss = self.loss_from_samples(sample_losses, ctx.stage.active_exits)
+        ctx.check_finite(loss, sample_losses)
+        ctx.step(loss)
+        return sample_losses.detach()
+
+    def passes(self, stage: Stage) -> Passes:
+        """The work of one ``train_step`` in ``stage`` (the training-cost record)."""
+        return Passes()
+
+    def begin_training(self, model: nn.Module, device: torch.device) -> None:
+        """Build what only training needs (another optimizer, say) before the first step."""
+
+    def training_state(self) -> dict:
+        """State of the method's own that a checkpoint must carry for an exact resume."""
+        return {}
+
+    def load_training_state(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"method {self.name!r} keeps no training state, the checkpoint "
+                             f"has {sorted(state)}")
+
+    # -- after training -----------------------------------------------------------------
+    def post_training_split(self) -> str | None:
+        """The split whose raw exit logits ``fit_post_training`` needs ('train', with
+        training augmentation, or 'heldout'; never 'test'), or None: no such phase."""
+        return None
+
+    def post_training_done(self) -> bool:
+        return True
+
+    def fit_post_training(self, logits: Tensor, targets: Tensor, seed: int) -> None:
+        """Fit the method's small parameters on raw logits [N, M, C] and targets [M]."""
+        raise NotImplementedError(f"method {self.name!r} has no post-training phase")
+
     def prepare(self, model: nn.Module) -> None:
         """Install this method's gradient rescaling on ``model`` (on or off)."""
         if not hasattr(model, "grad_rescale"):
@@ -194,8 +270,8 @@ class Method:
 def stagewise(num_exits: int, freeze_previous: bool) -> list[Stage]:
     """Stage n trains on exit n's loss alone; earlier exits frozen or still training."""
     share = 1.0 / num_exits
-    return [Stage((n,), (n,) if freeze_previous else tuple(range(n + 1)), share)
-            for n in range(num_exits)]
+    return [Stage((n,), (n,) if freeze_previous else tuple(range(n + 1)), share,
+                  name=f"exit {n + 1}") for n in range(num_exits)]
 
 
 class BoostedEnsemble(Method):

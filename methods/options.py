@@ -8,6 +8,10 @@ An option has a name, a kind (what values it takes), a default and a one-line he
 kinds normalise what they accept, so that ``temperature: 1`` and ``temperature: 1.0`` are one
 configuration: numbers become floats and lists become lists of floats.
 
+Two more kinds take whole numbers (``INT``: epochs, layer widths) and one of a fixed set of
+words (``CHOICE``: ``choices`` lists them). ``low``/``high`` bound a number or an integer
+(inclusive) where a value outside would be meaningless (a negative temperature).
+
 A :class:`Range` says how ``bench tune`` searches an option: between ``low`` and ``high``,
 log-uniform or uniform, one shared value or (where the option takes one value per exit)
 one per exit.
@@ -22,10 +26,13 @@ BOOL = "bool"  # true or false
 NUMBER = "number"  # one finite number
 NUMBERS = "numbers"  # a non-empty list of finite numbers
 NUMBER_OR_NUMBERS = "number or numbers"  # one number, or a list (e.g. one per exit)
-KINDS = (BOOL, NUMBER, NUMBERS, NUMBER_OR_NUMBERS)
+INT = "integer"  # one whole number
+CHOICE = "choice"  # one of the option's ``choices``
+KINDS = (BOOL, NUMBER, NUMBERS, NUMBER_OR_NUMBERS, INT, CHOICE)
 
 _EXPECTED = {BOOL: "true or false", NUMBER: "a finite number", NUMBERS: "a non-empty list",
-             NUMBER_OR_NUMBERS: "a finite number or a non-empty list of them"}
+             NUMBER_OR_NUMBERS: "a finite number or a non-empty list of them",
+             INT: "an integer"}
 
 
 class OptionError(ValueError):
@@ -45,6 +52,15 @@ class Option:
     kind: str  # one of KINDS
     default: Any  # None: the option may be left unset (null)
     help: str
+    choices: tuple[str, ...] = ()  # CHOICE: the words it takes
+    low: float | None = None  # NUMBER, INT: smallest value allowed (inclusive)
+    high: float | None = None  # NUMBER, INT: largest value allowed (inclusive)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"option {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
+        if (self.kind == CHOICE) != bool(self.choices):
+            raise ValueError(f"option {self.name!r}: choices go with kind {CHOICE!r} only")
 
     def check(self, value: Any) -> Any:
         """``value`` normalised (numbers as floats); raises OptionError naming the option."""
@@ -54,6 +70,14 @@ class Option:
             if not isinstance(value, bool):
                 raise self._bad(value)
             return value
+        if self.kind == CHOICE:
+            if not isinstance(value, str) or value not in self.choices:
+                raise self._bad(value, expected=f"one of {', '.join(self.choices)}")
+            return value
+        if self.kind == INT:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self._bad(value)
+            return self._bounded(int(value))
         if self.kind in (NUMBER, NUMBER_OR_NUMBERS) and not isinstance(value, (list, tuple)):
             return self._number(value)
         if self.kind in (NUMBERS, NUMBER_OR_NUMBERS):
@@ -66,7 +90,15 @@ class Option:
         if (not isinstance(value, (int, float)) or isinstance(value, bool)
                 or not math.isfinite(value)):
             raise self._bad(value, index, "a finite number")
-        return float(value)
+        return self._bounded(float(value), index)
+
+    def _bounded(self, value, index: int | None = None):
+        if (self.low is not None and value < self.low) or \
+                (self.high is not None and value > self.high):
+            lo = "-inf" if self.low is None else f"{self.low:g}"
+            hi = "inf" if self.high is None else f"{self.high:g}"
+            raise self._bad(value, index, f"a value in [{lo}, {hi}]")
+        return value
 
     def _bad(self, value: Any, index: int | None = None, expected: str | None = None):
         expected = expected or _EXPECTED[self.kind] + (" or null" if self.default is None

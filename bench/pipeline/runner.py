@@ -113,6 +113,7 @@ def _train_and_evaluate(spec: RunSpec, run: store.Run, ctx: RunContext, options:
     if not dist.is_main:
         return
     run.write_history(state.history)
+    run.write_training(trainer.training_record(state))
     run.save_predictions(preds)
     metrics = compute_metrics(preds, list(spec.exit_mmacs), list(spec.budgets_mmacs),
                               spec.evaluation.calibration)

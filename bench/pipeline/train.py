@@ -1,24 +1,36 @@
 """Training loop: the method's stages, one checkpoint per epoch, resumable, no method branches.
 
-The trainer asks the method for its stages (which exits' losses are active, which exits'
-parameter groups train, each stage's share of the epochs) and lets it install gradient
-rescaling; it never looks at the method's name. The final model is the last epoch's: no
-checkpoint is selected, on test or otherwise.
+The trainer lets the method install itself on the model (gradient rescaling, its own
+modules), asks it for its stages (which exits' losses are active, what trains, the
+batch-norm policy of frozen parts, each stage's share of the epochs), calls its hook at each
+stage's start and its ``train_step`` for every loaded batch, and runs its post-training
+phase (a fit of small parameters on raw logits of a split that is never test); it never
+looks at the method's name. The final model is the last epoch's: no checkpoint is
+selected, on test or otherwise.
+
+It also records what training cost (``training_record``): the method's declared passes per
+step, wall-clock seconds per epoch (training and held-out evaluation apart), epochs per
+stage and peak memory (see :class:`PeakMemory` for what is measured on CPU and CUDA).
 """
 from __future__ import annotations
 
 import math
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as tdist
 from torch import nn
 
 import methods as methods_registry
 from bench.backbones.common import parameters_per_exit
 from bench.config import OptimizerConfig, ScheduleConfig, TrainingConfig
-from bench.pipeline.distributed import Dist
+from bench.data import unshard
+from bench.pipeline.distributed import Dist, broadcast
 from bench.pipeline.predict import predict
 from bench.store import load_checkpoint, save_checkpoint
 
@@ -27,14 +39,6 @@ EFFECTIVE_PERCENTILE = 0.10  # paper Fig. 3a: threshold = 10th percentile of exi
 
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite; the run is recorded as failed."""
-
-
-@dataclass
-class TrainState:
-    """What a checkpoint holds besides the weights."""
-
-    epoch: int = 0  # epochs finished, over all stages
-    history: list[dict] = field(default_factory=list)
 
 
 def lr_factor(epoch_in_stage: int, stage_epochs: int, schedule: ScheduleConfig) -> float:
@@ -56,24 +60,6 @@ def make_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.op
                            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
 
 
-def freeze_all_but(model: nn.Module, groups: list[list[nn.Parameter]], trainable_exits
-                   ) -> list[nn.Parameter]:
-    """requires_grad on the groups of ``trainable_exits`` only; returns those parameters."""
-    keep = {id(p) for e in trainable_exits for p in groups[e]}
-    for p in model.parameters():
-        p.requires_grad_(id(p) in keep)
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def train_mode(model: nn.Module) -> None:
-    """Train mode, except modules whose parameters are all frozen: their batch-norm
-    statistics must not drift either (a frozen block stays exactly as it was)."""
-    model.train()
-    for m in model.modules():
-        params = list(m.parameters(recurse=False))
-        if params and not any(p.requires_grad for p in params):
-            m.eval()
-
 
 def top1(logits: torch.Tensor, targets: torch.Tensor) -> list[float]:
     return [100.0 * (l.argmax(1) == targets).sum().item() / len(targets) for l in logits]
@@ -84,6 +70,78 @@ def effective_shares(sample_losses: torch.Tensor) -> torch.Tensor:
     exit 1's losses in the same batch. ``sample_losses`` is [exits, batch]."""
     threshold = torch.quantile(sample_losses[0].float(), EFFECTIVE_PERCENTILE)
     return (sample_losses > threshold).float().mean(dim=1)
+
+
+class _RawLogits:
+    """Stands in for a method in ``predict``: the raw head logits f_n, uncombined."""
+
+    combine = staticmethod(list)
+
+
+def _rss_bytes() -> int | None:
+    """This process's resident set size (Linux /proc), or None elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class PeakMemory:
+    """Peak memory of a block of work, in MiB (``peak_mib``; None where not measurable).
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after resetting the peak at the start (all
+    tensors on the device, the model and optimizer state included). CPU: the growth of the
+    process's resident set size over its size at the start, sampled every 10 ms by a
+    background thread (an approximation: a peak shorter than the interval is missed, and
+    memory the allocator keeps from earlier work does not count as growth).
+    """
+
+    INTERVAL_S = 0.01
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak_mib = device, None
+        self.measure = ("cuda max_memory_allocated" if device.type == "cuda" else
+                        "cpu peak RSS growth over the epoch's start, sampled every 10 ms")
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self._start = _rss_bytes()
+        self._peak = self._start
+        self._stop = threading.Event()
+        if self._start is not None:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            rss = _rss_bytes()
+            if rss is not None:
+                self._peak = max(self._peak, rss)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+            return
+        if self._start is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, _rss_bytes() or 0)
+        self.peak_mib = (self._peak - self._start) / 2 ** 20
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides the weights."""
+
+    epoch: int = 0  # epochs finished, over all stages
+    history: list[dict] = field(default_factory=list)
+    epoch_costs: list[dict] = field(default_factory=list)  # one per epoch: seconds, memory
+    post_training: dict | None = None  # the post-training phase, once it ran
 
 
 @dataclass
@@ -101,7 +159,7 @@ class Trainer:
     after_epoch: Callable[[nn.Module], None] | None = None  # e.g. average BN stats over ranks
 
     def __post_init__(self):
-        self.method.prepare(self.model)
+        self.method.install(self.model)
         self.groups = parameters_per_exit(self.model)
         self.stages = self.method.stages(self.model.num_exits)
         self.stage_epochs = methods_registry.split_epochs(self.training.epochs, self.stages)
@@ -111,6 +169,9 @@ class Trainer:
         amp = self.training.amp and self.device.type == "cuda"
         self.autocast = torch.autocast(self.device.type, dtype=torch.float16, enabled=amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp)
+        self.memory_measure = PeakMemory(self.device).measure
+        self._at = (0, 0)  # (epoch, step) being trained, for error messages
+        self._optimizer_state: dict = {}
 
     # -- checkpoints ------------------------------------------------------------------
     def _resume(self) -> tuple[TrainState, dict | None]:
@@ -118,28 +179,37 @@ class Trainer:
             return TrainState(), None
         ckpt = load_checkpoint(self.checkpoint)
         self.model.load_state_dict(ckpt["model"])
-        return TrainState(ckpt["epoch"], ckpt["history"]), ckpt
+        self.method.load_training_state(ckpt.get("method") or {})
+        self._optimizer_state = ckpt["optimizer"]
+        return TrainState(ckpt["epoch"], ckpt["history"], list(ckpt.get("epoch_costs") or []),
+                          ckpt.get("post_training")), ckpt
 
-    def _save(self, state: TrainState, optimizer, stage: int) -> None:
+    def _save(self, state: TrainState, stage: int) -> None:
         if not self.dist.is_main:
             return
         save_checkpoint(self.checkpoint, model=self.model.state_dict(),
-                        optimizer=optimizer.state_dict(), scaler=self.scaler.state_dict(),
-                        stage=stage, epoch=state.epoch, history=state.history)
+                        optimizer=self._optimizer_state, scaler=self.scaler.state_dict(),
+                        stage=stage, epoch=state.epoch, history=state.history,
+                        method=self.method.training_state(), epoch_costs=state.epoch_costs,
+                        post_training=state.post_training)
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self) -> TrainState:
+        self.method.begin_training(self.model, self.device)
         state, ckpt = self._resume()
         first_epoch = 0
         for s, (stage, n_epochs) in enumerate(zip(self.stages, self.stage_epochs)):
             last_epoch = first_epoch + n_epochs
             if state.epoch < last_epoch:
+                self.method.configure(self.model, s)
                 self._fit_stage(s, stage, first_epoch, n_epochs, state, ckpt)
             first_epoch = last_epoch
+        self.method.configure(self.model, None)
+        self._post_training(state)
         return state
 
     def _fit_stage(self, s, stage, first_epoch, n_epochs, state, ckpt) -> None:
-        params = freeze_all_but(self.model, self.groups, stage.trainable_exits)
+        params = methods_registry.stage_parameters(self.model, self.groups, stage)
         optimizer = make_optimizer(params, self.training.optimizer)
         if ckpt is not None and ckpt["stage"] == s and state.epoch > first_epoch:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -150,25 +220,65 @@ class Trainer:
             # first step that compiles for minutes (once per stage: each stage's forward
             # stops at another exit). Evaluation stays eager.
             net = torch.compile(net)
+        ctx = methods_registry.StepContext(
+            net, self.model, optimizer, stage, s, step=self._stepper(optimizer),
+            autocast=self.autocast, check_finite=self._check_finite,
+            all_reduce_mean=self._all_reduce_mean)
         base_lr = self.training.optimizer.lr
         for epoch in range(state.epoch, first_epoch + n_epochs):
-            lr = base_lr * lr_factor(epoch - first_epoch, n_epochs, self.training.schedule)
+            factor = lr_factor(epoch - first_epoch, n_epochs, self.training.schedule)
+            lr = base_lr * factor
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            losses, shares = self._train_epoch(net, optimizer, stage, epoch)
+            ctx.lr_factor = factor
+            started = time.perf_counter()
+            with PeakMemory(self.device) as memory:
+                losses, shares, steps = self._train_epoch(ctx, epoch)
+            trained = time.perf_counter()
             if self.after_epoch:
                 self.after_epoch(self.model)
             heldout = self._heldout_top1()
             state.epoch = epoch + 1
             rows = self._history_rows(epoch + 1, s + 1, lr, stage, losses, shares, heldout)
             state.history.extend(rows)
-            self._save(state, optimizer, s)
+            state.epoch_costs.append({
+                "epoch": epoch + 1, "stage": s + 1, "steps": steps,
+                "train_seconds": trained - started,
+                "eval_seconds": time.perf_counter() - trained,
+                "peak_memory_mib": memory.peak_mib})
+            self._optimizer_state = optimizer.state_dict()
+            self._save(state, s)
             if self.on_epoch and self.dist.is_main:
                 self.on_epoch({"epoch": epoch + 1, "stage": s + 1, "rows": rows})
 
-    def _train_epoch(self, net, optimizer, stage, epoch):
-        train_mode(self.model)
-        reach = max(stage.active_exits) + 1  # later exits are not needed for this stage
+    def _stepper(self, optimizer) -> Callable[[torch.Tensor], None]:
+        def step(loss: torch.Tensor) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+        return step
+
+    def _check_finite(self, loss: torch.Tensor, sample_losses: torch.Tensor) -> None:
+        if not self.dist.all_finite(loss):
+            epoch, step = self._at
+            raise NonFiniteLoss(f"training loss is {loss.item()} at epoch {epoch + 1}, "
+                                f"step {step + 1} (per-exit losses "
+                                f"{[round(v, 4) for v in sample_losses.mean(1).tolist()]})")
+
+    def _all_reduce_mean(self, tensors: list[torch.Tensor]) -> None:
+        """Gradients a method computed itself (not through DDP), averaged over ranks."""
+        if self.dist.world_size <= 1:
+            return
+        for t in tensors:
+            tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+            t /= self.dist.world_size
+
+    def _train_epoch(self, ctx, epoch):
+        stage = ctx.stage
+        methods_registry.train_mode(self.model, stage.frozen_bn)
+        reach = stage.reach  # later exits are not needed for this stage
         loss_sum = torch.zeros(reach, device=self.device)
         share_sum = torch.zeros(reach, device=self.device)
         steps = 0
@@ -178,23 +288,12 @@ class Trainer:
         for x, y in batches:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with self.autocast:
-                outs = net(x, num_exits=reach)
-                sample_losses = self.method.sample_losses([o.float() for o in outs], y)
-                loss = self.method.loss_from_samples(sample_losses, stage.active_exits)
-            if not self.dist.all_finite(loss):
-                raise NonFiniteLoss(f"training loss is {loss.item()} at epoch {epoch + 1}, "
-                                    f"step {steps + 1} (per-exit losses "
-                                    f"{[round(v, 4) for v in sample_losses.mean(1).tolist()]})")
-            optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(optimizer)
-            self.scaler.update()
-            detached = sample_losses.detach()
-            loss_sum += detached.mean(dim=1)
-            share_sum += effective_shares(detached)
+            self._at = (epoch, steps)
+            sample_losses = self.method.train_step(ctx, x, y)[:reach]
+            loss_sum += sample_losses.mean(dim=1)
+            share_sum += effective_shares(sample_losses)
             steps += 1
-        return (loss_sum / steps).tolist(), (share_sum / steps).tolist()
+        return (loss_sum / steps).tolist(), (share_sum / steps).tolist(), steps
 
     def _heldout_top1(self) -> list[float]:
         if self.data.size("heldout") == 0:
@@ -214,3 +313,59 @@ class Trainer:
                 "effective_share": shares[n] if computed else math.nan,
                 "heldout_top1": heldout[n]})
         return rows
+
+    # -- after training -----------------------------------------------------------------
+    def _post_training(self, state: TrainState) -> None:
+        """The method's post-training phase: raw logits of its split (the training split
+        with training augmentation, in eval mode, or the held-out split), then its fit;
+        saved in the checkpoint so that a resumed run does not fit again."""
+        split = self.method.post_training_split()
+        if split is None or self.method.post_training_done():
+            return
+        if split == "test":
+            raise ValueError(f"method {self.method.name!r} asks to fit on the test split")
+        started = time.perf_counter()
+        logits, targets = self._raw_logits(split)
+        if self.dist.is_main:
+            self.method.fit_post_training(logits.to(self.device), targets.to(self.device),
+                                          seed=self.seed)
+        modules = methods_registry.modules_of(self.model)
+        if modules is not None and self.dist.world_size > 1:  # rank 0's fit everywhere
+            fitted = broadcast({k: v.cpu() for k, v in modules.state_dict().items()}, self.dist)
+            modules.load_state_dict(fitted)
+        state.post_training = {"split": split, "samples": int(len(targets)),
+                               "seconds": time.perf_counter() - started}
+        last_stage = len(self.stages) - 1
+        self._save(state, last_stage)
+
+    def _raw_logits(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw f_n [N, M, C] and targets [M] of a whole split, gathered over the ranks. The
+        training split comes in one pass with training augmentation (a draw of its own)."""
+        batches = self.data.batches(split, self.training.eval_batch_size, device=self.device,
+                                    epoch=self.training.epochs, seed=self.seed,
+                                    rank=self.dist.rank, world_size=self.dist.world_size,
+                                    drop_last=False)
+        logits, targets = predict(self.model, _RawLogits, batches,
+                                  channels_last=self.channels_last)
+        if self.dist.world_size <= 1:
+            return logits, targets
+        parts = [None] * self.dist.world_size
+        tdist.all_gather_object(parts, (logits, targets))
+        n = self.data.size(split)
+        return (unshard([p[0].transpose(0, 1) for p in parts], n).transpose(0, 1).contiguous(),
+                unshard([p[1] for p in parts], n))
+
+    # -- the record ---------------------------------------------------------------------
+    def training_record(self, state: TrainState) -> dict:
+        """training.json: what training cost (docs/results-format.md)."""
+        stages = []
+        for s, (stage, n_epochs) in enumerate(zip(self.stages, self.stage_epochs)):
+            stages.append({"stage": s + 1, "name": stage.name, "epochs": n_epochs,
+                           "trains": stage.trains, "frozen_bn": stage.frozen_bn,
+                           "active_exits": [e + 1 for e in stage.active_exits],
+                           "trainable_exits": [e + 1 for e in stage.trainable_exits],
+                           "passes_per_step": self.method.passes(stage).as_dict()})
+        return {"method": self.method.name, "batch_size": self.training.batch_size,
+                "world_size": self.dist.world_size, "device": str(self.device),
+                "memory_measure": self.memory_measure, "stages": stages,
+                "epochs": list(state.epoch_costs), "post_training": state.post_training}

@@ -4,8 +4,8 @@ The layout (docs/results-format.md)::
 
     results/<suite slug>/suite.json, summary.csv, tuning/
     results/<suite slug>/<run id>/config.json, status.json, environment.json, costs.json,
-                                  history.csv, heldout_index.json, predictions.pt,
-                                  metrics.json, checkpoint.pt
+                                  history.csv, training.json, heldout_index.json,
+                                  predictions.pt, metrics.json, checkpoint.pt
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ STATUS = "status.json"
 ENVIRONMENT = "environment.json"
 COSTS = "costs.json"
 HISTORY = "history.csv"
+TRAINING = "training.json"  # what training cost: passes per step, seconds, memory
 HELDOUT_INDEX = "heldout_index.json"
 PREDICTIONS = "predictions.pt"
 METRICS = "metrics.json"
@@ -37,8 +38,8 @@ CHECKPOINT = "checkpoint.pt"
 RUN_LOCK = ".lock"
 PREVIOUS = "previous"  # outputs of a stale run moved aside by --rerun-stale
 
-RUN_FILES = (CONFIG, STATUS, ENVIRONMENT, COSTS, HISTORY, HELDOUT_INDEX, PREDICTIONS,
-             METRICS, CHECKPOINT)
+RUN_FILES = (CONFIG, STATUS, ENVIRONMENT, COSTS, HISTORY, TRAINING, HELDOUT_INDEX,
+             PREDICTIONS, METRICS, CHECKPOINT)
 
 SUMMARY_COLUMNS = ["suite", "run_id", "backbone", "method", "seed", "status", "kind", "exit",
                    "budget_mmacs", "mmacs", "top1", "top5"]

@@ -66,9 +66,15 @@ class Run:
     def history(self) -> pd.DataFrame | None:
         return F.read_csv_or_none(self.file(F.HISTORY))
 
+    @cached_property
+    def training(self) -> dict:
+        """training.json: what training cost ({} for runs made before it was recorded)."""
+        return F.read_json_or(self.file(F.TRAINING), {}) or {}
+
     def refresh(self) -> "Run":
         """Forget what was read (another worker may have written since)."""
-        for key in ("config", "status", "environment", "costs", "metrics", "history"):
+        for key in ("config", "status", "environment", "costs", "metrics", "history",
+                    "training"):
             self.__dict__.pop(key, None)
         return self
 
@@ -178,6 +184,11 @@ class Run:
         write_json(self.file(F.COSTS), costs)
         self._wrote("costs", costs)
 
+    def write_training(self, record: dict) -> None:
+        """What training cost (the trainer's ``training_record``)."""
+        write_json(self.file(F.TRAINING), record)
+        self._wrote("training", record)
+
     def write_heldout_index(self, indices) -> None:
         write_json(self.file(F.HELDOUT_INDEX), {"indices": [int(i) for i in indices]})
 
@@ -226,11 +237,15 @@ class Run:
 
 
 def save_checkpoint(path: Path, *, model: dict, optimizer: dict, scaler: dict, stage: int,
-                    epoch: int, history: list[dict]) -> None:
+                    epoch: int, history: list[dict], method: dict | None = None,
+                    epoch_costs: list[dict] | None = None,
+                    post_training: dict | None = None) -> None:
     """The trainer's state after an epoch: state dicts, the stage (0-based) and the epochs
-    finished over all stages, and the history rows so far."""
+    finished over all stages, the history rows so far, the method's own training state,
+    the cost of every epoch so far and the post-training phase's record once it ran."""
     save_torch(path, {"model": model, "optimizer": optimizer, "scaler": scaler, "stage": stage,
-                      "epoch": epoch, "history": history})
+                      "epoch": epoch, "history": history, "method": method or {},
+                      "epoch_costs": epoch_costs or [], "post_training": post_training})
 
 
 def load_checkpoint(path: Path) -> dict:

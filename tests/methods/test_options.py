@@ -111,3 +111,21 @@ def test_range_checks_itself():
         Range(2.0, 1.0)
     with pytest.raises(ValueError, match="low > 0"):
         Range(0.0, 1.0, log=True)
+
+
+def test_integer_and_choice_kinds_and_bounds():
+    epochs = methods.Option("epochs", methods.INT, 5, "help", low=1)
+    assert epochs.check(3) == 3 and type(epochs.check(3)) is int
+    for bad, expected in ((2.5, "an integer"), (True, "an integer"), (0, "a value in [1, inf]")):
+        with pytest.raises(OptionError) as err:
+            epochs.check(bad)
+        assert err.value.expected == expected
+    split = methods.Option("split", methods.CHOICE, "train", "help", choices=("train", "heldout"))
+    assert split.check("heldout") == "heldout"
+    with pytest.raises(OptionError, match="expected one of train, heldout, found 'test'"):
+        split.check("test")
+    share = Option("share", NUMBER, 0.5, "help", low=0.0, high=1.0)
+    with pytest.raises(OptionError, match=r"expected a value in \[0, 1\], found 1.5"):
+        share.check(1.5)
+    with pytest.raises(ValueError, match="choices go with kind"):
+        Option("x", NUMBER, 1.0, "help", choices=("a",))
