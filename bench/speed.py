@@ -1,13 +1,17 @@
 """Training-step speed of a backbone under a method, on random data.
 
-One step is what the trainer does per mini-batch: forward over all exits, the method's
-loss, backward, SGD step (lr 0.1, momentum 0.9, weight decay 1e-4, as the reference).
+One step is what the trainer does per loaded batch: the method's own ``train_step`` in the
+stage being timed (for most methods: forward over the stage's exits, the method's loss,
+backward, SGD step; L2W's meta step and its two half-batch updates; IMTA's second stage
+with only its new heads training), with SGD lr 0.1, momentum 0.9, weight decay 1e-4, as
+the reference. Each of the method's stages is timed in turn (or only ``--stage``).
 
     python -m bench.speed --backbone msdnet10_cifar --method boostnet --batch-size 64 \
         --steps 10 --warmup 2 --threads 2
 
-prints median, min and max seconds per step with the thread count, torch version and the
-machine's load average (timings on a shared machine mean little without it).
+prints, per stage, median, min and max seconds per step with the thread count, torch
+version and the machine's load average (timings on a shared machine mean little without
+it). ``--option KEY=VALUE`` sets a method option (YAML value).
 """
 from __future__ import annotations
 
@@ -16,46 +20,67 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
+import yaml
 from torch import nn
 
 import methods
 from bench import backbones
+from bench.backbones.common import parameters_per_exit
 
 
-def method_loss(name: str, model: nn.Module | None = None) -> Callable:
-    """The loss of ``methods.create(name)``, after letting it prepare ``model`` (e.g. switch
-    on BoostNet's gradient rescaling)."""
-    method = methods.create(name)
-    if model is not None:
-        method.prepare(model)
-    return method.loss
+def stage_context(model: nn.Module, method: methods.Method, stage_index: int
+                  ) -> methods.StepContext:
+    """The method installed on ``model`` and set up for one of its stages, as the trainer
+    sets it up: what trains, the frozen parts' batch-norm policy, SGD over the rest."""
+    method.install(model)
+    groups = parameters_per_exit(model)  # in the inference configuration, as the trainer
+    stage = method.stages(model.num_exits)[stage_index]
+    method.configure(model, stage_index)
+    method.begin_training(model, next(model.parameters()).device)
+    params = methods.stage_parameters(model, groups, stage)
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    methods.train_mode(model, stage.frozen_bn)
+    return methods.StepContext(model, model, opt, stage, stage_index,
+                               step=methods.plain_step(opt))
 
 
-def time_steps(model: nn.Module, loss_fn: Callable, *, batch_size: int, steps: int,
-               warmup: int = 2, num_classes: int, input_size: Sequence[int] | None = None,
-               channels_last: bool = False, seed: int = 0) -> list[float]:
-    """Seconds of each of ``steps`` timed training steps, after ``warmup`` untimed ones."""
+def time_steps(model: nn.Module, method: methods.Method, *, batch_size: int, steps: int,
+               warmup: int = 2, num_classes: int, stage_index: int = 0,
+               input_size: Sequence[int] | None = None, channels_last: bool = False,
+               seed: int = 0, forward: nn.Module | None = None) -> list[float]:
+    """Seconds of each of ``steps`` timed training steps of ``method`` in stage
+    ``stage_index``, after ``warmup`` untimed ones. ``forward``: what to call instead of
+    the model (e.g. its compiled form)."""
     torch.manual_seed(seed)
     input_size = tuple(input_size or model.input_size)
-    model.train()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    ctx = stage_context(model, method, stage_index)
+    if forward is not None:
+        ctx.net = forward
     x = torch.randn(batch_size, *input_size).contiguous(memory_format=memory_format)
     y = torch.randint(0, num_classes, (batch_size,))
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        method.train_step(ctx, x, y)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return times
+
+
+def parse_options(items: Sequence[str]) -> dict:
+    """``KEY=VALUE`` pairs, values read as YAML (``layer_norm=true``, ``alpha=0.5``)."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--option takes KEY=VALUE, got {item!r}")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def summary(times: Sequence[float], threads: int) -> dict:
@@ -67,7 +92,11 @@ def summary(times: Sequence[float], threads: int) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n")[0])
     p.add_argument("--backbone", default="msdnet10_cifar", choices=backbones.names())
-    p.add_argument("--method", default="boostnet")
+    p.add_argument("--method", default="boostnet", choices=methods.names())
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option (repeatable)")
+    p.add_argument("--stage", type=int, default=None,
+                   help="time only this 1-based stage of the method (default: every stage)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="default: 1000 for ImageNet backbones, else 100")
     p.add_argument("--batch-size", type=int, default=64)
@@ -85,21 +114,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     num_classes = args.num_classes or (1000 if "imagenet" in args.backbone else 100)
-    torch.manual_seed(args.seed)
-    model = backbones.create(args.backbone, num_classes=num_classes)
-    loss_fn = method_loss(args.method, model)
-    if args.compile:
-        model = torch.compile(model)
-    times = time_steps(model, loss_fn, batch_size=args.batch_size, steps=args.steps,
-                       warmup=args.warmup, num_classes=num_classes,
-                       channels_last=args.channels_last, seed=args.seed)
-    s = summary(times, torch.get_num_threads())
-    print(f"{args.backbone} / {args.method}{' (compiled)' if args.compile else ''}, "
-          f"batch {args.batch_size}: "
-          f"median {s['median_s']:.3f} s/step, min {s['min_s']:.3f}, max {s['max_s']:.3f} "
-          f"({s['steps']} steps); threads {s['threads']}; torch {s['torch']}; "
-          f"loadavg {s['loadavg']}")
+    try:
+        method = methods.create(args.method, **parse_options(args.option))
+    except ValueError as err:
+        p.error(str(err))
+    stages = method.stages(backbones.create(args.backbone, num_classes=num_classes).num_exits)
+    if args.stage is not None and not 1 <= args.stage <= len(stages):
+        p.error(f"--stage: method {args.method!r} has stages 1..{len(stages)}")
+    for s in ([args.stage - 1] if args.stage else range(len(stages))):
+        torch.manual_seed(args.seed)
+        model = backbones.create(args.backbone, num_classes=num_classes)
+        method = methods.create(args.method, **parse_options(args.option))
+        forward = torch.compile(model) if args.compile else None
+        times = time_steps(model, method, batch_size=args.batch_size, steps=args.steps,
+                           warmup=args.warmup, num_classes=num_classes, stage_index=s,
+                           channels_last=args.channels_last, seed=args.seed, forward=forward)
+        where = f" stage {s + 1}/{len(stages)} ({stages[s].name})" if len(stages) > 1 else ""
+        print_summary(args, where, method.passes(stages[s]).as_dict(),
+                      summary(times, torch.get_num_threads()))
     return 0
+
+
+def print_summary(args, where: str, passes: dict, info: dict) -> None:
+    print(f"{args.backbone} / {args.method}{where}{' (compiled)' if args.compile else ''}, "
+          f"batch {args.batch_size}: "
+          f"median {info['median_s']:.3f} s/step, min {info['min_s']:.3f}, "
+          f"max {info['max_s']:.3f} ({info['steps']} steps); passes per step: "
+          f"{passes['forward']:g} forward, {passes['backward']:g} backward, "
+          f"{passes['optimizer_steps']} optimizer steps; threads {info['threads']}; "
+          f"torch {info['torch']}; loadavg {info['loadavg']}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,22 @@
 """What validation needs to know of a backbone: built once per (name, overrides, classes)
-in a process, with its per-exit fvcore cost; and the budgets resolved against that cost."""
+in a process, with its per-exit fvcore cost; the cost of each method on it (its modules
+counted by fvcore, plus its analytic count of what fvcore cannot see); and the budgets.
+
+Costs are per (backbone, method): IMTA's and ZTW's exits cost more than the backbone's
+own. Budgets are per backbone: ``fractions`` are of the backbone's own last exit, so every
+method on a backbone is evaluated at the same absolute MMACs; each budget must still lie
+within every method's range (exit 1 .. last exit, the method's modules included).
+"""
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 
+import methods
 from bench import backbones, flops
 from bench.config.checker import Checker, join, named_key
-from bench.config.schema import BackboneEntry, BudgetsConfig, thaw
+from bench.config.schema import BackboneEntry, BudgetsConfig, MethodEntry, thaw
 
 
 @dataclass(frozen=True)
@@ -20,6 +29,7 @@ class BackboneInfo:
 
 
 _BACKBONES: dict[tuple, BackboneInfo] = {}
+_METHOD_COSTS: dict[tuple, tuple[float, ...]] = {}
 
 
 def backbone_info(name: str, overrides: dict, num_classes: int) -> BackboneInfo:
@@ -68,3 +78,45 @@ def budgets_for(c: Checker, budgets: BudgetsConfig, info: BackboneInfo, label: s
                    f"{what} is outside the range of backbone {label!r}: "
                    f"{lo:.2f}..{hi:.2f} MMACs (exit 1 .. exit {info.num_exits})")
     return values
+
+
+def method_mmacs(c: Checker, info: BackboneInfo, b: BackboneEntry, num_classes: int,
+                 m: MethodEntry, method: methods.Method, path: str) -> tuple[float, ...]:
+    """Cumulative MMACs per exit of ``method`` (its options as validated; tuned ones at
+    their defaults, which change no module) on backbone ``b``: the backbone built with
+    the method's modules installed, counted by fvcore (cached like the backbone's), plus
+    the method's analytic MACs. The backbone's own cost where the method adds nothing."""
+    key = (b.name, json.dumps(thaw(b.overrides), sort_keys=True), num_classes, m.name,
+           json.dumps(method.options(), sort_keys=True))
+    if key in _METHOD_COSTS:
+        return _METHOD_COSTS[key]
+    traced = None
+    if type(method).build_modules is not methods.Method.build_modules:
+        model = backbones.create(b.name, num_classes=num_classes, **thaw(b.overrides))
+        try:
+            method.install(model)
+        except (TypeError, ValueError) as err:
+            c.fail(path, f"method {m.label!r} cannot be installed on backbone {b.label!r}: "
+                         f"{err}")
+        if methods.has_modules(model):
+            traced = flops.per_exit_cached(model)
+    extra = itertools.accumulate(method.analytic_macs(info.num_exits, num_classes))
+    if traced is None:  # exit n runs the analytic work of exits 1..n
+        cost = tuple(v + a / 1e6 for v, a in zip(info.exit_mmacs, extra))
+    else:
+        cost = tuple((t + a) / 1e6 for t, a in zip(traced, extra))
+    _METHOD_COSTS[key] = cost
+    return _METHOD_COSTS[key]
+
+
+def check_budgets_for_method(c: Checker, budgets: BudgetsConfig, values: list[float],
+                             exit_mmacs: tuple[float, ...], b: BackboneEntry,
+                             m: MethodEntry) -> None:
+    """Every budget within method ``m``'s range on ``b`` (its modules included)."""
+    key = "fractions" if budgets.fractions is not None else "mmacs"
+    lo, hi = exit_mmacs[0], exit_mmacs[-1]
+    for i, v in enumerate(values):
+        if not lo <= v <= hi:
+            c.fail(f"budgets.{key}[{i}]",
+                   f"{v} MMACs is outside the range of method {m.label!r} on backbone "
+                   f"{b.label!r}: {lo:.6f}..{hi:.6f} MMACs with the method's modules")

@@ -98,10 +98,13 @@ def resolve(raw: dict, file: str, base: Path) -> tuple[SuiteConfig, list[RunSpec
         for j, m in enumerate(entries_m):
             stages = method_entries.check_on(c, m, f"methods[{j}]", info, b, num_classes,
                                              training.epochs)
+            exit_mmacs = costs.method_mmacs(c, info, b, num_classes, m, method_entries.create(
+                c, m, f"methods[{j}]"), f"methods[{j}]")
+            costs.check_budgets_for_method(c, budgets, budget_list, exit_mmacs, b, m)
             if (b.label, m.label) in tuned and (tune.epochs or training.epochs) < len(stages):
                 c.fail("tune.epochs", f"method {m.label!r} trains in {len(stages)} stages and "
                                       f"needs at least {len(stages)} epochs, found "
                                       f"{tune.epochs}")
             runs += [make_run(config, slug, b, m, seed, num_classes, input_size,
-                              info.exit_mmacs, budget_list) for seed in seeds]
+                              exit_mmacs, budget_list) for seed in seeds]
     return config, runs

@@ -79,14 +79,17 @@ class RunSetup:
 def set_up(spec: RunSpec, options: dict, data: DataCache, training: TrainingConfig,
            dist: Dist | None = None) -> RunSetup:
     """Seed, device, splits, the backbone (initialised from the run's seed) and the method
-    with ``options`` (a run's, with tuned values filled in, or a trial's)."""
+    with ``options`` (a run's, with tuned values filled in, or a trial's), installed on the
+    backbone (gradient rescaling, the method's modules)."""
     dist = dist or Dist()
     device = pick_device(training.device, dist)
     distributed.check_sync_bn(training, device, dist)
     seed_everything(spec.seed)
     splits = data.get(spec.dataset, spec.seed)
     model = backbones.create(spec.backbone_name, num_classes=spec.num_classes, **spec.overrides)
+    method = methods.create(spec.method_name, **options)
+    method.install(model)  # its modules (if any) drawn after the backbone's initialisation
     params = flops.params_per_exit(model)
     model = distributed.prepare_model(model, training, device, dist)
     model.to(device)
-    return RunSetup(device, splits, model, methods.create(spec.method_name, **options), params)
+    return RunSetup(device, splits, model, method, params)
