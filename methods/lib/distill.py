@@ -11,10 +11,27 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 REDUCTIONS = ("batchmean", "mean")
+
+
+def kl_per_sample(student: Tensor, teacher: Tensor, temperature: float,
+                  reduction: str = "batchmean") -> Tensor:
+    """Each sample's term of :func:`kl_to_teacher`, shape [B]: sum_c p_t log(p_t / p_s)
+    with p = softmax(logits / T) (``batchmean``), divided by C as well for ``mean``. The
+    batch mean of it is :func:`kl_to_teacher`."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"KL reduction {reduction!r} is not one of {', '.join(REDUCTIONS)}")
+    if temperature <= 0:
+        raise ValueError(f"distillation temperature must be > 0, got {temperature}")
+    log_p_student = F.log_softmax(student / temperature, dim=1)  # [B, C]
+    log_p_teacher = F.log_softmax(teacher.detach() / temperature, dim=1)  # [B, C], sg
+    per_sample = F.kl_div(log_p_student, log_p_teacher, reduction="none",
+                          log_target=True).sum(dim=1)  # [B]
+    return per_sample if reduction == "batchmean" else per_sample / student.shape[1]
 
 
 def kl_to_teacher(student: Tensor, teacher: Tensor, temperature: float,
@@ -26,15 +43,24 @@ def kl_to_teacher(student: Tensor, teacher: Tensor, temperature: float,
     (kalviny/IMTA:utils.py:20). Both are computed from the sum here, because torch has
     announced that its own ``reduction="mean"`` will become ``batchmean``.
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"KL reduction {reduction!r} is not one of {', '.join(REDUCTIONS)}")
-    if temperature <= 0:
-        raise ValueError(f"distillation temperature must be > 0, got {temperature}")
-    log_p_student = F.log_softmax(student / temperature, dim=1)  # [B, C]
-    log_p_teacher = F.log_softmax(teacher.detach() / temperature, dim=1)  # [B, C], sg
-    total = F.kl_div(log_p_student, log_p_teacher, reduction="sum", log_target=True)
-    batch, classes = student.shape
-    return total / (batch if reduction == "batchmean" else batch * classes)
+    return kl_per_sample(student, teacher, temperature, reduction).mean()
+
+
+def distillation_sample_losses(outs: Sequence[Tensor], targets: Tensor, teacher: Tensor,
+                               temperature: float, alpha: float,
+                               reduction: str = "batchmean") -> Tensor:
+    """Each exit's per-sample term of :func:`distillation_loss` before the exit weights,
+    [N, B]: CE for the last exit, (1-alpha) CE + alpha T^2 KL for the others; its batch
+    mean, weighted and summed over exits, is the loss."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"distillation weight alpha must be in [0, 1], got {alpha}")
+    rows = []
+    for f_n in outs[:-1]:
+        ce = F.cross_entropy(f_n, targets, reduction="none")
+        soft = temperature ** 2 * kl_per_sample(f_n, teacher, temperature, reduction)
+        rows.append((1.0 - alpha) * ce + alpha * soft)
+    rows.append(F.cross_entropy(outs[-1], targets, reduction="none"))
+    return torch.stack(rows)
 
 
 def distillation_loss(outs: Sequence[Tensor], targets: Tensor, teacher: Tensor,

@@ -12,8 +12,8 @@ def leaf_outs(values):
 
 
 def test_registry_names_and_errors():
-    assert {"joint", "sequential", "boostnet"} <= set(methods.names())
-    with pytest.raises(KeyError, match="registered: boostnet, joint, sequential"):
+    assert {"joint", "sequential", "boostnet", "kd"} <= set(methods.names())
+    with pytest.raises(KeyError, match="registered: " + ", ".join(methods.names())):
         methods.create("adaboost")
     with pytest.raises(ValueError, match="no option 'temp'.*temperature"):
         methods.create("boostnet", temp=0.5)
