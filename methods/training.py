@@ -19,9 +19,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from methods.heads import method_parameters
+from methods.heads import ExitLinear, method_parameters
 
-TRAINS = ("all", "backbone", "method")  # Stage.trains
+TRAINS = ("all", "backbone", "method", "heads")  # Stage.trains
 BN_POLICIES = ("eval", "train")  # Stage.frozen_bn
 
 
@@ -30,8 +30,9 @@ class Stage:
     """One training stage: exits are 0-based indices.
 
     ``trains`` narrows the parameters of the trainable exits' groups: ``all`` of them,
-    only the ``backbone``'s (the method's modules stay frozen) or only the ``method``'s
-    modules (the backbone and its heads stay frozen). ``frozen_bn`` is the batch-norm policy
+    only the ``backbone``'s (the method's modules stay frozen), only the ``method``'s
+    modules (the backbone and its heads stay frozen), or the method's modules and the
+    exits' final linear layers (``heads``: the rest of the backbone frozen). ``frozen_bn`` is the batch-norm policy
     of frozen parts: ``eval`` keeps their statistics fixed, ``train`` lets them drift with
     the batches as IMTA's second stage does. ``name`` is what the stage is called in the
     training-cost record.
@@ -89,6 +90,9 @@ def stage_parameters(model: nn.Module, groups: Sequence[Sequence[nn.Parameter]],
         keep -= own
     elif stage.trains == "method":
         keep &= own
+    elif stage.trains == "heads":
+        keep &= own | {id(p) for m in model.modules() if isinstance(m, ExitLinear)
+                       for p in m.parameters(recurse=False)}
     for p in model.parameters():
         p.requires_grad_(id(p) in keep)
     return [p for p in model.parameters() if p.requires_grad]

@@ -87,7 +87,7 @@ def method_mmacs(c: Checker, info: BackboneInfo, b: BackboneEntry, num_classes: 
     the method's modules installed, counted by fvcore (cached like the backbone's), plus
     the method's analytic MACs. The backbone's own cost where the method adds nothing."""
     key = (b.name, json.dumps(thaw(b.overrides), sort_keys=True), num_classes, m.name,
-           json.dumps(method.options(), sort_keys=True))
+           json.dumps(method.options(), sort_keys=True), info.exit_mmacs)
     if key in _METHOD_COSTS:
         return _METHOD_COSTS[key]
     traced = None

@@ -13,6 +13,7 @@ is detached, exit n's loss trains exit n's linear (and LayerNorm) only.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -42,6 +43,26 @@ class CascadeHead(nn.Module):
             raise ValueError("a cascade head after the first exit needs f_{n-1}")
         carried = self.norm(previous.detach())  # [B, C], sg: no gradient into exit n-1
         return self.linear(torch.cat([h, carried], dim=1))  # [B, d_n + C] -> [B, C]
+
+
+class CascadeLink(nn.Module):
+    """The cascade's share of exit n's final layer, V_n norm(sg(f_{n-1})), V_n: [C, C], no
+    bias. With the exit's own linear W_n h_n + b_n it is :class:`CascadeHead`'s
+    W [h ; norm(sg(f))] + b for W = [W_n | V_n]: the same function and the same MACs, but
+    the backbone's own final linear keeps its parameters and initialisation. V_n is drawn
+    like the concatenated layer's columns: U(-1/sqrt(d_n + C), 1/sqrt(d_n + C))."""
+
+    def __init__(self, feature_dim: int, num_classes: int, layer_norm: bool = False,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.norm = nn.LayerNorm(num_classes) if layer_norm else nn.Identity()
+        self.linear = nn.Linear(num_classes, num_classes, bias=False)
+        bound = 1.0 / math.sqrt(feature_dim + num_classes)
+        with torch.no_grad():
+            self.linear.weight.uniform_(-bound, bound, generator=generator)
+
+    def forward(self, previous: Tensor) -> Tensor:
+        return self.linear(self.norm(previous.detach()))  # [B, C], sg: none into exit n-1
 
 
 class CascadeClassifiers(nn.Module):

@@ -184,7 +184,7 @@ BAD = [
      "already used by backbones[0]"),
     (MINIMAL.replace("[chain_tiny]", "[{name: chain_tiny, label: 'a b'}]"),
      "backbones[0].label", "letters, digits"),
-    (MINIMAL.replace("[joint]", "[joint, boost]"), "methods[1].name", "boostnet, joint"),
+    (MINIMAL.replace("[joint]", "[joint, boost]"), "methods[1].name", "boostnet, imta, joint, kd"),
     (MINIMAL.replace("[joint]", "[joint, {name: boostnet, options: {temprature: 0.2}}]"),
      "methods[1].options.temprature", "allowed: temperature, grad_rescale"),
     (MINIMAL.replace("[joint]", "[joint, {name: boostnet, options: {temperature: [1, 2, 3, 4]}}]"),

@@ -29,7 +29,7 @@ def model_with_modules():
     return model
 
 
-@pytest.mark.parametrize("trains", ["all", "backbone", "method"])
+@pytest.mark.parametrize("trains", ["all", "backbone", "method", "heads"])
 def test_stage_parameters_follow_trains(trains):
     model = model_with_modules()
     groups = parameters_per_exit(model)
@@ -37,7 +37,10 @@ def test_stage_parameters_follow_trains(trains):
     trained = {id(p) for p in methods.stage_parameters(model, groups, stage)}
     own = {id(p) for p in methods.method_parameters(model)}
     in_groups = {id(p) for e in (1, 2) for p in groups[e]}
-    expected = {"all": in_groups, "backbone": in_groups - own, "method": in_groups & own}
+    final = {id(p) for m in model.modules() if isinstance(m, methods.ExitLinear)
+             for p in m.parameters(recurse=False)}
+    expected = {"all": in_groups, "backbone": in_groups - own, "method": in_groups & own,
+                "heads": in_groups & (own | final)}
     assert trained == expected[trains] and trained
     assert all(p.requires_grad == (id(p) in trained) for p in model.parameters())
 
@@ -59,7 +62,7 @@ def test_split_epochs_gives_every_stage_one_epoch_and_checks_shares():
     with pytest.raises(ValueError, match="add up to 1"):
         split_epochs(4, [Stage((0,), (0,), 0.5), Stage((1,), (1,), 0.6)])
     with pytest.raises(ValueError, match="Stage.trains"):
-        Stage((0,), (0,), 1.0, trains="heads")
+        Stage((0,), (0,), 1.0, trains="everything")
 
 
 def test_default_step_is_one_forward_the_stage_loss_one_backward_one_sgd_step():

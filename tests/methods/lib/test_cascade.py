@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.lib.cascade import (CascadeClassifiers, CascadeHead, cascade_extra_macs,
-                                 cascade_head_macs)
+from methods.lib.cascade import (CascadeClassifiers, CascadeHead, CascadeLink,
+                                 cascade_extra_macs, cascade_head_macs)
 
 
 def set_linear(linear, weight, bias):
@@ -80,3 +80,23 @@ def test_fvcore_counts_each_head_exactly(layer_norm, fvcore_macs):
     assert counted == cascade_head_macs(dims, C, layer_norm)
     extra = [c - C * d for c, d in zip(counted, dims)]
     assert extra[1:] == [C * C + (5 * C if layer_norm else 0)] * 2
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_link_plus_own_linear_is_the_concatenated_head(layer_norm):
+    torch.manual_seed(0)
+    d, C = 6, 4
+    head = CascadeHead(d, C, cascades=True, layer_norm=layer_norm)
+    own = torch.nn.Linear(d, C)
+    link = CascadeLink(d, C, layer_norm=layer_norm)
+    with torch.no_grad():
+        own.weight.copy_(head.linear.weight[:, :d])
+        own.bias.copy_(head.linear.bias)
+        link.linear.weight.copy_(head.linear.weight[:, d:])
+    h, prev = torch.randn(3, d), torch.randn(3, C, requires_grad=True)
+    torch.testing.assert_close(own(h) + link(prev), head(h, prev))
+    link(prev).sum().backward()
+    assert prev.grad is None  # detached
+    bound = 1 / (d + C) ** 0.5
+    fresh = CascadeLink(d, C).linear.weight
+    assert fresh.abs().max() <= bound and fresh.abs().max() > 0.5 * bound
