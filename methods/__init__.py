@@ -23,7 +23,7 @@ from methods.training import (Passes, Stage, StepContext, plain_step, split_epoc
                               stage_parameters, train_mode)
 
 # Importing a module registers its method.
-from methods import boostnet, imta, joint, kd, sequential, ztw  # noqa: E402,F401
+from methods import boostnet, imta, joint, kd, l2w, sequential, ztw  # noqa: E402,F401
 
 __all__ = ["BOOL", "CHOICE", "ExitHeads", "ExitLinear", "ExitShape", "INT", "KINDS", "Method",
            "NUMBER", "NUMBERS", "NUMBER_OR_NUMBERS", "Option", "OptionError", "Passes", "Range",

@@ -32,10 +32,10 @@ class Stage:
     ``trains`` narrows the parameters of the trainable exits' groups: ``all`` of them,
     only the ``backbone``'s (the method's modules stay frozen), only the ``method``'s
     modules (the backbone and its heads stay frozen), or the method's modules and the
-    exits' final linear layers (``heads``: the rest of the backbone frozen). ``frozen_bn`` is the batch-norm policy
-    of frozen parts: ``eval`` keeps their statistics fixed, ``train`` lets them drift with
-    the batches as IMTA's second stage does. ``name`` is what the stage is called in the
-    training-cost record.
+    exits' final linear layers (``heads``: the rest of the backbone frozen). ``frozen_bn``
+    is the batch-norm policy of frozen parts: ``eval`` keeps their statistics fixed,
+    ``train`` lets them drift with the batches as IMTA's second stage does. ``name`` is
+    what the stage is called in the training-cost record.
     """
 
     active_exits: tuple[int, ...]  # exits whose losses are summed

@@ -37,3 +37,12 @@ def test_time_steps_trains_the_model():
     assert len(times) == 2 and all(t > 0 for t in times)
     assert model.grad_rescale is True  # boostnet installs its gradient rescaling
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("name", methods.names())
+def test_every_method_can_be_timed(name, capsys):
+    assert speed.main(["--backbone", "chain_tiny", "--method", name, "--batch-size", "4",
+                       "--steps", "1", "--warmup", "0", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    n_stages = len(methods.create(name).stages(3))
+    assert len(lines) == n_stages and all("s/step" in line for line in lines)

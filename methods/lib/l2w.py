@@ -17,7 +17,7 @@ real step of theta on L(theta, w) with w from the updated g_phi (step 3) is the 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -91,11 +91,17 @@ def weighted_loss(losses: Tensor, weights: Tensor) -> Tensor:
 
 
 def weighted_loss_for_step(wpn: WeightNet, outs: Sequence[Tensor], targets: Tensor,
-                           epsilon: float = 0.8, centring: str = "col") -> Tensor:
-    """The real step's loss L(theta, w) with w from g_phi, no gradient to phi (:409-460)."""
+                           epsilon: float = 0.8, centring: str = "col",
+                           exit_scale: Tensor | None = None) -> Tensor:
+    """The real step's loss L(theta, w) with w from g_phi, no gradient to phi (:409-460).
+    ``exit_scale`` [N] multiplies each exit's weights (the harness's ``loss_weights``)."""
     with torch.no_grad():
         w = exit_weights(wpn(wpn.features(outs, targets)), epsilon, centring)
-    return weighted_loss(sample_losses(outs, targets), w)
+    return weighted_loss(sample_losses(outs, targets), _scaled(w, exit_scale))
+
+
+def _scaled(weights: Tensor, exit_scale: Tensor | None) -> Tensor:
+    return weights if exit_scale is None else weights * exit_scale  # [B, N] * [N]
 
 
 def target_probabilities(num_exits: int, q: float) -> list[float]:
@@ -167,7 +173,8 @@ def sgd_lookahead(model: nn.Module, optimizer: torch.optim.Optimizer,
 def meta_step(model: nn.Module, wpn: WeightNet, wpn_optimizer: torch.optim.Optimizer,
               sgd_optimizer: torch.optim.Optimizer, x_train: Tensor, y_train: Tensor,
               x_meta: Tensor, y_meta: Tensor, *, epsilon: float = 0.8, centring: str = "col",
-              q: float = 0.75) -> Tensor:
+              q: float = 0.75, exit_scale: Tensor | None = None,
+              reduce_grads: Callable[[list[Tensor]], None] | None = None) -> Tensor:
     """Steps 1-2 of one L2W update; returns the meta loss (detached).
 
     1. weights from g_phi (graph to phi) on the train half; the gradient of L(theta, w) with
@@ -178,6 +185,9 @@ def meta_step(model: nn.Module, wpn: WeightNet, wpn_optimizer: torch.optim.Optim
     The model runs through ``torch.func.functional_call`` on detached copies of its
     parameters and of its buffers, so the model, its .grad, its batch-norm statistics and
     the SGD state are left as they were. Runs in fp32 (autocast off); keep it uncompiled.
+    ``exit_scale`` [N] multiplies each exit's weights (``loss_weights``); ``reduce_grads``
+    averages phi's gradients in place over DDP ranks before the step (``autograd.grad``
+    bypasses DDP's hooks).
     """
     with torch.autocast(device_type=x_train.device.type, enabled=False):
         live = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -185,14 +195,16 @@ def meta_step(model: nn.Module, wpn: WeightNet, wpn_optimizer: torch.optim.Optim
         buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
         outs = functional_call(model, {**params, **buffers}, (x_train,))
         w = exit_weights(wpn(wpn.features(outs, y_train)), epsilon, centring)  # [B, N]
-        loss = weighted_loss(sample_losses(outs, y_train), w)
+        loss = weighted_loss(sample_losses(outs, y_train), _scaled(w, exit_scale))
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True,
                                     allow_unused=True)
         stepped = sgd_lookahead(model, sgd_optimizer, params, dict(zip(params, grads)))
         meta_outs = functional_call(model, {**stepped, **buffers}, (x_meta,))
         loss_meta = meta_loss(meta_outs, y_meta, q)
     phi = list(wpn.parameters())
-    meta_grads = torch.autograd.grad(loss_meta, phi)
+    meta_grads = list(torch.autograd.grad(loss_meta, phi))
+    if reduce_grads is not None:
+        reduce_grads(meta_grads)
     wpn_optimizer.zero_grad(set_to_none=True)
     for p, g in zip(phi, meta_grads):
         p.grad = g

@@ -10,7 +10,7 @@ SUITE = """\
 name: costs
 dataset: {name: synthetic, options: {num_classes: 10}}
 backbones: [msdnet_tiny]
-methods: [joint, kd, imta, ztw, {name: ztw, label: ztw-ln, options: {layer_norm: true}}]
+methods: [joint, kd, l2w, imta, ztw, {name: ztw, label: ztw-ln, options: {layer_norm: true}}]
 training: {epochs: 2}
 budgets: {fractions: [0.6, 1.0]}
 """
@@ -36,7 +36,7 @@ def by_method(suite):
 def test_each_method_has_its_own_costs_and_all_share_the_budgets(tmp_path):
     runs = by_method(load(tmp_path))
     joint = runs["joint"].exit_mmacs
-    assert runs["kd"].exit_mmacs == joint  # no modules, nothing analytic
+    assert runs["kd"].exit_mmacs == runs["l2w"].exit_mmacs == joint  # nothing at inference
     C, c = 10, 32  # classes; msdnet_tiny's head width
     imta = [(i - j) * 1e6 for i, j in zip(runs["imta"].exit_mmacs, joint)]
     assert imta == pytest.approx([0, 2 * C * c + 2 * c, 2 * (2 * C * c + 2 * c)], abs=1e-6)
