@@ -91,47 +91,52 @@ class PeakMemory:
     """Peak memory of a block of work, in MiB (``peak_mib``; None where not measurable).
 
     CUDA: ``torch.cuda.max_memory_allocated`` after resetting the peak at the start (all
-    tensors on the device, the model and optimizer state included). CPU: the growth of the
-    process's resident set size over its size at the start, sampled every 10 ms by a
-    background thread (an approximation: a peak shorter than the interval is missed, and
-    memory the allocator keeps from earlier work does not count as growth).
+    tensors on the device, the model and optimizer state included). CPU: the peak of the
+    process's resident set size, sampled every 10 ms by a background thread, above
+    ``baseline`` (bytes; the trainer passes the RSS when training started in this process).
+    An approximation: a peak shorter than the interval is missed, memory the allocator kept
+    from earlier work in the process is not counted, and memory it keeps after a step is
+    (so later epochs show the working set of training: gradients, optimizer state and
+    activations).
     """
 
     INTERVAL_S = 0.01
+    CPU_MEASURE = ("cpu peak RSS above the RSS when training started in the process, "
+                   "sampled every 10 ms")
 
-    def __init__(self, device: torch.device):
-        self.device, self.peak_mib = device, None
-        self.measure = ("cuda max_memory_allocated" if device.type == "cuda" else
-                        "cpu peak RSS growth over the epoch's start, sampled every 10 ms")
+    def __init__(self, device: torch.device, baseline: int | None = None):
+        self.device, self.baseline, self.peak_mib = device, baseline, None
+        self.measure = ("cuda max_memory_allocated" if device.type == "cuda"
+                        else self.CPU_MEASURE)
 
     def __enter__(self) -> "PeakMemory":
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             return self
-        self._start = _rss_bytes()
-        self._peak = self._start
+        self._peak = _rss_bytes()
+        if self.baseline is None:
+            self.baseline = self._peak
         self._stop = threading.Event()
-        if self._start is not None:
+        self._thread = None
+        if self._peak is not None:
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
     def _sample(self) -> None:
         while not self._stop.wait(self.INTERVAL_S):
-            rss = _rss_bytes()
-            if rss is not None:
-                self._peak = max(self._peak, rss)
+            self._peak = max(self._peak, _rss_bytes() or 0)
 
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
             self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
             return
-        if self._start is None:
+        if self._thread is None:
             return
         self._stop.set()
         self._thread.join()
         self._peak = max(self._peak, _rss_bytes() or 0)
-        self.peak_mib = (self._peak - self._start) / 2 ** 20
+        self.peak_mib = max(0, self._peak - self.baseline) / 2 ** 20
 
 
 @dataclass
@@ -195,6 +200,7 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self) -> TrainState:
+        self._rss_base = _rss_bytes()  # CPU memory is measured above this (PeakMemory)
         self.method.begin_training(self.model, self.device)
         state, ckpt = self._resume()
         first_epoch = 0
@@ -232,7 +238,7 @@ class Trainer:
                 group["lr"] = lr
             ctx.lr_factor = factor
             started = time.perf_counter()
-            with PeakMemory(self.device) as memory:
+            with PeakMemory(self.device, self._rss_base) as memory:
                 losses, shares, steps = self._train_epoch(ctx, epoch)
             trained = time.perf_counter()
             if self.after_epoch:

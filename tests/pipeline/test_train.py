@@ -1,5 +1,6 @@
 import math
 import shutil
+import time
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from bench.backbones.common import parameters_per_exit
 from bench.config import ScheduleConfig
 from bench.config.checker import Checker
 from bench.config.sections import training as training_config
-from bench.pipeline.train import NonFiniteLoss, Trainer, effective_shares, lr_factor
+from bench.pipeline.train import (NonFiniteLoss, PeakMemory, Trainer, effective_shares,
+                                  lr_factor)
 
 TRAINING = {"epochs": 3, "batch_size": 32, "eval_batch_size": 128, "device": "cpu",
             "optimizer": {"lr": 0.05}}
@@ -122,3 +124,28 @@ def test_compiled_training_matches_eager_closely(splits, tmp_path):
     for (k, a), b in zip(eager.model.state_dict().items(),
                          compiled.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=k)
+
+
+def test_the_training_record_has_stages_epochs_and_memory(splits, tmp_path):
+    trainer = make_trainer(splits, tmp_path, "sequential", epochs=3)
+    record = trainer.training_record(trainer.fit())
+    assert [(s["stage"], s["name"], s["epochs"], s["trainable_exits"])
+            for s in record["stages"]] == [(1, "exit 1", 1, [1]), (2, "exit 2", 1, [2]),
+                                           (3, "exit 3", 1, [3])]
+    assert record["stages"][0]["passes_per_step"]["forward"] == 1.0
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3]
+    assert all(e["train_seconds"] > 0 and e["eval_seconds"] > 0 and e["steps"] == 3
+               for e in record["epochs"])
+    assert all(e["peak_memory_mib"] is not None for e in record["epochs"])  # Linux
+    assert record["memory_measure"].startswith("cpu") and record["post_training"] is None
+    # a resumed run keeps the costs of the epochs trained before it
+    resumed = make_trainer(splits, tmp_path, "sequential", epochs=3)
+    assert len(resumed.training_record(resumed.fit())["epochs"]) == 3
+
+
+def test_peak_memory_on_cpu_sees_a_large_allocation():
+    with PeakMemory(torch.device("cpu")) as memory:
+        block = torch.ones(64 * 2 ** 20 // 4)  # 64 MiB
+        time.sleep(0.05)
+        del block
+    assert 60 <= memory.peak_mib < 200
