@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import yaml
@@ -47,13 +47,13 @@ def stage_context(model: nn.Module, method: methods.Method, stage_index: int
                                step=methods.plain_step(opt))
 
 
-def time_steps(model: nn.Module, method: methods.Method, *, batch_size: int, steps: int,
-               warmup: int = 2, num_classes: int, stage_index: int = 0,
-               input_size: Sequence[int] | None = None, channels_last: bool = False,
-               seed: int = 0, forward: nn.Module | None = None) -> list[float]:
-    """Seconds of each of ``steps`` timed training steps of ``method`` in stage
-    ``stage_index``, after ``warmup`` untimed ones. ``forward``: what to call instead of
-    the model (e.g. its compiled form)."""
+def stepper(model: nn.Module, method: methods.Method, *, batch_size: int, num_classes: int,
+            stage_index: int = 0, input_size: Sequence[int] | None = None,
+            channels_last: bool = False, seed: int = 0, forward: nn.Module | None = None
+            ) -> Callable[[], None]:
+    """One training step of ``method`` in stage ``stage_index`` on a fixed random batch,
+    as a function of no arguments. ``forward``: what to call instead of the model (e.g. its
+    compiled form)."""
     torch.manual_seed(seed)
     input_size = tuple(input_size or model.input_size)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -63,13 +63,33 @@ def time_steps(model: nn.Module, method: methods.Method, *, batch_size: int, ste
         ctx.net = forward
     x = torch.randn(batch_size, *input_size).contiguous(memory_format=memory_format)
     y = torch.randint(0, num_classes, (batch_size,))
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        method.train_step(ctx, x, y)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return times
+    return lambda: method.train_step(ctx, x, y)
+
+
+def _timed(step: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
+
+
+def time_steps(model: nn.Module, method: methods.Method, *, steps: int, warmup: int = 2,
+               **setup) -> list[float]:
+    """Seconds of each of ``steps`` timed training steps (see :func:`stepper` for
+    ``setup``), after ``warmup`` untimed ones."""
+    step = stepper(model, method, **setup)
+    for _ in range(warmup):
+        step()
+    return [_timed(step) for _ in range(steps)]
+
+
+def time_alternating(step: Callable[[], None], reference: Callable[[], None], *, steps: int,
+                     warmup: int = 2) -> tuple[list[float], list[float]]:
+    """Seconds of ``steps`` steps of each, taken in turn (reference, step, reference, ...),
+    so that both see the same machine load; ``warmup`` untimed pairs first."""
+    for _ in range(warmup):
+        reference(), step()
+    pairs = [(_timed(reference), _timed(step)) for _ in range(steps)]
+    return [p[1] for p in pairs], [p[0] for p in pairs]
 
 
 def parse_options(items: Sequence[str]) -> dict:
@@ -97,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="a method option (repeatable)")
     p.add_argument("--stage", type=int, default=None,
                    help="time only this 1-based stage of the method (default: every stage)")
+    p.add_argument("--against", default=None, choices=methods.names(), metavar="METHOD",
+                   help="time a reference method's steps (its first stage, defaults) in turn "
+                        "with the method's and print the median ratio of the pairs")
     p.add_argument("--num-classes", type=int, default=None,
                    help="default: 1000 for ImageNet backbones, else 100")
     p.add_argument("--batch-size", type=int, default=64)
@@ -122,17 +145,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stage is not None and not 1 <= args.stage <= len(stages):
         p.error(f"--stage: method {args.method!r} has stages 1..{len(stages)}")
     for s in ([args.stage - 1] if args.stage else range(len(stages))):
-        torch.manual_seed(args.seed)
-        model = backbones.create(args.backbone, num_classes=num_classes)
-        method = methods.create(args.method, **parse_options(args.option))
-        forward = torch.compile(model) if args.compile else None
-        times = time_steps(model, method, batch_size=args.batch_size, steps=args.steps,
-                           warmup=args.warmup, num_classes=num_classes, stage_index=s,
-                           channels_last=args.channels_last, seed=args.seed, forward=forward)
+        times, ref_times = _time_stage(args, num_classes, s)
         where = f" stage {s + 1}/{len(stages)} ({stages[s].name})" if len(stages) > 1 else ""
-        print_summary(args, where, method.passes(stages[s]).as_dict(),
-                      summary(times, torch.get_num_threads()))
+        info = summary(times, torch.get_num_threads())
+        if ref_times:
+            ratios = [t / r for t, r in zip(times, ref_times)]
+            info["against"] = (f"; {args.against} median {statistics.median(ref_times):.3f} "
+                               f"s/step, ratio median {statistics.median(ratios):.2f} "
+                               f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
+        print_summary(args, where, method.passes(stages[s]).as_dict(), info)
     return 0
+
+
+def _time_stage(args, num_classes: int, s: int) -> tuple[list[float], list[float] | None]:
+    """The method's step times in stage ``s`` (and the reference's, taken in turn)."""
+    step = _step_for(args, num_classes, args.method, parse_options(args.option), s)
+    if not args.against:
+        for _ in range(args.warmup):
+            step()
+        return [_timed(step) for _ in range(args.steps)], None
+    reference = _step_for(args, num_classes, args.against, {}, 0)
+    return time_alternating(step, reference, steps=args.steps, warmup=args.warmup)
+
+
+def _step_for(args, num_classes: int, name: str, options: dict, stage_index: int):
+    """A fresh model (seeded) under method ``name``, as a step function."""
+    torch.manual_seed(args.seed)
+    model = backbones.create(args.backbone, num_classes=num_classes)
+    return stepper(model, methods.create(name, **options), batch_size=args.batch_size,
+                   num_classes=num_classes, stage_index=stage_index,
+                   channels_last=args.channels_last, seed=args.seed,
+                   forward=torch.compile(model) if args.compile else None)
 
 
 def print_summary(args, where: str, passes: dict, info: dict) -> None:
@@ -141,8 +184,8 @@ def print_summary(args, where: str, passes: dict, info: dict) -> None:
           f"median {info['median_s']:.3f} s/step, min {info['min_s']:.3f}, "
           f"max {info['max_s']:.3f} ({info['steps']} steps); passes per step: "
           f"{passes['forward']:g} forward, {passes['backward']:g} backward, "
-          f"{passes['optimizer_steps']} optimizer steps; threads {info['threads']}; "
-          f"torch {info['torch']}; loadavg {info['loadavg']}")
+          f"{passes['optimizer_steps']} optimizer steps{info.get('against', '')}; "
+          f"threads {info['threads']}; torch {info['torch']}; loadavg {info['loadavg']}")
 
 
 if __name__ == "__main__":
