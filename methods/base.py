@@ -197,11 +197,12 @@ class Method:
         if current is None:
             heads = self.build_modules(model)
             if heads is not None:
+                heads.method_name = self.name
                 attach(model, heads)
                 current = heads
-        elif type(self).build_modules is Method.build_modules:
-            raise ValueError(f"method {self.name!r} adds no modules, but the model carries "
-                             f"{type(current).__name__}")
+        elif getattr(current, "method_name", None) != self.name:
+            raise ValueError(f"the model carries the modules of method "
+                             f"{getattr(current, 'method_name', '?')!r}, not {self.name!r}'s")
         self.exit_heads = current
         self.configure(model, None)
         return model

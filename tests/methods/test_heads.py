@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+import methods
 from bench import backbones, flops
 from bench.backbones.common import parameters_per_exit
 from methods import ExitHeads, attach, final_linears, forward_with_features, modules_of
@@ -106,3 +107,16 @@ def test_fvcore_counts_method_modules_at_their_exit_and_idle_parameters_are_not_
     dropped = [p - q for p, q in zip(plain_params, flops.params_per_exit(model))]
     cumulative = [sum(linear_params[: n + 1]) - 25 * n for n in range(3)]
     assert dropped == cumulative
+
+
+def test_a_model_keeps_its_methods_modules_and_refuses_another_methods():
+    model = tiny()
+    imta = methods.create("imta")
+    imta.install(model)
+    heads = modules_of(model)
+    again = methods.create("imta")
+    again.install(model)  # e.g. the trainer after the run's setup: the same modules
+    assert again.exit_heads is heads
+    for other in ("ztw", "joint"):
+        with pytest.raises(ValueError, match="carries the modules of method 'imta'"):
+            methods.create(other).install(model)

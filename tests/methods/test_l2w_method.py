@@ -1,4 +1,4 @@
-"""l2w: the method's step is the reference's loop (meta step then real step on each half),
+"""l2w (methods/l2w.py; the file name keeps clear of lib/test_l2w.py): the method's step is the reference's loop (meta step then real step on each half),
 the meta gradient reaches the weight network only, its state resumes exactly, and the
 weight network adds nothing at inference."""
 import copy
