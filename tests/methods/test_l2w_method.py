@@ -1,6 +1,7 @@
-"""l2w (methods/l2w.py; the file name keeps clear of lib/test_l2w.py): the method's step is the reference's loop (meta step then real step on each half),
-the meta gradient reaches the weight network only, its state resumes exactly, and the
-weight network adds nothing at inference."""
+"""l2w (methods/l2w.py; this file's name keeps clear of lib/test_l2w.py): the method's
+step is the reference's loop (meta step then real step on each half), the meta gradient
+reaches the weight network only, its state resumes exactly, and the weight network adds
+nothing at inference."""
 import copy
 
 import pytest
