@@ -49,21 +49,29 @@ def stage_context(model: nn.Module, method: methods.Method, stage_index: int
 
 def stepper(model: nn.Module, method: methods.Method, *, batch_size: int, num_classes: int,
             stage_index: int = 0, input_size: Sequence[int] | None = None,
-            channels_last: bool = False, seed: int = 0, forward: nn.Module | None = None
-            ) -> Callable[[], None]:
+            channels_last: bool = False, seed: int = 0, forward: nn.Module | None = None,
+            device: str = "cpu") -> Callable[[], None]:
     """One training step of ``method`` in stage ``stage_index`` on a fixed random batch,
-    as a function of no arguments. ``forward``: what to call instead of the model (e.g. its
-    compiled form)."""
+    as a function of no arguments (on CUDA it waits for the GPU to finish). ``forward``:
+    what to call instead of the model (e.g. its compiled form)."""
     torch.manual_seed(seed)
     input_size = tuple(input_size or model.input_size)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
+    method.install(model)  # its modules built where the model is, then moved with it
+    model.to(device=device, memory_format=memory_format)
     ctx = stage_context(model, method, stage_index)
     if forward is not None:
         ctx.net = forward
-    x = torch.randn(batch_size, *input_size).contiguous(memory_format=memory_format)
-    y = torch.randint(0, num_classes, (batch_size,))
-    return lambda: method.train_step(ctx, x, y)
+    x = torch.randn(batch_size, *input_size).contiguous(memory_format=memory_format).to(device)
+    y = torch.randint(0, num_classes, (batch_size,)).to(device)
+    cuda = torch.device(device).type == "cuda"
+
+    def step() -> None:
+        method.train_step(ctx, x, y)
+        if cuda:
+            torch.cuda.synchronize()
+
+    return step
 
 
 def _timed(step: Callable[[], None]) -> float:
@@ -132,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true",
                    help="time the model under torch.compile (the first, compiling step is "
                         "part of --warmup and takes minutes on a CPU)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.threads:
@@ -174,13 +183,13 @@ def _step_for(args, num_classes: int, name: str, options: dict, stage_index: int
     model = backbones.create(args.backbone, num_classes=num_classes)
     return stepper(model, methods.create(name, **options), batch_size=args.batch_size,
                    num_classes=num_classes, stage_index=stage_index,
-                   channels_last=args.channels_last, seed=args.seed,
+                   channels_last=args.channels_last, seed=args.seed, device=args.device,
                    forward=torch.compile(model) if args.compile else None)
 
 
 def print_summary(args, where: str, passes: dict, info: dict) -> None:
     print(f"{args.backbone} / {args.method}{where}{' (compiled)' if args.compile else ''}, "
-          f"batch {args.batch_size}: "
+          f"batch {args.batch_size}, {args.device}: "
           f"median {info['median_s']:.3f} s/step, min {info['min_s']:.3f}, "
           f"max {info['max_s']:.3f} ({info['steps']} steps); passes per step: "
           f"{passes['forward']:g} forward, {passes['backward']:g} backward, "
