@@ -134,3 +134,27 @@ def test_a_resumed_run_equals_an_uninterrupted_one(make_trainer, tmp_path, same_
     assert same_state(straight.model.state_dict(), resumed.model.state_dict())
     assert same_state(straight.method.wpn.state_dict(), resumed.method.wpn.state_dict())
     assert straight.method.half_steps == resumed.method.half_steps == 3 * 2 * 3
+
+
+def test_meta_gradients_go_through_the_contexts_all_reduce():
+    """Under DDP the trainer's all_reduce_mean averages them over ranks (autograd.grad
+    bypasses DDP's hooks); here a recorder stands in and halves them."""
+    model = tiny_model()
+    method = methods.create("l2w", hidden=8, meta_lr=0.1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    method.begin_training(model, torch.device("cpu"))
+    seen = []
+
+    def halve(grads):
+        seen.append([g.clone() for g in grads])
+        for g in grads:
+            g /= 2
+
+    ctx = context(model, opt)
+    ctx.all_reduce_mean = halve
+    method.train_step(ctx, torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
+    assert len(seen) == 2  # one meta step per half
+    assert [g.shape for g in seen[0]] == [p.shape for p in method.wpn.parameters()]
+    # the gradient Adam stepped with is the reduced one (Adam keeps it in .grad)
+    for p, g in zip(method.wpn.parameters(), seen[1]):
+        torch.testing.assert_close(p.grad, g / 2)
