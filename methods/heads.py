@@ -45,9 +45,19 @@ class ExitHeads(nn.Module):
     exit before returned in this forward (None for exit 1).
     """
 
+    TRANSIENT: tuple[str, ...] = ("_previous",)  # tensors of the last forward only
+
     def __init__(self):
         super().__init__()
         self._previous: Tensor | None = None
+
+    def __getstate__(self):
+        """Copies and pickles leave out the last forward's tensors (they may carry a graph,
+        which ``copy.deepcopy`` refuses)."""
+        state = dict(super().__getstate__())
+        for name in self.TRANSIENT:
+            state[name] = None
+        return state
 
     def head(self, n: int, h: Tensor, linear: "ExitLinear", previous: Tensor | None) -> Tensor:
         return linear.original(h)

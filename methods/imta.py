@@ -38,6 +38,8 @@ class ISCHeads(ExitHeads):
     """Stage A: the backbone's own linears. Stage B and inference: the ISC chain; in stage
     B also the teacher, the backbone's own last linear on h_N (kept in ``teacher``)."""
 
+    TRANSIENT = ExitHeads.TRANSIENT + ("teacher",)
+
     def __init__(self, feature_dims: Sequence[int], num_classes: int, isc_detach: bool):
         super().__init__()
         self.isc = InlineCollaboration(feature_dims, num_classes, isc_detach)

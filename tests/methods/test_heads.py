@@ -1,5 +1,7 @@
 """methods.heads: exits' final linears found from outside, method modules attached to the
 model without changing the backbone's keys, run inside its forward and counted by fvcore."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -120,3 +122,18 @@ def test_a_model_keeps_its_methods_modules_and_refuses_another_methods():
     for other in ("ztw", "joint"):
         with pytest.raises(ValueError, match="carries the modules of method 'imta'"):
             methods.create(other).install(model)
+
+
+def test_a_model_with_method_modules_deep_copies_after_a_training_forward():
+    model = tiny()
+    imta = methods.create("imta")
+    imta.install(model)
+    imta.configure(model, 1)  # stage B: the teacher is kept
+    x = torch.randn(2, *model.input_size)
+    model.train()(x)[-1].sum()  # the last forward's tensors carry a graph
+    twin = copy.deepcopy(model)
+    assert modules_of(twin).teacher is None and modules_of(twin)._previous is None
+    exit_layers = [m for m in twin.modules() if isinstance(m, methods.ExitLinear)]
+    assert all(m.heads is modules_of(twin) for m in exit_layers)  # the copy's own heads
+    for a, b in zip(twin.eval()(x), model.eval()(x)):
+        torch.testing.assert_close(a, b)
