@@ -1,7 +1,8 @@
 """One run folder, ``results/<suite>/<run_id>/``: the only code that names its files and keys.
 
 Reading is tolerant (a missing or unreadable file reads as empty, so partial folders still
-render); writing is atomic (bench.fileio). The runner writes through the ``write_*`` and
+render; an unreadable one is named in one line, see bench.store.files); writing is atomic
+(bench.fileio). The runner writes through the ``write_*`` and
 ``save_*`` methods, the report and ``bench results`` read through the properties.
 """
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from bench.fileio import load_torch, save_torch, write_json, write_text
+from bench.fileio import UnreadableFile, fsync_dir, load_torch, save_torch, write_json, write_text
 from bench.store import files as F
+
+LEFT_OUT = "the run's results are left out"
 
 
 def _name(entry: Any, *keys: str) -> str | None:
@@ -44,27 +47,30 @@ class Run:
     # -- reading ------------------------------------------------------------------------
     @cached_property
     def config(self) -> dict:
-        return F.read_json_or(self.file(F.CONFIG), {}) or {}
+        return F.read_json_or(self.file(F.CONFIG), {}, "the run's labels read as ?")
 
     @cached_property
     def status(self) -> dict:
-        return F.read_json_or(self.file(F.STATUS), {}) or {}
+        return F.read_json_or(self.file(F.STATUS), {}, "the run reads as not started")
 
     @cached_property
     def environment(self) -> dict:
-        return F.read_json_or(self.file(F.ENVIRONMENT), {}) or {}
+        return F.read_json_or(self.file(F.ENVIRONMENT), {}, "left out")
 
     @cached_property
     def costs(self) -> dict:
-        return F.read_json_or(self.file(F.COSTS), {}) or {}
+        return F.read_json_or(self.file(F.COSTS), {}, "left out")
 
     @cached_property
     def metrics(self) -> dict | None:
-        return F.read_json_or(self.file(F.METRICS), None)
+        metrics, problem = metrics_problem(self.file(F.METRICS))
+        if problem:
+            F.report_unreadable(self.file(F.METRICS), problem, LEFT_OUT)
+        return metrics
 
     @cached_property
     def history(self) -> pd.DataFrame | None:
-        return F.read_csv_or_none(self.file(F.HISTORY))
+        return F.read_csv_or_none(self.file(F.HISTORY), HISTORY_COLUMNS)
 
     def refresh(self) -> "Run":
         """Forget what was read (another worker may have written since)."""
@@ -78,9 +84,35 @@ class Run:
         return str(self.status.get("state") or "pending")
 
     def is_done(self) -> bool:
-        """Finished: status done and metrics written (read fresh from disk)."""
+        """Finished: status done and readable metrics (read fresh from disk, quietly: a run
+        that is not done is claimed, and its broken files are set aside then)."""
         self.refresh()
-        return self.state == "done" and self.file(F.METRICS).exists()
+        status, _ = F.json_problem(self.file(F.STATUS))
+        metrics, _ = metrics_problem(self.file(F.METRICS))
+        return (status or {}).get("state") == "done" and metrics is not None
+
+    def unreadable(self) -> dict[str, str]:
+        """JSON and CSV files of the run that exist but cannot be read: name -> why."""
+        out = {}
+        for name in (F.CONFIG, F.STATUS, F.ENVIRONMENT, F.COSTS, F.HELDOUT_INDEX):
+            _, problem = F.json_problem(self.file(name))
+            out.update({name: problem} if problem else {})
+        _, problem = metrics_problem(self.file(F.METRICS))
+        out.update({F.METRICS: problem} if problem else {})
+        _, problem = F.csv_problem(self.file(F.HISTORY), HISTORY_COLUMNS)
+        out.update({F.HISTORY: problem} if problem else {})
+        return out
+
+    def tidy(self) -> tuple[list[Path], list[tuple[str, str, Path]]]:
+        """Before a worker runs the run (holding its claim): delete the temporary files of
+        killed writes and set broken JSON/CSV files aside (``<name>.corrupt-<time>``), so
+        that they are written afresh and nothing is lost. Returns (deleted temporary
+        files, [(file name, why it is broken, where it went)])."""
+        removed = F.remove_temporary(self.path, F.RUN_FILES)
+        moved = [(name, why, F.set_aside(self.file(name)))
+                 for name, why in self.unreadable().items()]
+        self.refresh()
+        return removed, moved
 
     @property
     def fingerprint(self) -> str | None:
@@ -159,11 +191,12 @@ class Run:
         self._wrote("config", config)
 
     def set_status(self, state: str, *, epoch: int, epochs: int, fingerprint: str,
-                   error: str | None = None) -> None:
-        """``fingerprint``: the sha256 of the code writing it (bench.fingerprint)."""
-        status = {"state": state, "error": error, "epoch": epoch, "epochs": epochs,
-                  "updated": F.now(), "worker": f"{socket.gethostname()}:{os.getpid()}",
-                  "fingerprint": fingerprint}
+                   error: str | None = None, traceback: str | None = None) -> None:
+        """``fingerprint``: the sha256 of the code writing it (bench.fingerprint); a failed
+        run's ``error`` (one line) and ``traceback`` (where it was raised)."""
+        status = {"state": state, "error": error, "traceback": traceback, "epoch": epoch,
+                  "epochs": epochs, "updated": F.now(),
+                  "worker": f"{socket.gethostname()}:{os.getpid()}", "fingerprint": fingerprint}
         write_json(self.file(F.STATUS), status)
         self._wrote("status", status)
 
@@ -192,7 +225,18 @@ class Run:
         save_torch(self.file(F.PREDICTIONS), predictions)
 
     def load_predictions(self) -> dict:
+        """Raises FileNotFoundError or bench.fileio.UnreadableFile."""
         return load_torch(self.file(F.PREDICTIONS))
+
+    def read_predictions(self) -> dict | None:
+        """The saved predictions, or None when missing or unreadable (named in one line)."""
+        try:
+            return self.load_predictions()
+        except FileNotFoundError:
+            return None
+        except UnreadableFile as err:
+            F.report_unreadable(err.path, err.reason, "left out")
+            return None
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.file(F.METRICS), metrics)
@@ -216,13 +260,18 @@ class Run:
         for entry in sorted(self.path.iterdir()):
             if entry.name not in (F.RUN_LOCK, F.PREVIOUS):
                 entry.rename(target / entry.name)
+        fsync_dir(target)
+        fsync_dir(self.path)
         self.refresh()
         return target
 
     def checkpoint_epoch(self) -> int:
-        """Epochs the last checkpoint holds (0 without one)."""
-        ckpt = self.checkpoint_path
-        return load_checkpoint(ckpt)["epoch"] if ckpt.exists() else 0
+        """Epochs the last checkpoint holds (0 without a readable one)."""
+        try:
+            epoch = load_checkpoint(self.checkpoint_path).get("epoch", 0)
+        except (FileNotFoundError, UnreadableFile):
+            return 0
+        return epoch if isinstance(epoch, int) else 0
 
 
 def save_checkpoint(path: Path, *, model: dict, optimizer: dict, scaler: dict, stage: int,
@@ -234,4 +283,31 @@ def save_checkpoint(path: Path, *, model: dict, optimizer: dict, scaler: dict, s
 
 
 def load_checkpoint(path: Path) -> dict:
-    return load_torch(path)
+    """Raises FileNotFoundError, or bench.fileio.UnreadableFile for a file that does not load
+    or holds something else than :func:`save_checkpoint` writes."""
+    ckpt = load_torch(path)
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise UnreadableFile(path, f"not a checkpoint of this harness (no {', '.join(missing)})")
+    if not (isinstance(ckpt["epoch"], int) and isinstance(ckpt["stage"], int)
+            and isinstance(ckpt["history"], list) and isinstance(ckpt["model"], dict)):
+        raise UnreadableFile(path, "not a checkpoint of this harness (epoch, stage, history "
+                                   "or model of the wrong type)")
+    return ckpt
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "stage", "epoch", "history")
+HISTORY_COLUMNS = ("epoch", "exit")
+
+
+def metrics_problem(path: Path) -> tuple[dict | None, str | None]:
+    """metrics.json as :func:`bench.store.files.json_problem` reads it, with the lists every
+    view walks checked too: ``anytime`` and ``budgeted`` hold mappings."""
+    metrics, problem = F.json_problem(path)
+    if metrics is None:
+        return None, problem
+    for key in ("anytime", "budgeted"):
+        value = metrics.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            return None, f"{key} is not a list of JSON objects"
+    return metrics, None
