@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import zipfile
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -92,8 +93,11 @@ class Run:
         return (status or {}).get("state") == "done" and metrics is not None
 
     def unreadable(self) -> dict[str, str]:
-        """JSON and CSV files of the run that exist but cannot be read: name -> why."""
-        out = {}
+        """Files of the run that exist but cannot be read: name -> why. JSON and CSV files
+        are parsed; torch files only have their zip directory checked (cheap: a truncated
+        or foreign file has none; the tensors are checked when they are loaded)."""
+        out = {name: why for name in (F.PREDICTIONS, F.CHECKPOINT)
+               if (why := torch_file_problem(self.file(name)))}
         for name in (F.CONFIG, F.STATUS, F.ENVIRONMENT, F.COSTS, F.HELDOUT_INDEX):
             _, problem = F.json_problem(self.file(name))
             out.update({name: problem} if problem else {})
@@ -105,9 +109,9 @@ class Run:
 
     def tidy(self) -> tuple[list[Path], list[tuple[str, str, Path]]]:
         """Before a worker runs the run (holding its claim): delete the temporary files of
-        killed writes and set broken JSON/CSV files aside (``<name>.corrupt-<time>``), so
-        that they are written afresh and nothing is lost. Returns (deleted temporary
-        files, [(file name, why it is broken, where it went)])."""
+        killed writes and set broken files aside (``<name>.corrupt-<time>``), so that they
+        are written afresh (a run without a checkpoint starts over) and nothing is lost.
+        Returns (deleted temporary files, [(file name, why it is broken, where it went)])."""
         removed = F.remove_temporary(self.path, F.RUN_FILES)
         moved = [(name, why, F.set_aside(self.file(name)))
                  for name, why in self.unreadable().items()]
@@ -294,6 +298,19 @@ def load_checkpoint(path: Path) -> dict:
         raise UnreadableFile(path, "not a checkpoint of this harness (epoch, stage, history "
                                    "or model of the wrong type)")
     return ckpt
+
+
+def torch_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a file torch.save wrote (a zip archive), or None (also when
+    it is missing)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except FileNotFoundError:
+        return None
+    except (OSError, zipfile.BadZipFile, ValueError) as err:
+        return f"not a readable torch file: {err}"
+    return None
 
 
 CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "stage", "epoch", "history")

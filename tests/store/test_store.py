@@ -186,14 +186,19 @@ def test_tidy_deletes_temporaries_and_sets_broken_files_aside(tmp_path):
     for name in (".metrics.json.x1y2z3ab.tmp", ".predictions.pt.abcdefgh.tmp"):
         run.file(name).write_text("half")
     run.file(".notes.tmp").write_text("not ours")  # not a temporary file of a run file
+    store.save_checkpoint(run.checkpoint_path, model={}, optimizer={}, scaler={}, stage=0,
+                          epoch=1, history=[])
+    run.file(files.PREDICTIONS).write_bytes(run.checkpoint_path.read_bytes()[:-30])
     removed, moved = run.tidy()
     assert sorted(p.name for p in removed) == [".metrics.json.x1y2z3ab.tmp",
                                                 ".predictions.pt.abcdefgh.tmp"]
-    ((name, why, where),) = moved
-    assert name == "status.json" and why.startswith("invalid JSON")
+    assert [(name, why.split(":")[0]) for name, why, _ in moved] == [
+        ("predictions.pt", "not a readable torch file"), ("status.json", "invalid JSON")]
+    where = moved[1][2]
     assert where.name.startswith("status.json.corrupt-") and where.read_text() == '{"state": "do'
     assert sorted(p.name for p in run.path.iterdir()) == [
-        ".notes.tmp", "config.json", "metrics.json", where.name]
+        ".notes.tmp", "checkpoint.pt", "config.json", "metrics.json",
+        moved[0][2].name, where.name]
     assert run.state == "pending" and run.tidy() == ([], [])  # nothing left to do
 
 
