@@ -63,8 +63,8 @@ def main(args) -> int:
         print(f"{out.busy} run(s) were being run by another worker; rerun to pick up any it "
               "leaves unfinished", file=sys.stderr)
     if out.failed:
-        print(f"{len(out.failed)} run(s) failed (the error and its traceback are in each "
-              "run's status.json):", file=sys.stderr)
+        print(f"{len(out.failed)} run(s) failed (the status.json of a run that started holds "
+              "the traceback):", file=sys.stderr)
         for run_id, error in out.failed:
             print(f"  {run_id}: {error.splitlines()[0] if error else '(no message)'}",
                   file=sys.stderr)

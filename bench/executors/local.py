@@ -15,6 +15,7 @@ unfinished run started by other code resumes (with a note), or starts over with
 """
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -42,6 +43,9 @@ SKIPPED = {"skip": " (done, skipped)", "busy": " (taken by another worker, skipp
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+warn = logging.getLogger("bench.executors").warning  # broken files: "warning: ..." lines
 
 
 def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite, data: DataCache,
@@ -164,7 +168,7 @@ def _tidy_run(spec: RunSpec, run: store.Run) -> bool:
     _, moved = run.tidy()
     for name, why, where in moved:
         then = "; the run starts over" if name == store.files.CHECKPOINT else ""
-        log(f"{run.file(name)} is unreadable ({why}); moved to {where.name}{then}")
+        warn("%s is unreadable (%s); moved to %s%s", run.file(name), why, where.name, then)
     if not any(name == store.files.METRICS for name, _, _ in moved) or run.state != "done":
         return False
     try:
@@ -173,7 +177,7 @@ def _tidy_run(spec: RunSpec, run: store.Run) -> bool:
         return False  # no predictions: the run resumes from its checkpoint
     except UnreadableFile as err:
         where = store.files.set_aside(err.path)
-        log(f"{err.path} is unreadable ({err.reason}); moved to {where.name}")
+        warn("%s is unreadable (%s); moved to %s", err.path, err.reason, where.name)
         return False
     log(f"{spec.run_id}: metrics.json computed again from its saved predictions")
     return True
@@ -182,10 +186,15 @@ def _tidy_run(spec: RunSpec, run: store.Run) -> bool:
 def _tidy_suite(folder: store.Suite) -> None:
     _, moved = folder.tidy()
     for name, why, where in moved:
-        log(f"{folder.path / name} is unreadable ({why}); moved to {where.name}")
+        warn("%s is unreadable (%s); moved to %s", folder.path / name, why, where.name)
 
 
 def _finished(spec: RunSpec, run: store.Run, current: str) -> str:
+    if run.temporary_files():  # a killed evaluation from saved predictions left them
+        claim = claims.try_claim(run.lock_path)
+        if claim is not None:
+            with claim:
+                run.remove_temporary()
     if run.is_stale(current):
         return "stale"
     if runner.metrics_outdated(spec, run):

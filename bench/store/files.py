@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from bench.fileio import fsync_dir, is_temporary, read_json
+from bench.store import schema
 
 # Suite folder
 SUITE = "suite.json"
@@ -68,9 +69,10 @@ def report_unreadable(path: Path, reason: str, consequence: str) -> None:
     log.warning("%s is unreadable (%s); %s", path, reason, consequence)
 
 
-def json_problem(path: Path, expect: type = dict) -> tuple[Any, str | None]:
-    """(the parsed file, None), or (None, why it cannot be used); a missing file is
-    (None, None): absent is not broken."""
+def json_problem(path: Path, spec: Any = dict) -> tuple[Any, str | None]:
+    """(the parsed file, None), or (None, why it cannot be used: it does not parse, or does
+    not hold what ``spec`` says, see bench.store.schema); a missing file is (None, None):
+    absent is not broken."""
     try:
         value = read_json(path)
     except FileNotFoundError:
@@ -81,28 +83,27 @@ def json_problem(path: Path, expect: type = dict) -> tuple[Any, str | None]:
         return None, f"invalid JSON: {err}"
     except (OSError, ValueError) as err:
         return None, f"cannot read: {err}"
-    if not isinstance(value, expect):
-        return None, f"expected a JSON {_KINDS.get(expect, expect.__name__)}, found " \
-                     f"{_KINDS.get(type(value), type(value).__name__)}"
+    why = schema.problem(value, spec)
+    if why:
+        return None, f"unexpected content: {why}"
     return value, None
 
 
-_KINDS = {dict: "object", list: "array", str: "string", int: "number", float: "number",
-          bool: "boolean", type(None): "null"}
-
-
-def read_json_or(path: Path, default: Any, consequence: str = "read as empty") -> Any:
-    """The parsed file (a JSON object), or ``default`` when it is missing or unreadable (a
-    suite in progress, a failed run or a half-written folder must still be shown); an
-    unreadable file is reported in one line."""
-    value, problem = json_problem(path)
+def read_json_or(path: Path, default: Any, consequence: str = "read as empty",
+                 spec: Any = dict) -> Any:
+    """The parsed file, or ``default`` when it is missing or unreadable (a suite in
+    progress, a failed run or a half-written folder must still be shown); an unreadable
+    file is reported in one line."""
+    value, problem = json_problem(path, spec)
     if problem:
         report_unreadable(path, problem, consequence)
     return default if value is None else value
 
 
-def csv_problem(path: Path, columns: tuple[str, ...]) -> tuple[pd.DataFrame | None, str | None]:
-    """Like :func:`json_problem` for a CSV file that must have ``columns``."""
+def csv_problem(path: Path, columns: tuple[str, ...], numeric: tuple[str, ...] = ()
+                ) -> tuple[pd.DataFrame | None, str | None]:
+    """Like :func:`json_problem` for a CSV file that must have ``columns``, and numbers (or
+    empty cells) in the ``numeric`` ones it has."""
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:
@@ -118,12 +119,22 @@ def csv_problem(path: Path, columns: tuple[str, ...]) -> tuple[pd.DataFrame | No
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         return None, f"no column {', '.join(missing)}"
+    for column in numeric:
+        if column not in frame.columns or pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        bad = (pd.to_numeric(frame[column], errors="coerce").isna()
+               & frame[column].notna()).to_numpy().nonzero()[0]
+        if len(bad):
+            row = int(bad[0])
+            return None, f"unexpected content: column {column} holds " \
+                         f"{schema.found(frame[column].iloc[row])} (line {row + 2}), " \
+                         "expected numbers"
     return frame, None
 
 
-def read_csv_or_none(path: Path, columns: tuple[str, ...] = (),
+def read_csv_or_none(path: Path, columns: tuple[str, ...] = (), numeric: tuple[str, ...] = (),
                      consequence: str = "left out") -> pd.DataFrame | None:
-    frame, problem = csv_problem(path, columns)
+    frame, problem = csv_problem(path, columns, numeric)
     if problem:
         report_unreadable(path, problem, consequence)
     return frame
@@ -142,16 +153,21 @@ def set_aside(path: Path) -> Path:
     return target
 
 
+def temporary_files(folder: Path, targets: tuple[str, ...]) -> list[Path]:
+    """Temporary files of writes of ``targets`` in ``folder``: a killed writer's leftovers,
+    or a write in progress."""
+    if not folder.is_dir():
+        return []
+    return sorted(entry for entry in folder.iterdir()
+                  if any(is_temporary(entry.name, t) for t in targets) and entry.is_file())
+
+
 def remove_temporary(folder: Path, targets: tuple[str, ...]) -> list[Path]:
     """Delete the temporary files a killed writer of ``targets`` left in ``folder`` (call it
     only while holding the lock under which those files are written)."""
-    removed = []
-    if not folder.is_dir():
-        return removed
-    for entry in folder.iterdir():
-        if entry.is_file() and any(is_temporary(entry.name, t) for t in targets):
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
+    removed = temporary_files(folder, targets)
+    for entry in removed:
+        entry.unlink(missing_ok=True)
     return removed
 
 

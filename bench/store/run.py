@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from bench.fileio import UnreadableFile, fsync_dir, load_torch, save_torch, write_json, write_text
 from bench.store import files as F
+from bench.store import schema as S
 
 LEFT_OUT = "the run's results are left out"
 
@@ -48,30 +50,33 @@ class Run:
     # -- reading ------------------------------------------------------------------------
     @cached_property
     def config(self) -> dict:
-        return F.read_json_or(self.file(F.CONFIG), {}, "the run's labels read as ?")
+        return self._json(F.CONFIG, "the run's labels read as ?")
 
     @cached_property
     def status(self) -> dict:
-        return F.read_json_or(self.file(F.STATUS), {}, "the run reads as not started")
+        return self._json(F.STATUS, "the run reads as not started")
 
     @cached_property
     def environment(self) -> dict:
-        return F.read_json_or(self.file(F.ENVIRONMENT), {}, "left out")
+        return self._json(F.ENVIRONMENT, "left out")
 
     @cached_property
     def costs(self) -> dict:
-        return F.read_json_or(self.file(F.COSTS), {}, "left out")
+        return self._json(F.COSTS, "left out")
 
     @cached_property
     def metrics(self) -> dict | None:
-        metrics, problem = metrics_problem(self.file(F.METRICS))
-        if problem:
-            F.report_unreadable(self.file(F.METRICS), problem, LEFT_OUT)
-        return metrics
+        return self._json(F.METRICS, LEFT_OUT)
 
     @cached_property
     def history(self) -> pd.DataFrame | None:
-        return F.read_csv_or_none(self.file(F.HISTORY), HISTORY_COLUMNS)
+        return F.read_csv_or_none(self.file(F.HISTORY), HISTORY_COLUMNS, S.HISTORY_NUMERIC)
+
+    def _json(self, name: str, consequence: str) -> Any:
+        """A JSON file of the run checked against its spec (bench.store.schema); when
+        missing or unreadable, {} (None for metrics.json)."""
+        default = None if name == F.METRICS else {}
+        return F.read_json_or(self.file(name), default, consequence, JSON_SPECS[name])
 
     def refresh(self) -> "Run":
         """Forget what was read (another worker may have written since)."""
@@ -88,8 +93,8 @@ class Run:
         """Finished: status done and readable metrics (read fresh from disk, quietly: a run
         that is not done is claimed, and its broken files are set aside then)."""
         self.refresh()
-        status, _ = F.json_problem(self.file(F.STATUS))
-        metrics, _ = metrics_problem(self.file(F.METRICS))
+        status, _ = F.json_problem(self.file(F.STATUS), S.STATUS)
+        metrics, _ = F.json_problem(self.file(F.METRICS), S.METRICS)
         return (status or {}).get("state") == "done" and metrics is not None
 
     def unreadable(self) -> dict[str, str]:
@@ -98,21 +103,26 @@ class Run:
         or foreign file has none; the tensors are checked when they are loaded)."""
         out = {name: why for name in (F.PREDICTIONS, F.CHECKPOINT)
                if (why := torch_file_problem(self.file(name)))}
-        for name in (F.CONFIG, F.STATUS, F.ENVIRONMENT, F.COSTS, F.HELDOUT_INDEX):
-            _, problem = F.json_problem(self.file(name))
+        for name, spec in JSON_SPECS.items():
+            _, problem = F.json_problem(self.file(name), spec)
             out.update({name: problem} if problem else {})
-        _, problem = metrics_problem(self.file(F.METRICS))
-        out.update({F.METRICS: problem} if problem else {})
-        _, problem = F.csv_problem(self.file(F.HISTORY), HISTORY_COLUMNS)
+        _, problem = F.csv_problem(self.file(F.HISTORY), HISTORY_COLUMNS, S.HISTORY_NUMERIC)
         out.update({F.HISTORY: problem} if problem else {})
         return out
+
+    def temporary_files(self) -> list[Path]:
+        return F.temporary_files(self.path, F.RUN_FILES)
+
+    def remove_temporary(self) -> list[Path]:
+        """Delete what killed writes left (hold the run's lock: writes happen under it)."""
+        return F.remove_temporary(self.path, F.RUN_FILES)
 
     def tidy(self) -> tuple[list[Path], list[tuple[str, str, Path]]]:
         """Before a worker runs the run (holding its claim): delete the temporary files of
         killed writes and set broken files aside (``<name>.corrupt-<time>``), so that they
         are written afresh (a run without a checkpoint starts over) and nothing is lost.
         Returns (deleted temporary files, [(file name, why it is broken, where it went)])."""
-        removed = F.remove_temporary(self.path, F.RUN_FILES)
+        removed = self.remove_temporary()
         moved = [(name, why, F.set_aside(self.file(name)))
                  for name, why in self.unreadable().items()]
         self.refresh()
@@ -229,8 +239,14 @@ class Run:
         save_torch(self.file(F.PREDICTIONS), predictions)
 
     def load_predictions(self) -> dict:
-        """Raises FileNotFoundError or bench.fileio.UnreadableFile."""
-        return load_torch(self.file(F.PREDICTIONS))
+        """Raises FileNotFoundError or bench.fileio.UnreadableFile (also for a torch file
+        that holds something else than :meth:`save_predictions` writes)."""
+        path = self.file(F.PREDICTIONS)
+        predictions = load_torch(path)
+        why = predictions_problem(predictions)
+        if why:
+            raise UnreadableFile(path, f"unexpected content: {why}")
+        return predictions
 
     def read_predictions(self) -> dict | None:
         """The saved predictions, or None when missing or unreadable (named in one line)."""
@@ -317,14 +333,20 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "stage", "epoch", "history")
 HISTORY_COLUMNS = ("epoch", "exit")
 
 
-def metrics_problem(path: Path) -> tuple[dict | None, str | None]:
-    """metrics.json as :func:`bench.store.files.json_problem` reads it, with the lists every
-    view walks checked too: ``anytime`` and ``budgeted`` hold mappings."""
-    metrics, problem = F.json_problem(path)
-    if metrics is None:
-        return None, problem
-    for key in ("anytime", "budgeted"):
-        value = metrics.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            return None, f"{key} is not a list of JSON objects"
-    return metrics, None
+def predictions_problem(predictions: Any) -> str | None:
+    """Why ``predictions`` is not ``{split: {"logits": [N, M, C], "targets": [M]}}`` for the
+    held-out and test splits, or None."""
+    for split in ("heldout", "test"):
+        part = predictions.get(split) if isinstance(predictions, dict) else None
+        if not isinstance(part, dict):
+            return f"no {split} split"
+        logits, targets = part.get("logits"), part.get("targets")
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+            return f"{split}.logits is not a tensor [exits, images, classes]"
+        if not isinstance(targets, torch.Tensor) or targets.shape != logits.shape[1:2]:
+            return f"{split}.targets is not a tensor of one label per image"
+    return None
+
+
+JSON_SPECS = {F.CONFIG: S.CONFIG, F.STATUS: S.STATUS, F.ENVIRONMENT: S.ENVIRONMENT,
+              F.COSTS: S.COSTS, F.HELDOUT_INDEX: S.HELDOUT_INDEX, F.METRICS: S.METRICS}

@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.fileio import write_json, write_text
 from bench.store import files as F
+from bench.store import schema as S
 from bench.store.run import Run
 
 
@@ -38,7 +39,8 @@ class Suite:
     @cached_property
     def config(self) -> dict:
         """suite.json: the resolved suite, plus ``run_count`` and ``run_ids``."""
-        return F.read_json_or(self.path / F.SUITE, {}, "the suite's settings read as empty")
+        return F.read_json_or(self.path / F.SUITE, {}, "the suite's settings read as empty",
+                              S.SUITE)
 
     def has_suite_json(self) -> bool:
         return (self.path / F.SUITE).exists()
@@ -162,7 +164,8 @@ class Suite:
                 for row in r.summary_rows(self.slug)]
         df = pd.DataFrame(rows)
         folders = {r.run_id for r in self.runs} | {r.path.name for r in self.runs}
-        summary = F.read_csv_or_none(self.path / F.SUMMARY, tuple(F.SUMMARY_COLUMNS))
+        summary = F.read_csv_or_none(self.path / F.SUMMARY, tuple(F.SUMMARY_COLUMNS),
+                                     S.SUMMARY_NUMERIC)
         if summary is not None and len(summary):
             extra = summary[~summary["run_id"].astype(str).isin(folders)].copy()
             if len(extra):
@@ -184,10 +187,11 @@ class Suite:
         (``<name>.corrupt-<time>``). Returns (deleted, [(name, why, where it went)])."""
         removed = F.remove_temporary(self.path, (F.SUITE, F.SUMMARY))
         moved = []
-        _, problem = F.json_problem(self.path / F.SUITE)
+        _, problem = F.json_problem(self.path / F.SUITE, S.SUITE)
         if problem:
             moved.append((F.SUITE, problem, F.set_aside(self.path / F.SUITE)))
-        _, problem = F.csv_problem(self.path / F.SUMMARY, tuple(F.SUMMARY_COLUMNS))
+        _, problem = F.csv_problem(self.path / F.SUMMARY, tuple(F.SUMMARY_COLUMNS),
+                                   S.SUMMARY_NUMERIC)
         if problem:
             moved.append((F.SUMMARY, problem, F.set_aside(self.path / F.SUMMARY)))
         self.__dict__.pop("config", None)
@@ -249,7 +253,8 @@ class Suite:
     def read_best(self, study: str) -> dict | None:
         """A study's best-trial file, or None when it is missing, unreadable (said in one
         line) or written by an older version without ``options``."""
-        info = F.read_json_or(self.best_file(study), None, "the study's best trial is left out")
+        info = F.read_json_or(self.best_file(study), None, "the study's best trial is left out",
+                              S.BEST_TRIAL)
         return info if isinstance(info, dict) and "options" in info else None
 
     def best_trials(self) -> list[dict]:

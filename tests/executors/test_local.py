@@ -137,8 +137,8 @@ def test_a_run_that_raises_fails_alone_and_the_suite_goes_on(tmp_path, monkeypat
     assert runs["joint"].state == "failed" and runs["boostnet"].state == "done"
     assert "ValueError: numpy says no" in runs["joint"].status["traceback"]
     assert f"{runs['joint'].run_id} failed: ValueError: numpy says no\n" in err  # one line
-    assert err.endswith("1 run(s) failed (the error and its traceback are in each run's "
-                        f"status.json):\n  {runs['joint'].run_id}: ValueError: numpy says no\n")
+    assert err.endswith("1 run(s) failed (the status.json of a run that started holds the "
+                        f"traceback):\n  {runs['joint'].run_id}: ValueError: numpy says no\n")
     assert "Traceback" not in err
     for run in runs.values():  # no claim is left held
         claim = claims.try_claim(run.lock_path)
@@ -230,9 +230,25 @@ def test_a_truncated_checkpoint_is_set_aside_and_the_run_starts_over(copy, capsy
     (aside,) = run.path.glob("checkpoint.pt.corrupt-*")
     assert aside.read_bytes() == ckpt[:1000]
     (line,) = [e for e in err.splitlines() if "checkpoint.pt" in e]
-    assert line.startswith(f"{run.checkpoint_path} is unreadable (not a readable torch file")
+    assert line.startswith(f"warning: {run.checkpoint_path} is unreadable (not a readable "
+                           "torch file")
     assert line.endswith(f"moved to {aside.name}; the run starts over")
     assert store.Run(run.path).metrics == before  # trained again: the same numbers
+
+
+def test_a_finished_runs_leftover_temporaries_are_removed_when_no_one_holds_it(copy, capsys):
+    suite, runs = copy
+    leftover = runs["joint"].path / ".metrics.json.a1b2c3d4.tmp"  # a killed re-evaluation
+    leftover.write_text("{")
+    held = runs["boostnet"].path / ".metrics.json.e5f6g7h8.tmp"  # one being written now
+    held.write_text("{")
+    claim = claims.try_claim(runs["boostnet"].lock_path)
+    try:
+        code, err = run_again(suite, capsys)
+    finally:
+        claim.release()
+    assert code == 0 and err.count("(done, skipped)") == 2
+    assert not leftover.exists() and held.exists()
 
 
 def test_suite_files_broken_or_half_written_are_tidied(copy, capsys):

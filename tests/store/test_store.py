@@ -118,9 +118,12 @@ def warnings_of(caplog) -> list[str]:
     ('{"anytime": [{"exit": 1', "invalid JSON"),
     ("", "invalid JSON"),
     (b"\xff\xfe\x00garbage", "not UTF-8 text"),
-    ("[1, 2]", "expected a JSON object, found array"),
-    ('{"anytime": "fast"}', "anytime is not a list of JSON objects"),
-    ('{"anytime": [], "budgeted": [3]}', "budgeted is not a list of JSON objects"),
+    ("[1, 2]", "unexpected content: the file is an array, expected an object"),
+    ('{"anytime": "fast"}', "anytime is 'fast', expected an array"),
+    ('{"anytime": [], "budgeted": [3]}', "budgeted[0] is 3, expected an object"),
+    ('{"anytime": [{"exit": 1, "top1": "abc"}]}',
+     "anytime[0].top1 is 'abc', expected a number or null"),
+    ('{"anytime": [], "curve": [{"q": "x"}]}', "curve[0].q is 'x', expected a number"),
 ])
 def test_unreadable_metrics_are_named_and_never_replaced_by_old_summary_rows(
         tmp_path, caplog, content, why):
@@ -149,6 +152,27 @@ def test_summary_csv_is_used_only_for_runs_without_a_folder(tmp_path, caplog):
     (suite.path / files.SUMMARY).write_text("run_id,kind\ngone,exit\n")  # no top1 column...
     assert list(store.Suite(suite.path).rows["run_id"]) == ["a"]
     assert any("summary.csv is unreadable (no column suite" in w for w in warnings_of(caplog))
+
+
+@pytest.mark.parametrize("name, content, why", [
+    ("status.json", '{"state": 5}', "state is 5, expected a string or null"),
+    ("config.json", '{"backbone": {"name": 3}}', "backbone.name is 3, expected a string"),
+    ("config.json", '{"seed": 1.5}', "seed is 1.5, expected an integer or null"),
+    ("costs.json", '{"mmacs": "x"}', "mmacs is 'x', expected an array"),
+    ("environment.json", '{"code": 3}', "code is 3, expected an object or null"),
+    ("history.csv", "epoch,exit\n1,1\nx,2\n",
+     "column epoch holds 'x' (line 3), expected numbers"),
+])
+def test_files_that_parse_but_hold_something_else_are_unreadable(tmp_path, caplog, name,
+                                                                   content, why):
+    run = finished_run(store.Suite(tmp_path / "s"), "a", 50.0)
+    run.write_history([{"epoch": 1, "exit": 1}])
+    run.file(name).write_text(content)
+    fresh = store.Run(run.path)
+    _ = (fresh.status, fresh.config, fresh.costs, fresh.environment, fresh.history)
+    (line,) = warnings_of(caplog)
+    assert line.startswith(f"{run.file(name)} is unreadable (") and why in line, line
+    assert name in fresh.unreadable()
 
 
 def test_unreadable_history_environment_and_best_trials_are_named(tmp_path, caplog):
