@@ -183,8 +183,8 @@ def test_ddp_two_processes_gloo_match_one_process(tmp_path, capsys):
     for method in ("boostnet", "sequential"):
         (d1,) = (r1 / "shared").glob(f"*--{method}--*")
         (d2,) = (r2 / "shared").glob(f"*--{method}--*")
-        pr1 = torch.load(d1 / "predictions.pt")
-        pr2 = torch.load(d2 / "predictions.pt")
+        pr1 = torch.load(d1 / "predictions.pt", weights_only=True)
+        pr2 = torch.load(d2 / "predictions.pt", weights_only=True)
         for split in ("heldout", "test"):
             assert torch.equal(pr1[split]["targets"], pr2[split]["targets"])  # padding gone
             x, y = pr1[split]["logits"].float(), pr2[split]["logits"].float()
