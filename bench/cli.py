@@ -1,11 +1,14 @@
 """Command line: ``python -m bench {run,results,report,tune,speed} ...``.
 
-Exit codes: 0 success, 2 bad suite / bad arguments / missing data (message names the file
-and the key, no traceback, nothing written), 1 when a run failed.
+Exit codes: 0 success, 2 bad suite / bad arguments / missing data / a results or reports
+folder that cannot be used (message names the file and the key, no traceback, nothing
+written), 1 when a run failed. Warnings (an unreadable results file left out, a checkpoint
+set aside) are printed one line each.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from bench import speed
 from bench.commands import COMMANDS
 from bench.data import DatasetNotFound, MissingDependency
 from bench.errors import UsageError
+from bench.pipeline.distributed import RanksDisagree
 
 RESULTS = Path("results")
 REPORTS = Path("reports")
@@ -68,14 +72,40 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["speed"]:
         return speed.main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
+    warnings = OneLineWarnings()
+    logger = logging.getLogger("bench")
+    logger.addHandler(warnings)
     try:
         return COMMANDS[args.command](args)
     except (UsageError, DatasetNotFound, MissingDependency) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # e.g. a results or reports folder that cannot be written
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except RanksDisagree as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        logger.removeHandler(warnings)
+
+
+class OneLineWarnings(logging.Handler):
+    """The harness's warnings (bench.* loggers), one line each on stderr, each said once."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.said: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = " ".join(record.getMessage().split())
+        if message not in self.said:
+            self.said.add(message)
+            print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

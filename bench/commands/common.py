@@ -2,6 +2,7 @@
 results are, and rendering the report."""
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -19,6 +20,32 @@ def selected_runs(suite: Suite, pattern: str | None) -> list[RunSpec]:
         raise UsageError(f"--only {pattern!r} matches no run of {suite.path}; run ids: "
                          + ", ".join(r.run_id for r in suite.runs))
     return runs
+
+
+def not_a_file(path: Path, option: str) -> Path:
+    """``path`` unless it exists and is no folder (a UsageError naming ``option``)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: not a folder")
+    return path
+
+
+def folder_option(path: Path, option: str, create: bool) -> Path:
+    """A ``--results`` / ``--reports`` folder: an existing folder, or (``create``) one made
+    now; a file, a folder that cannot be made or written is a UsageError naming the
+    option."""
+    path = not_a_file(path, option)
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"{option} {path}: cannot create the folder "
+                             f"({err.strerror or err})") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"{option} {path}: the folder is not writable")
+    elif not path.is_dir():
+        raise UsageError(f"{option} {path}: no such folder")
+    return path
 
 
 def suite_folder(arg: str, results: Path) -> store.Suite:

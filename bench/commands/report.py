@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.commands.common import render, suite_folder
+from bench.commands.common import folder_option, render, suite_folder
 
 
 def main(args) -> int:
-    results = Path(args.results)
+    results = folder_option(Path(args.results), "--results", create=False)
     suites = [suite_folder(s, results).slug for s in args.suites] or None
-    render(results, Path(args.reports), suites)
+    render(results, folder_option(Path(args.reports), "--reports", create=True), suites)
     return 0

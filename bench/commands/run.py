@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from bench import store
-from bench.commands.common import render, selected_runs
+from bench.commands.common import folder_option, not_a_file, render, selected_runs
 from bench.config import Suite, load_suite
 from bench.executors import local
 from bench.fingerprint import fingerprint
@@ -30,20 +30,28 @@ def main(args) -> int:
     if args.dry_run:
         print_dry_run(suite, runs)
         return 0
-    folder = store.Suite(Path(args.results) / suite.slug)
+    results = not_a_file(Path(args.results), "--results")
+    folder = store.Suite(results / suite.slug)
     for spec in runs:  # a tuned option whose study is missing: nothing is written
         runner.method_options(spec, folder, suite.path)
     data = DataCache()
     for seed in sorted({r.seed for r in runs}):  # missing data fails before anything is written
         data.get(suite.config.dataset, seed)
+    folder_option(results, "--results", create=True)
+    if not args.no_report:  # found out now, not after the training
+        folder_option(Path(args.reports), "--reports", create=True)
     code = fingerprint(suite.config.plugins)
     dist = distributed.init_from_env(suite.config.training.device)
     try:
         out = local.run_suite(suite, runs, folder, data, dist,
                               Progress(len(runs), enabled=not args.quiet and dist.is_main),
                               code, rerun_stale=args.rerun_stale)
-    finally:
+    except distributed.RanksDisagree:
+        raise  # no orderly shutdown: the other ranks are inside a collective
+    except BaseException:
         distributed.shutdown()
+        raise
+    distributed.shutdown()
     if not dist.is_main:
         return 1 if out.failed else 0
     if not args.no_report:
@@ -55,5 +63,9 @@ def main(args) -> int:
         print(f"{out.busy} run(s) were being run by another worker; rerun to pick up any it "
               "leaves unfinished", file=sys.stderr)
     if out.failed:
-        print(f"{out.failed} run(s) failed; see status.json in their folders", file=sys.stderr)
+        print(f"{len(out.failed)} run(s) failed (the status.json of a run that started holds "
+              "the traceback):", file=sys.stderr)
+        for run_id, error in out.failed:
+            print(f"  {run_id}: {error.splitlines()[0] if error else '(no message)'}",
+                  file=sys.stderr)
     return 1 if out.failed else 0

@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 
 from bench import store
+from bench.commands.common import folder_option
 from bench.config import load_suite, select_targets
 from bench.errors import SuiteError, UsageError
+from bench.pipeline import claims
 from bench.pipeline.setup import DataCache
 from bench.pipeline.tuning import tune_one
 
@@ -20,10 +22,12 @@ def main(args) -> int:
     targets = select_targets(suite, args.only)
     if not targets:
         raise UsageError(f"--only {args.only!r} matches none of the runs tune: selects")
-    folder = store.Suite(Path(args.results) / suite.slug)
+    results = folder_option(Path(args.results), "--results", create=True)
+    folder = store.Suite(results / suite.slug)
     folder.tuning_dir.mkdir(parents=True, exist_ok=True)
-    if not folder.has_suite_json():
-        folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
+    with claims.locked(folder.summary_lock_path):  # suite-folder files are written under it
+        if not folder.has_suite_json():
+            folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
     storage_url = args.storage or folder.default_storage()
     data = DataCache()
     data.get(suite.config.dataset, tc.seed)  # missing data fails before any study

@@ -10,6 +10,8 @@ from typing import Any, Callable, NoReturn, Sequence
 from bench.config.defaults import REQUIRED
 from bench.errors import SuiteError
 
+SEEDS = 2 ** 32  # seeds lie in [0, SEEDS)
+
 
 def found(value: Any) -> str:
     """How an error message shows the value it found."""
@@ -83,6 +85,12 @@ class Checker:
         if hi is not None and value > hi:
             self.expect(path, f"an integer <= {hi}", value)
         return value
+
+    def seed(self, value: Any, path: str) -> int:
+        """A seed: NumPy (and with it Optuna's samplers) takes integers in [0, 2**32)."""
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < SEEDS:
+            self.expect(path, "a seed: an integer in [0, 2**32), at most 4294967295", value)
+        return self.integer(value, path, lo=0)
 
     def number(self, value: Any, path: str, lo: float | None = None, hi: float | None = None,
                open_lo: bool = False, open_hi: bool = False) -> float:

@@ -1,4 +1,8 @@
-"""Reading suite files: strict YAML, and the suite's folder name without validating the rest."""
+"""Reading suite files: strict YAML, and the suite's folder name without validating the rest.
+
+Strict: duplicate keys, aliases (``*name``, so no value can expand into many: a few hundred
+bytes of nested aliases would otherwise take gigabytes) and nesting deeper than
+MAX_DEPTH are errors that name the file and the line."""
 from __future__ import annotations
 
 import re
@@ -12,9 +16,28 @@ from bench.config.defaults import TOP_LEVEL
 from bench.errors import SuiteError
 
 
+MAX_DEPTH = 100  # nested lists and mappings; a suite needs fewer than 10
+
+
 class Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and reads 1e-4 as a float (YAML 1.1 would
-    read it as text)."""
+    """SafeLoader that rejects duplicate keys, aliases and deep nesting, and reads 1e-4 as
+    a float (YAML 1.1 would read it as text)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"found the alias *{event.anchor}: aliases are not allowed in "
+                "suite files (write the value out)", event.start_mark)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node, deep=False):
         self.flatten_mapping(node)

@@ -115,7 +115,7 @@ def schedule(c: Checker, value: Any) -> ScheduleConfig:
 
 
 def seeds(c: Checker, value: Any) -> tuple[int, ...]:
-    out = c.items(value, "seeds", lambda v, p: c.integer(v, p, lo=0))
+    out = c.items(value, "seeds", c.seed)
     if len(set(out)) != len(out):
         c.expect("seeds", "distinct seeds", value)
     return tuple(out)

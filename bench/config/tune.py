@@ -114,7 +114,7 @@ def validate(c: Checker, value: Any, *, dataset: DatasetConfig, seeds: Sequence[
 def _sampler(c: Checker, value: Any) -> SamplerConfig:
     s = c.mapping(_named(value, D.SAMPLER["name"]), "tune.sampler", D.SAMPLER)
     c.choice(s["name"], "tune.sampler.name", D.SAMPLERS, "sampler")
-    return SamplerConfig(s["name"], c.integer(s["seed"], "tune.sampler.seed", lo=0))
+    return SamplerConfig(s["name"], c.seed(s["seed"], "tune.sampler.seed"))
 
 
 def _pruner(c: Checker, value: Any) -> PrunerConfig:

@@ -40,9 +40,15 @@ class Claim:
 
 
 def _open(path: Path) -> int:
+    """The lock file, created with the permissions the umask allows (workers of one group
+    share it); another user's lock file that we may not write is opened read-only, which
+    flock accepts as well."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY)
 
 
 def try_claim(path: Path) -> Claim | None:

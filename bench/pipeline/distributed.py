@@ -78,6 +78,7 @@ def init_from_env(device: str = "auto") -> Dist:
 
 
 def shutdown() -> None:
+    _CONTROL.clear()
     if tdist.is_available() and tdist.is_initialized():
         tdist.destroy_process_group()
 
@@ -152,3 +153,60 @@ def broadcast(value, dist: Dist):
 def barrier(dist: Dist) -> None:
     if dist.world_size > 1:
         tdist.barrier()
+
+
+# -- agreeing on a run's outcome ----------------------------------------------------------
+# A run that raises on one rank must not leave the others waiting in a collective. Ranks
+# agree after every run on a separate gloo group (so that the vote never pairs with a
+# collective of the training's group): when every rank reaches the vote, all learn who
+# failed and why, the run is recorded as failed and the suite goes on. A rank that failed
+# while the others are still inside a collective (an error on that rank alone, in the middle
+# of an epoch) waits AGREEMENT_TIMEOUT for them, then gives up with RanksDisagree: its
+# process ends, and torchrun ends the others; rerunning resumes from the checkpoints.
+AGREEMENT_TIMEOUT_ENV = "BENCH_AGREEMENT_TIMEOUT"  # seconds, default 300
+_CONTROL: dict = {}
+
+
+class RanksDisagree(RuntimeError):
+    """This rank failed and the others did not come to the vote in time."""
+
+
+def control_group(dist: Dist):
+    """The gloo group of the votes, created once per job (a collective: every rank calls it
+    at the same point, when the executor starts)."""
+    if dist.world_size > 1 and "group" not in _CONTROL:
+        _CONTROL["group"] = tdist.new_group(backend="gloo")
+    return _CONTROL.get("group")
+
+
+def agreement_timeout() -> timedelta:
+    try:
+        return timedelta(seconds=float(os.environ.get(AGREEMENT_TIMEOUT_ENV, "300")))
+    except ValueError:  # not a number: the default
+        return timedelta(seconds=300)
+
+
+def agree(error: str | None, dist: Dist) -> list[str | None]:
+    """Every rank's error (None where the run went well), on every rank; [error] for one
+    process. Raises RanksDisagree on a rank that failed when the others do not vote."""
+    if dist.world_size <= 1:
+        return [error]
+    group = control_group(dist)
+    flag = torch.tensor([float(error is not None)])
+    work = tdist.all_reduce(flag, op=tdist.ReduceOp.MAX, group=group, async_op=True)
+    if error is None:
+        work.wait()
+    else:
+        timeout = agreement_timeout()
+        try:
+            work.wait(timeout=timeout)
+        except RuntimeError as err:
+            raise RanksDisagree(
+                f"rank {dist.rank} failed ({error}) and the other ranks did not stop within "
+                f"{timeout.total_seconds():g} s ({AGREEMENT_TIMEOUT_ENV}); ending this process "
+                "so that torchrun ends the others") from err
+    if flag.item() == 0:
+        return [None] * dist.world_size
+    errors: list = [None] * dist.world_size
+    tdist.all_gather_object(errors, error, group=group)
+    return errors

@@ -6,6 +6,8 @@ claim runs among workers) is the executor's job (bench.executors).
 """
 from __future__ import annotations
 
+import logging
+import traceback
 from dataclasses import dataclass
 
 from bench import store
@@ -14,8 +16,10 @@ from bench.pipeline import distributed
 from bench.pipeline.distributed import Dist
 from bench.pipeline.evaluation import compute_metrics
 from bench.pipeline.setup import DataCache, environment, set_up
-from bench.pipeline.train import NonFiniteLoss, Trainer
+from bench.pipeline.train import Trainer
 from bench.pipeline.tuning import tuned_values
+
+log = logging.getLogger("bench.pipeline")
 
 
 @dataclass
@@ -44,8 +48,9 @@ def evaluate_saved(spec: RunSpec, run: store.Run) -> None:
     evaluation option was turned on later); nothing is retrained."""
     metrics = compute_metrics(run.load_predictions(), spec.exit_mmacs, spec.budgets_mmacs,
                               spec.evaluation.calibration)
-    if "tuned" in (run.metrics or {}):
-        metrics["tuned"] = run.metrics["tuned"]
+    tuned = (run.metrics or {}).get("tuned") or run.config.get("tuned")
+    if tuned:
+        metrics["tuned"] = tuned
     run.write_metrics(metrics)
 
 
@@ -57,27 +62,58 @@ def metrics_outdated(spec: RunSpec, run: store.Run) -> bool:
 
 
 def run_one(spec: RunSpec, ctx: RunContext) -> str:
-    """Train and evaluate one run; returns its final state ('done' or 'failed')."""
+    """Train and evaluate one run; returns its final state ('done' or 'failed').
+
+    Any exception of the run (on any rank) is recorded in status.json (state failed, the
+    error in one line and its traceback) instead of ending the suite; KeyboardInterrupt
+    and SystemExit go through. Under torchrun the ranks agree on the outcome first
+    (bench.pipeline.distributed.agree)."""
     run = ctx.suite.run(spec.run_id)
-    epochs = spec.training.epochs
-    main = ctx.dist.is_main
+    try:
+        _start(spec, run, ctx)
+        error, trace = None, None
+    except Exception as err:
+        error, trace = f"{type(err).__name__}: {err}", traceback.format_exc()
+    errors = distributed.agree(error, ctx.dist)
+    if not ctx.dist.is_main:
+        return "failed" if any(errors) else "done"
+    if any(errors):
+        return _failed(spec, run, ctx, errors, trace)
+    try:
+        run.set_status("done", epoch=spec.training.epochs, epochs=spec.training.epochs,
+                       fingerprint=ctx.code["sha256"])
+    except Exception as err:
+        return _failed(spec, run, ctx, [f"{type(err).__name__}: {err}"], traceback.format_exc())
+    return "done"
+
+
+def _start(spec: RunSpec, run: store.Run, ctx: RunContext) -> None:
     options, tuned = method_options(spec, ctx.suite, ctx.suite_file)
-    if main:
+    if ctx.dist.is_main:
         extra = {"tuned": tuned} if tuned else {}
         run.write_config({"suite": spec.suite_slug, "run_id": spec.run_id, **spec.config,
                           **extra})
         resumed = run.status.get("epoch", 0) if run.checkpoint_path.exists() else 0
-        run.set_status("running", epoch=resumed, epochs=epochs, fingerprint=ctx.code["sha256"])
+        run.set_status("running", epoch=resumed, epochs=spec.training.epochs,
+                       fingerprint=ctx.code["sha256"])
+    _train_and_evaluate(spec, run, ctx, options, tuned)
+
+
+def _failed(spec: RunSpec, run: store.Run, ctx: RunContext, errors: list, trace: str | None
+            ) -> str:
+    """Rank 0: status.json says failed, with the first error (naming its rank under
+    torchrun) and the traceback of rank 0's, where it has one."""
+    ranks = [(r, e) for r, e in enumerate(errors) if e]
+    error = ranks[0][1] if len(errors) == 1 else "; ".join(f"rank {r}: {e}" for r, e in ranks)
+    epoch = run.status.get("epoch", 0)
     try:
-        _train_and_evaluate(spec, run, ctx, options, tuned)
-    except NonFiniteLoss as err:
-        if main:
-            run.set_status("failed", epoch=run.checkpoint_epoch(), epochs=epochs,
-                           fingerprint=ctx.code["sha256"], error=str(err))
-        return "failed"
-    if main:
-        run.set_status("done", epoch=epochs, epochs=epochs, fingerprint=ctx.code["sha256"])
-    return "done"
+        run.set_status("failed", epoch=epoch if isinstance(epoch, int) else 0,
+                       epochs=spec.training.epochs, fingerprint=ctx.code["sha256"],
+                       error=error, traceback=trace)
+    except Exception as err:  # e.g. the disk is full: say so, the suite goes on
+        log.warning("%s failed (%s) and the failure could not be recorded in its "
+                    "status.json (%s: %s)", spec.run_id, error, type(err).__name__, err)
+    return "failed"
 
 
 def _train_and_evaluate(spec: RunSpec, run: store.Run, ctx: RunContext, options: dict,

@@ -15,6 +15,7 @@ stage and peak memory (see :class:`PeakMemory` for what is measured on CPU and C
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
 import os
 import threading
@@ -31,9 +32,13 @@ import methods as methods_registry
 from bench.backbones.common import parameters_per_exit
 from bench.config import OptimizerConfig, ScheduleConfig, TrainingConfig
 from bench.data import unshard
+from bench.fileio import UnreadableFile
 from bench.pipeline.distributed import Dist, broadcast
 from bench.pipeline.predict import predict
 from bench.store import load_checkpoint, save_checkpoint
+from bench.store.files import set_aside
+
+log = logging.getLogger("bench.pipeline")
 
 EFFECTIVE_PERCENTILE = 0.10  # paper Fig. 3a: threshold = 10th percentile of exit 1's losses
 
@@ -64,6 +69,19 @@ def make_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.op
 
 def top1(logits: torch.Tensor, targets: torch.Tensor) -> list[float]:
     return [100.0 * (l.argmax(1) == targets).sum().item() / len(targets) for l in logits]
+
+
+def state_dict_mismatch(mine: dict, theirs: dict) -> str | None:
+    """Why a checkpoint's model state cannot be loaded into the model (checked before
+    loading: a failed strict load would leave the model half overwritten), or None."""
+    if theirs.keys() != mine.keys():
+        names = sorted(set(theirs) ^ set(mine))
+        return f"does not fit the model: keys differ ({', '.join(names[:3])}...)"
+    for key, value in mine.items():
+        if getattr(theirs[key], "shape", None) != value.shape:
+            return f"does not fit the model: {key} has shape " \
+                   f"{tuple(getattr(theirs[key], 'shape', ()))}, the model's {tuple(value.shape)}"
+    return None
 
 
 def effective_shares(sample_losses: torch.Tensor) -> torch.Tensor:
@@ -193,9 +211,27 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------
     def _resume(self) -> tuple[TrainState, dict | None]:
-        if not self.checkpoint.exists():
+        """The last checkpoint's state. One that does not load, or does not fit the model,
+        is set aside (``checkpoint.pt.corrupt-<time>``, by rank 0) and the run starts over;
+        under torchrun rank 0 decides for all."""
+        ckpt, problem = None, None
+        try:
+            ckpt = load_checkpoint(self.checkpoint)
+            problem = state_dict_mismatch(self.model.state_dict(), ckpt["model"])
+        except FileNotFoundError:
+            pass
+        except UnreadableFile as err:
+            problem = err.reason
+        if self.dist.is_main and problem:
+            moved = set_aside(self.checkpoint)
+            log.warning("%s is unreadable (%s); moved to %s; the run starts over",
+                        self.checkpoint, problem, moved.name)
+        resume = broadcast(ckpt is not None and not problem, self.dist)
+        if not resume:
             return TrainState(), None
-        ckpt = load_checkpoint(self.checkpoint)
+        if ckpt is None or problem:
+            raise RuntimeError(f"rank {self.dist.rank} cannot read {self.checkpoint} "
+                               f"({problem or 'missing'}) that rank 0 resumes from")
         self.model.load_state_dict(ckpt["model"])
         self.method.load_training_state(ckpt.get("method") or {})
         self._optimizer_state = ckpt["optimizer"]

@@ -75,12 +75,10 @@ def predictions(run: Run) -> dict | None:
     """The run's test logits [N, M, C] (float32 numpy) and targets, cached; None if missing."""
     key = str(run.path)
     if key not in _PREDICTIONS:
-        try:
-            test = run.load_predictions()["test"]
-            _PREDICTIONS[key] = {"logits": test["logits"].float().numpy(),
-                                 "targets": test["targets"].long().numpy()}
-        except Exception:  # missing or unreadable: the test is left out, not the report
-            _PREDICTIONS[key] = None
+        saved = run.read_predictions()  # missing or unreadable (said so): the test is left out
+        test = (saved or {}).get("test") or {}
+        _PREDICTIONS[key] = None if "logits" not in test else {
+            "logits": test["logits"].float().numpy(), "targets": test["targets"].long().numpy()}
     return _PREDICTIONS[key]
 
 

@@ -1,7 +1,8 @@
 """One run folder, ``results/<suite>/<run_id>/``: the only code that names its files and keys.
 
 Reading is tolerant (a missing or unreadable file reads as empty, so partial folders still
-render); writing is atomic (bench.fileio). The runner writes through the ``write_*`` and
+render; an unreadable one is named in one line, see bench.store.files); writing is atomic
+(bench.fileio). The runner writes through the ``write_*`` and
 ``save_*`` methods, the report and ``bench results`` read through the properties.
 """
 from __future__ import annotations
@@ -9,14 +10,19 @@ from __future__ import annotations
 import math
 import os
 import socket
+import zipfile
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
-from bench.fileio import load_torch, save_torch, write_json, write_text
+from bench.fileio import UnreadableFile, fsync_dir, load_torch, save_torch, write_json, write_text
 from bench.store import files as F
+from bench.store import schema as S
+
+LEFT_OUT = "the run's results are left out"
 
 
 def _name(entry: Any, *keys: str) -> str | None:
@@ -44,27 +50,33 @@ class Run:
     # -- reading ------------------------------------------------------------------------
     @cached_property
     def config(self) -> dict:
-        return F.read_json_or(self.file(F.CONFIG), {}) or {}
+        return self._json(F.CONFIG, "the run's labels read as ?")
 
     @cached_property
     def status(self) -> dict:
-        return F.read_json_or(self.file(F.STATUS), {}) or {}
+        return self._json(F.STATUS, "the run reads as not started")
 
     @cached_property
     def environment(self) -> dict:
-        return F.read_json_or(self.file(F.ENVIRONMENT), {}) or {}
+        return self._json(F.ENVIRONMENT, "left out")
 
     @cached_property
     def costs(self) -> dict:
-        return F.read_json_or(self.file(F.COSTS), {}) or {}
+        return self._json(F.COSTS, "left out")
 
     @cached_property
     def metrics(self) -> dict | None:
-        return F.read_json_or(self.file(F.METRICS), None)
+        return self._json(F.METRICS, LEFT_OUT)
 
     @cached_property
     def history(self) -> pd.DataFrame | None:
-        return F.read_csv_or_none(self.file(F.HISTORY))
+        return F.read_csv_or_none(self.file(F.HISTORY), HISTORY_COLUMNS, S.HISTORY_NUMERIC)
+
+    def _json(self, name: str, consequence: str) -> Any:
+        """A JSON file of the run checked against its spec (bench.store.schema); when
+        missing or unreadable, {} (None for metrics.json)."""
+        default = None if name == F.METRICS else {}
+        return F.read_json_or(self.file(name), default, consequence, JSON_SPECS[name])
 
     @cached_property
     def training(self) -> dict:
@@ -84,9 +96,43 @@ class Run:
         return str(self.status.get("state") or "pending")
 
     def is_done(self) -> bool:
-        """Finished: status done and metrics written (read fresh from disk)."""
+        """Finished: status done and readable metrics (read fresh from disk, quietly: a run
+        that is not done is claimed, and its broken files are set aside then)."""
         self.refresh()
-        return self.state == "done" and self.file(F.METRICS).exists()
+        status, _ = F.json_problem(self.file(F.STATUS), S.STATUS)
+        metrics, _ = F.json_problem(self.file(F.METRICS), S.METRICS)
+        return (status or {}).get("state") == "done" and metrics is not None
+
+    def unreadable(self) -> dict[str, str]:
+        """Files of the run that exist but cannot be read: name -> why. JSON and CSV files
+        are parsed; torch files only have their zip directory checked (cheap: a truncated
+        or foreign file has none; the tensors are checked when they are loaded)."""
+        out = {name: why for name in (F.PREDICTIONS, F.CHECKPOINT)
+               if (why := torch_file_problem(self.file(name)))}
+        for name, spec in JSON_SPECS.items():
+            _, problem = F.json_problem(self.file(name), spec)
+            out.update({name: problem} if problem else {})
+        _, problem = F.csv_problem(self.file(F.HISTORY), HISTORY_COLUMNS, S.HISTORY_NUMERIC)
+        out.update({F.HISTORY: problem} if problem else {})
+        return out
+
+    def temporary_files(self) -> list[Path]:
+        return F.temporary_files(self.path, F.RUN_FILES)
+
+    def remove_temporary(self) -> list[Path]:
+        """Delete what killed writes left (hold the run's lock: writes happen under it)."""
+        return F.remove_temporary(self.path, F.RUN_FILES)
+
+    def tidy(self) -> tuple[list[Path], list[tuple[str, str, Path]]]:
+        """Before a worker runs the run (holding its claim): delete the temporary files of
+        killed writes and set broken files aside (``<name>.corrupt-<time>``), so that they
+        are written afresh (a run without a checkpoint starts over) and nothing is lost.
+        Returns (deleted temporary files, [(file name, why it is broken, where it went)])."""
+        removed = self.remove_temporary()
+        moved = [(name, why, F.set_aside(self.file(name)))
+                 for name, why in self.unreadable().items()]
+        self.refresh()
+        return removed, moved
 
     @property
     def fingerprint(self) -> str | None:
@@ -165,11 +211,12 @@ class Run:
         self._wrote("config", config)
 
     def set_status(self, state: str, *, epoch: int, epochs: int, fingerprint: str,
-                   error: str | None = None) -> None:
-        """``fingerprint``: the sha256 of the code writing it (bench.fingerprint)."""
-        status = {"state": state, "error": error, "epoch": epoch, "epochs": epochs,
-                  "updated": F.now(), "worker": f"{socket.gethostname()}:{os.getpid()}",
-                  "fingerprint": fingerprint}
+                   error: str | None = None, traceback: str | None = None) -> None:
+        """``fingerprint``: the sha256 of the code writing it (bench.fingerprint); a failed
+        run's ``error`` (one line) and ``traceback`` (where it was raised)."""
+        status = {"state": state, "error": error, "traceback": traceback, "epoch": epoch,
+                  "epochs": epochs, "updated": F.now(),
+                  "worker": f"{socket.gethostname()}:{os.getpid()}", "fingerprint": fingerprint}
         write_json(self.file(F.STATUS), status)
         self._wrote("status", status)
 
@@ -203,7 +250,24 @@ class Run:
         save_torch(self.file(F.PREDICTIONS), predictions)
 
     def load_predictions(self) -> dict:
-        return load_torch(self.file(F.PREDICTIONS))
+        """Raises FileNotFoundError or bench.fileio.UnreadableFile (also for a torch file
+        that holds something else than :meth:`save_predictions` writes)."""
+        path = self.file(F.PREDICTIONS)
+        predictions = load_torch(path)
+        why = predictions_problem(predictions)
+        if why:
+            raise UnreadableFile(path, f"unexpected content: {why}")
+        return predictions
+
+    def read_predictions(self) -> dict | None:
+        """The saved predictions, or None when missing or unreadable (named in one line)."""
+        try:
+            return self.load_predictions()
+        except FileNotFoundError:
+            return None
+        except UnreadableFile as err:
+            F.report_unreadable(err.path, err.reason, "left out")
+            return None
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.file(F.METRICS), metrics)
@@ -227,13 +291,18 @@ class Run:
         for entry in sorted(self.path.iterdir()):
             if entry.name not in (F.RUN_LOCK, F.PREVIOUS):
                 entry.rename(target / entry.name)
+        fsync_dir(target)
+        fsync_dir(self.path)
         self.refresh()
         return target
 
     def checkpoint_epoch(self) -> int:
-        """Epochs the last checkpoint holds (0 without one)."""
-        ckpt = self.checkpoint_path
-        return load_checkpoint(ckpt)["epoch"] if ckpt.exists() else 0
+        """Epochs the last checkpoint holds (0 without a readable one)."""
+        try:
+            epoch = load_checkpoint(self.checkpoint_path).get("epoch", 0)
+        except (FileNotFoundError, UnreadableFile):
+            return 0
+        return epoch if isinstance(epoch, int) else 0
 
 
 def save_checkpoint(path: Path, *, model: dict, optimizer: dict, scaler: dict, stage: int,
@@ -249,4 +318,50 @@ def save_checkpoint(path: Path, *, model: dict, optimizer: dict, scaler: dict, s
 
 
 def load_checkpoint(path: Path) -> dict:
-    return load_torch(path)
+    """Raises FileNotFoundError, or bench.fileio.UnreadableFile for a file that does not load
+    or holds something else than :func:`save_checkpoint` writes."""
+    ckpt = load_torch(path)
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise UnreadableFile(path, f"not a checkpoint of this harness (no {', '.join(missing)})")
+    if not (isinstance(ckpt["epoch"], int) and isinstance(ckpt["stage"], int)
+            and isinstance(ckpt["history"], list) and isinstance(ckpt["model"], dict)):
+        raise UnreadableFile(path, "not a checkpoint of this harness (epoch, stage, history "
+                                   "or model of the wrong type)")
+    return ckpt
+
+
+def torch_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a file torch.save wrote (a zip archive), or None (also when
+    it is missing)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except FileNotFoundError:
+        return None
+    except (OSError, zipfile.BadZipFile, ValueError) as err:
+        return f"not a readable torch file: {err}"
+    return None
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "stage", "epoch", "history")
+HISTORY_COLUMNS = ("epoch", "exit")
+
+
+def predictions_problem(predictions: Any) -> str | None:
+    """Why ``predictions`` is not ``{split: {"logits": [N, M, C], "targets": [M]}}`` for the
+    held-out and test splits, or None."""
+    for split in ("heldout", "test"):
+        part = predictions.get(split) if isinstance(predictions, dict) else None
+        if not isinstance(part, dict):
+            return f"no {split} split"
+        logits, targets = part.get("logits"), part.get("targets")
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+            return f"{split}.logits is not a tensor [exits, images, classes]"
+        if not isinstance(targets, torch.Tensor) or targets.shape != logits.shape[1:2]:
+            return f"{split}.targets is not a tensor of one label per image"
+    return None
+
+
+JSON_SPECS = {F.CONFIG: S.CONFIG, F.STATUS: S.STATUS, F.ENVIRONMENT: S.ENVIRONMENT,
+              F.COSTS: S.COSTS, F.HELDOUT_INDEX: S.HELDOUT_INDEX, F.METRICS: S.METRICS}

@@ -2,7 +2,8 @@
 the tuning studies' best-trial files.
 
 Like :class:`bench.store.run.Run`, reading is tolerant and writing atomic. A suite in
-progress, a failed run or a half-written folder reads fine: every file is optional.
+progress, a failed run or a half-written folder reads fine: every file is optional, and a
+file that exists but cannot be read is named in one line and left out.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from bench.fileio import write_json, write_text
 from bench.store import files as F
+from bench.store import schema as S
 from bench.store.run import Run
 
 
@@ -31,15 +33,14 @@ class Suite:
     @cached_property
     def runs(self) -> list[Run]:
         """Run folders: those holding a config.json or a status.json."""
-        if not self.path.is_dir():
-            return []
-        return [Run(p) for p in sorted(self.path.iterdir()) if F.is_entry_dir(p)
+        return [Run(p) for p in _entries(self.path) if F.is_entry_dir(p)
                 and any((p / f).exists() for f in (F.CONFIG, F.STATUS))]
 
     @cached_property
     def config(self) -> dict:
         """suite.json: the resolved suite, plus ``run_count`` and ``run_ids``."""
-        return F.read_json_or(self.path / F.SUITE, {}) or {}
+        return F.read_json_or(self.path / F.SUITE, {}, "the suite's settings read as empty",
+                              S.SUITE)
 
     def has_suite_json(self) -> bool:
         return (self.path / F.SUITE).exists()
@@ -155,15 +156,18 @@ class Suite:
         method's name (``method_name``).
 
         Built from each run's metrics.json, the source of truth; summary.csv is the fallback
-        for rows of runs whose folders hold no metrics.
+        for rows of runs that have no folder here (a summary shared without the run
+        folders). A run folder whose metrics are missing or unreadable gives no rows: its
+        old summary rows may be stale.
         """
         rows = [{**row, "method_name": r.method_name} for r in self.runs if r.metrics
                 for row in r.summary_rows(self.slug)]
         df = pd.DataFrame(rows)
-        have = {r.run_id for r in self.runs if r.metrics}
-        summary = F.read_csv_or_none(self.path / F.SUMMARY)
-        if summary is not None and len(summary) and "run_id" in summary:
-            extra = summary[~summary["run_id"].astype(str).isin(have)].copy()
+        folders = {r.run_id for r in self.runs} | {r.path.name for r in self.runs}
+        summary = F.read_csv_or_none(self.path / F.SUMMARY, tuple(F.SUMMARY_COLUMNS),
+                                     S.SUMMARY_NUMERIC)
+        if summary is not None and len(summary):
+            extra = summary[~summary["run_id"].astype(str).isin(folders)].copy()
             if len(extra):
                 extra["method_name"] = extra.get("method")
                 df = pd.concat([df, extra], ignore_index=True) if len(df) else extra
@@ -177,6 +181,22 @@ class Suite:
         return df.reset_index(drop=True)
 
     # -- writing ------------------------------------------------------------------------
+    def tidy(self) -> tuple[list[Path], list[tuple[str, str, Path]]]:
+        """Hold :attr:`summary_lock_path`: delete temporary files of killed writes of
+        suite.json and summary.csv and set an unreadable one aside
+        (``<name>.corrupt-<time>``). Returns (deleted, [(name, why, where it went)])."""
+        removed = F.remove_temporary(self.path, (F.SUITE, F.SUMMARY))
+        moved = []
+        _, problem = F.json_problem(self.path / F.SUITE, S.SUITE)
+        if problem:
+            moved.append((F.SUITE, problem, F.set_aside(self.path / F.SUITE)))
+        _, problem = F.csv_problem(self.path / F.SUMMARY, tuple(F.SUMMARY_COLUMNS),
+                                   S.SUMMARY_NUMERIC)
+        if problem:
+            moved.append((F.SUMMARY, problem, F.set_aside(self.path / F.SUMMARY)))
+        self.__dict__.pop("config", None)
+        return removed, moved
+
     def write_suite(self, config: dict, run_ids: list[str]) -> None:
         """suite.json: the resolved suite (every default filled, overrides applied) with
         the number of runs it expands to and their ids."""
@@ -231,28 +251,38 @@ class Suite:
         return info
 
     def read_best(self, study: str) -> dict | None:
-        """A study's best-trial file, or None when it is missing, unreadable or written by
-        an older version without ``options``."""
-        info = F.read_json_or(self.best_file(study), None)
+        """A study's best-trial file, or None when it is missing, unreadable (said in one
+        line) or written by an older version without ``options``."""
+        info = F.read_json_or(self.best_file(study), None, "the study's best trial is left out",
+                              S.BEST_TRIAL)
         return info if isinstance(info, dict) and "options" in info else None
 
     def best_trials(self) -> list[dict]:
         """Every readable best-trial file of the suite's studies, sorted by file name."""
-        return [info for f in sorted(self.tuning_dir.glob("*.json"))
-                if (info := self.read_best(f.stem)) is not None]
+        return [info for f in sorted(_entries(self.tuning_dir)) if f.suffix == ".json"
+                and (info := self.read_best(f.stem)) is not None]
 
 
 def _unique(items) -> list:
     return list(dict.fromkeys(items))
 
 
+def _entries(folder: Path) -> list[Path]:
+    """A folder's entries, sorted; none when it is missing, and none (said in one line)
+    when it cannot be listed."""
+    try:
+        return sorted(Path(folder).iterdir())
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        F.log.warning("%s cannot be listed (%s); left out", folder, err.strerror or err)
+        return []
+
+
 def list_suites(results_root: Path) -> list[Path]:
     """Suite folders of a results root: the folders holding suite.json, summary.csv or run
     folders."""
-    root = Path(results_root)
-    if not root.is_dir():
-        return []
-    return [p for p in sorted(root.iterdir()) if F.is_entry_dir(p)
+    return [p for p in _entries(results_root) if F.is_entry_dir(p)
             and ((p / F.SUITE).exists() or (p / F.SUMMARY).exists()
-                 or any((c / F.CONFIG).exists() for c in p.iterdir() if c.is_dir()))]
+                 or any((c / F.CONFIG).exists() for c in _entries(p) if c.is_dir()))]
 

@@ -44,3 +44,71 @@ def test_report_of_a_name_outside_the_results_root_exits_2(results, tmp_path, ca
     assert cli.main(["report", "..", "--results", str(results),
                      "--reports", str(tmp_path / "reports")]) == 2
     assert not Path(tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["results", "demo", "--results", "{file}"], "--results"),
+    (["report", "--results", "{file}", "--reports", "{tmp}/r"], "--results"),
+    (["report", "--results", "{results}", "--reports", "{file}"], "--reports"),
+    (["report", "--results", "{tmp}/nowhere", "--reports", "{tmp}/r"], "--results"),
+    (["run", "{suite}", "--results", "{file}"], "--results"),
+    (["run", "{suite}", "--results", "{tmp}/out", "--reports", "{file}"], "--reports"),
+    (["run", "{suite}", "--results", "{file}/below"], "--results"),
+    (["tune", "{tuned}", "--results", "{file}"], "--results"),
+])
+def test_folders_that_cannot_be_used_exit_2_in_one_line(results, tmp_path, capsys, argv,
+                                                         option):
+    file = tmp_path / "a-file"
+    file.write_text("")
+    suite, tuned = tmp_path / "s.yaml", tmp_path / "t.yaml"
+    suite.write_text("name: s\ndataset: {name: synthetic, heldout: 32, options: {train_size: "
+                     "64, test_size: 32, image_size: 16}}\nbackbones: [{name: chain_tiny, "
+                     "overrides: {image_size: 16}}]\nmethods: [boostnet]\n")
+    tuned.write_text(suite.read_text().replace(
+        "[boostnet]", "[{name: boostnet, options: {temperature: tuned}}]\n"
+                      "tune: {trials: 1, objective: anytime}"))
+    argv = [a.format(file=file, tmp=tmp_path, results=results, suite=suite, tuned=tuned)
+            for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {option} ") and err.count("\n") == 1, err
+    assert "not a folder" in err or "no such folder" in err or "cannot create" in err
+    assert not (tmp_path / "out").exists() or argv[0] == "run"
+
+
+def test_an_os_error_while_writing_is_one_line_and_exit_2(results, tmp_path, monkeypatch,
+                                                          capsys):
+    def disk_full(*args):
+        raise OSError(28, "No space left on device", str(tmp_path / "r" / "index.html"))
+
+    monkeypatch.setattr("bench.report.render", disk_full)
+    assert cli.main(["report", "--results", str(results), "--reports", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == \
+        f"error: {tmp_path / 'r' / 'index.html'}: No space left on device\n"
+
+
+def test_results_and_report_name_unreadable_files_and_leave_them_out(tmp_path, capsys):
+    root = tmp_path / "results"
+    make_suite(root, "demo", [{"run_id": "a", "method": "joint", "skill": 1.0},
+                              {"run_id": "b", "method": "boostnet", "skill": 2.0},
+                              {"run_id": "c", "method": "boostnet", "skill": 2.0, "seed": 1}],
+               name="Demo")
+    (root / "demo" / "c" / "metrics.json").write_text('{"anytime": [{"exit"')
+    (root / "demo" / "a" / "predictions.pt").write_bytes(b"PK\x03\x04 truncated")
+    (root / "demo" / "a" / "history.csv").write_text("")
+    capsys.readouterr()
+    assert cli.main(["results", "demo", "--results", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "seeds per cell: 1" in out  # c's old summary rows are not used
+    assert err == (f"warning: {root / 'demo' / 'c' / 'metrics.json'} is unreadable (invalid "
+                   "JSON: Expecting ':' delimiter: line 1 column 21 (char 20)); the run's "
+                   "results are left out\n")
+    assert cli.main(["report", "--results", str(root), "--reports", str(tmp_path / "r")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == f"report: {tmp_path / 'r' / 'index.html'}"
+    said = "\n".join(lines[:-1])
+    assert all(line.startswith("warning: ") for line in lines[:-1])
+    for path in (root / "demo" / "c" / "metrics.json", root / "demo" / "a" / "history.csv",
+                 root / "demo" / "a" / "predictions.pt"):
+        assert said.count(f"{path} is unreadable") == 1, said  # once, however often read
+    assert "Traceback" not in said

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,13 @@ BAD = [
      "training.schedule.milestones", "increasing"),
     (MINIMAL + "training: {device: gpu}\n", "training.device", "cuda:N"),
     (MINIMAL + "seeds: 0\n", "seeds", "expected a non-empty list"),
+    (MINIMAL + "seeds: [0, 4294967296]\n", "seeds[1]", "[0, 2**32), at most 4294967295"),
+    (MINIMAL + f"seeds: [{10 ** 30}]\n", "seeds[0]", "found 1000000000000000000000000000000"),
+    (MINIMAL + "seeds: [-1]\n", "seeds[0]", "found -1"),
+    (MINIMAL.replace("[joint]", "[{name: boostnet, options: {temperature: tuned}}]")
+     + "tune: {objective: anytime, sampler: {name: tpe, seed: 4294967296}}\n",
+     "tune.sampler.seed",
+     "at most 4294967295"),
     (MINIMAL.replace("synthetic", "cifar1000"), "dataset.name", "cifar100, fashion_mnist"),
     (MINIMAL.replace("{name: synthetic}", "{name: synthetic, options: {size: 3}}"),
      "dataset.options.size", "train_size"),
@@ -221,12 +229,34 @@ def test_bad_suites_name_file_and_key(tmp_path, text, path, detail):
     ("name: x\nname: y\n", "duplicate key 'name'"),
     ("", "found an empty file"),
     ("- a\n- b\n", "expected a mapping of suite keys"),
+    (MINIMAL + "description: &d text\ntraining: {device: *d}\n",
+     "line 6, column 20: invalid YAML: found the alias *d: aliases are not allowed"),
+    (MINIMAL + "training: &t {epochs: 2}\ntune: {<<: *t}\n", "found the alias *t"),
+    (MINIMAL + "description: " + "[" * 200 + "]" * 200 + "\n", "more than 100 levels"),
 ])
 def test_bad_yaml(tmp_path, text, detail):
     file = write(tmp_path, text, "broken.yaml")
     with pytest.raises(SuiteError, match="broken.yaml") as err:
         load_suite(file)
     assert detail in str(err.value)
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path):
+    """Nine levels of nine aliases would expand to 9**9 items (gigabytes); refused at the
+    first alias, before anything is expanded."""
+    lines = ["name: bomb", "a: &a [x, x, x, x, x, x, x, x, x]"]
+    for prev, key in zip("abcdefghi", "bcdefghij"):
+        lines.append(f"{key}: &{key} [{', '.join(['*' + prev] * 9)}]")
+    file = write(tmp_path, "\n".join(lines) + "\n", "bomb.yaml")
+    started = time.perf_counter()
+    with pytest.raises(SuiteError, match=r"bomb\.yaml: line 3, column 8: .*alias \*a"):
+        load_suite(file)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_the_largest_seed_is_fine(tmp_path):
+    s = load_suite(write(tmp_path, MINIMAL + "seeds: [0, 4294967295]\n"))
+    assert s.config.seeds == (0, 4294967295)
 
 
 def test_missing_file(tmp_path):

@@ -12,6 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from bench import cli, store
+from bench.config import load_suite
+from bench.executors import local
+from bench.pipeline import claims, runner
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = """
@@ -85,3 +91,173 @@ def test_runs_of_other_code_are_stale_until_rerun(tmp_path):
         (previous,) = (r / "previous").iterdir()
         assert previous.name.endswith(f"-code-{short}")
         assert read(previous, "metrics.json") == before[r.name][1]  # nothing lost
+
+
+# -- in this process: failures stay in their run, broken files are set aside ---------------
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A suite whose two runs are finished, to copy."""
+    tmp = tmp_path_factory.mktemp("finished")
+    (tmp / "tied.yaml").write_text(SUITE)
+    assert cli.main(["run", str(tmp / "tied.yaml"), "--results", str(tmp / "results"),
+                     "--no-report", "--quiet"]) == 0
+    return tmp
+
+
+@pytest.fixture
+def copy(finished, tmp_path):
+    shutil.copytree(finished, tmp_path / "w")
+    suite = tmp_path / "w" / "tied.yaml"
+    runs = {r.method: r for r in store.Suite(tmp_path / "w" / "results" / "tied").runs}
+    return suite, runs
+
+
+def run_again(suite: Path, capsys, *extra) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cli.main(["run", str(suite), "--results", str(suite.parent / "results"),
+                     "--no-report", *extra])
+    return code, capsys.readouterr().err
+
+
+def test_a_run_that_raises_fails_alone_and_the_suite_goes_on(tmp_path, monkeypatch, capsys):
+    suite = tmp_path / "tied.yaml"
+    suite.write_text(SUITE)
+    real = runner._train_and_evaluate
+
+    def joint_explodes(spec, *args):
+        if spec.method_label == "joint":
+            raise ValueError("numpy says no\n(second line)")
+        return real(spec, *args)
+
+    monkeypatch.setattr(runner, "_train_and_evaluate", joint_explodes)
+    code, err = run_again(suite, capsys, "--quiet")
+    assert code == 1
+    runs = {r.method: r for r in store.Suite(tmp_path / "results" / "tied").runs}
+    assert runs["joint"].state == "failed" and runs["boostnet"].state == "done"
+    assert "ValueError: numpy says no" in runs["joint"].status["traceback"]
+    assert f"{runs['joint'].run_id} failed: ValueError: numpy says no\n" in err  # one line
+    assert err.endswith("1 run(s) failed (the status.json of a run that started holds the "
+                        f"traceback):\n  {runs['joint'].run_id}: ValueError: numpy says no\n")
+    assert "Traceback" not in err
+    for run in runs.values():  # no claim is left held
+        claim = claims.try_claim(run.lock_path)
+        assert claim is not None
+        claim.release()
+    monkeypatch.undo()  # the next run retries the failed one, from where it stopped
+    code, err = run_again(suite, capsys, "--quiet")
+    assert code == 0 and store.Run(runs["joint"].path).state == "done"
+
+
+def test_a_broken_metrics_json_comes_back_from_the_predictions(copy, capsys):
+    suite, runs = copy
+    run = runs["joint"]
+    before = run.metrics
+    run.file("metrics.json").write_text('{"anytime": [')
+    (run.path / ".metrics.json.x8y7z6w5.tmp").write_text("{")  # a killed write
+    code, err = run_again(suite, capsys)
+    assert code == 0
+    (aside,) = run.path.glob("metrics.json.corrupt-*")
+    assert aside.read_text() == '{"anytime": ['
+    assert f"{run.file('metrics.json')} is unreadable (invalid JSON: " in err
+    assert f"{run.run_id}: metrics.json computed again from its saved predictions" in err
+    assert store.Run(run.path).metrics == before
+    assert not list(run.path.glob(".*.tmp")) and "(done, skipped)" in err
+    claim = claims.try_claim(run.lock_path)  # released as soon as the run was done
+    assert claim is not None
+    claim.release()
+
+
+def test_a_finished_run_with_broken_status_and_predictions_is_run_again(copy, capsys):
+    suite, runs = copy
+    run = runs["boostnet"]
+    before = run.metrics
+    run.file("status.json").write_text("")
+    run.file("predictions.pt").write_bytes(b"garbage")
+    code, err = run_again(suite, capsys, "--quiet")
+    assert code == 0
+    fresh = store.Run(run.path)
+    assert fresh.state == "done" and fresh.metrics == before  # resumed from its checkpoint
+    assert len(list(run.path.glob("status.json.corrupt-*"))) == 1
+    (aside,) = run.path.glob("predictions.pt.corrupt-*")
+    assert aside.read_bytes() == b"garbage"
+    assert f"{run.file('predictions.pt')} is unreadable (not a readable torch file: " in err
+    assert torch.equal(fresh.load_predictions()["test"]["targets"],
+                       store.Run(runs["joint"].path).load_predictions()["test"]["targets"])
+
+
+def test_unreadable_predictions_for_a_new_evaluation_fail_that_run_only(copy, capsys):
+    suite, runs = copy
+    run = runs["joint"]
+    status, metrics = run.status, run.metrics
+    run.file("predictions.pt").write_bytes(b"garbage")
+    code, err = run_again(suite, capsys, "--quiet", "--set", "evaluation.calibration=true")
+    assert code == 1
+    assert f"{run.run_id} failed: UnreadableFile: {run.file('predictions.pt')}: not a " \
+           "readable torch file" in err
+    assert "the run keeps its metrics.json without the evaluation it lacks" in err
+    fresh = store.Run(run.path)
+    assert fresh.status == status and fresh.metrics == metrics  # nothing was changed
+    assert "calibration" in store.Run(runs["boostnet"].path).metrics  # the other got it
+
+
+def test_an_error_while_deciding_fails_that_run_and_releases_its_claim(copy, monkeypatch,
+                                                                         capsys):
+    suite, runs = copy
+    run = runs["joint"]
+    run.file("status.json").write_text("{")  # not done: it will be claimed and tidied
+
+    def cannot_rename(*args):
+        raise PermissionError(13, "Permission denied", str(run.file("status.json")))
+
+    monkeypatch.setattr(local, "_tidy_run", cannot_rename)
+    code, err = run_again(suite, capsys, "--quiet")
+    assert code == 1 and f"{run.run_id} failed: PermissionError: [Errno 13]" in err
+    claim = claims.try_claim(run.lock_path)
+    assert claim is not None
+    claim.release()
+
+
+def test_a_truncated_checkpoint_is_set_aside_and_the_run_starts_over(copy, capsys):
+    suite, runs = copy
+    run = runs["boostnet"]
+    before = run.metrics
+    ckpt = run.checkpoint_path.read_bytes()
+    run.checkpoint_path.write_bytes(ckpt[:1000])
+    run.file("metrics.json").unlink()
+    code, err = run_again(suite, capsys, "--quiet")
+    assert code == 0
+    (aside,) = run.path.glob("checkpoint.pt.corrupt-*")
+    assert aside.read_bytes() == ckpt[:1000]
+    (line,) = [e for e in err.splitlines() if "checkpoint.pt" in e]
+    assert line.startswith(f"warning: {run.checkpoint_path} is unreadable (not a readable "
+                           "torch file")
+    assert line.endswith(f"moved to {aside.name}; the run starts over")
+    assert store.Run(run.path).metrics == before  # trained again: the same numbers
+
+
+def test_a_finished_runs_leftover_temporaries_are_removed_when_no_one_holds_it(copy, capsys):
+    suite, runs = copy
+    leftover = runs["joint"].path / ".metrics.json.a1b2c3d4.tmp"  # a killed re-evaluation
+    leftover.write_text("{")
+    held = runs["boostnet"].path / ".metrics.json.e5f6g7h8.tmp"  # one being written now
+    held.write_text("{")
+    claim = claims.try_claim(runs["boostnet"].lock_path)
+    try:
+        code, err = run_again(suite, capsys)
+    finally:
+        claim.release()
+    assert code == 0 and err.count("(done, skipped)") == 2
+    assert not leftover.exists() and held.exists()
+
+
+def test_suite_files_broken_or_half_written_are_tidied(copy, capsys):
+    suite, runs = copy
+    folder = suite.parent / "results" / "tied"
+    (folder / "suite.json").write_text('{"name": ')
+    (folder / ".summary.csv.q1w2e3r4.tmp").write_text("half")
+    code, err = run_again(suite, capsys, "--quiet")
+    assert code == 0 and f"{folder / 'suite.json'} is unreadable" in err
+    assert len(list(folder.glob("suite.json.corrupt-*"))) == 1
+    assert not list(folder.glob(".*.tmp"))
+    assert store.Suite(folder).config["run_count"] == 2

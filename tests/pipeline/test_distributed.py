@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from bench.config.checker import Checker
 from bench.data import unshard
 from bench.data.splits import shard
 from bench.pipeline import claims
-from bench.pipeline.distributed import Dist, check_sync_bn
+from bench.pipeline.distributed import Dist, agree, check_sync_bn
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = {
@@ -110,6 +111,29 @@ def test_a_claimed_run_is_skipped_and_a_dead_workers_run_is_taken(tmp_path, caps
     claim.release()
 
 
+def test_lock_files_follow_the_umask_and_other_users_locks_still_lock(tmp_path, monkeypatch):
+    old = os.umask(0o002)
+    try:
+        with claims.try_claim(tmp_path / ".lock") as claim:
+            assert claim is not None
+            assert (tmp_path / ".lock").stat().st_mode & 0o777 == 0o664  # group may lock it
+    finally:
+        os.umask(old)
+    real_open = os.open
+
+    def not_ours(path, flags, *mode):  # another user's 0644 lock file: no write access
+        if flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *mode)
+
+    monkeypatch.setattr(os, "open", not_ours)
+    claim = claims.try_claim(tmp_path / ".lock")
+    assert claim is not None
+    monkeypatch.undo()
+    assert claims.try_claim(tmp_path / ".lock") is None  # held through the read-only fd
+    claim.release()
+
+
 def test_two_workers_share_a_study(tmp_path):
     raw = {**SUITE, "methods": [{"name": "boostnet", "options": {"temperature": "tuned"}}],
            "seeds": [0], "training": {**SUITE["training"], "epochs": 1},
@@ -159,8 +183,8 @@ def test_ddp_two_processes_gloo_match_one_process(tmp_path, capsys):
     for method in ("boostnet", "sequential"):
         (d1,) = (r1 / "shared").glob(f"*--{method}--*")
         (d2,) = (r2 / "shared").glob(f"*--{method}--*")
-        pr1 = torch.load(d1 / "predictions.pt")
-        pr2 = torch.load(d2 / "predictions.pt")
+        pr1 = torch.load(d1 / "predictions.pt", weights_only=True)
+        pr2 = torch.load(d2 / "predictions.pt", weights_only=True)
         for split in ("heldout", "test"):
             assert torch.equal(pr1[split]["targets"], pr2[split]["targets"])  # padding gone
             x, y = pr1[split]["logits"].float(), pr2[split]["logits"].float()
@@ -177,3 +201,81 @@ def test_sync_bn_on_cpu_is_a_clear_error():
     with pytest.raises(ValueError, match="sync_bn needs CUDA"):
         check_sync_bn(training, torch.device("cpu"), Dist(0, 2))
     check_sync_bn(training, torch.device("cpu"), Dist())  # one process: no-op
+
+
+def test_agreement_of_one_process_is_its_own_error():
+    assert agree("ValueError: x", Dist()) == ["ValueError: x"]
+    assert agree(None, Dist()) == [None]
+
+
+FAILING = '''
+import os
+
+import torch
+
+from methods import NUMBER, Method, Option, register
+
+
+@register("fails_on")
+class FailsOn(Method):
+    """Joint training that raises on one rank (or all: -1) at its second training step."""
+
+    OPTIONS = Method.OPTIONS + (Option("rank", NUMBER, -1.0, "the rank that fails"),)
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.steps = 0
+
+    def sample_losses(self, outs, targets):
+        if outs[0].requires_grad:  # training, not the suite's dry run
+            self.steps += 1
+            mine = self.rank in (-1, int(os.environ.get("RANK", "0")))
+            if mine and self.steps == 2:
+                raise RuntimeError(f"boom on rank {os.environ.get('RANK')}")
+        return super().sample_losses(outs, targets)
+'''
+
+
+def torchrun(suite: str, results: Path, timeout: int = 240, **env_extra):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "bench", "run", suite, "--results", str(results), "--no-report", "--quiet"]
+    return subprocess.run(cmd, cwd=ROOT, env={**env(), **env_extra}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_ddp_a_run_failing_on_every_rank_fails_alone_and_the_suite_goes_on(tmp_path):
+    (tmp_path / "failing.py").write_text(FAILING)
+    raw = {**SUITE, "plugins": ["failing.py"], "seeds": [0],
+           "methods": [{"name": "fails_on", "label": "fails"}, "joint"]}
+    results = tmp_path / "results"
+    out = torchrun(write(tmp_path, raw), results)
+    assert out.returncode != 0  # a run failed: exit 1 on rank 0
+    states = {p.parent.name.split("--")[1]: json.loads(p.read_text())
+              for p in (results / "shared").glob("*/status.json")}
+    assert states["joint"]["state"] == "done"
+    failed = states["fails"]
+    assert failed["state"] == "failed"
+    assert failed["error"] == ("rank 0: RuntimeError: boom on rank 0; "
+                               "rank 1: RuntimeError: boom on rank 1")
+    assert "in sample_losses" in failed["traceback"]
+    assert "1 run(s) failed" in out.stderr
+
+
+@pytest.mark.slow
+def test_ddp_a_rank_failing_alone_ends_the_job_instead_of_hanging(tmp_path):
+    """Rank 1 raises in the middle of an epoch while rank 0 waits in DDP's all-reduce: rank
+    1 gives up waiting for the vote after BENCH_AGREEMENT_TIMEOUT seconds and ends, and
+    torchrun ends rank 0; the next run resumes."""
+    (tmp_path / "failing.py").write_text(FAILING)
+    raw = {**SUITE, "plugins": ["failing.py"], "seeds": [0],
+           "methods": [{"name": "fails_on", "label": "fails", "options": {"rank": 1}}]}
+    started = time.monotonic()
+    out = torchrun(write(tmp_path, raw), tmp_path / "results", timeout=200,
+                   BENCH_AGREEMENT_TIMEOUT="5")
+    assert out.returncode != 0
+    assert time.monotonic() - started < 120
+    assert "rank 1 failed (RuntimeError: boom on rank 1) and the other ranks did not " \
+           "stop within 5 s" in out.stderr
+    (status,) = (tmp_path / "results" / "shared").glob("*/status.json")
+    assert json.loads(status.read_text())["state"] == "running"

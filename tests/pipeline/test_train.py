@@ -101,8 +101,50 @@ def test_resume_gives_the_same_model(splits, tmp_path):
     resumed = make_trainer(splits, tmp_path / "b", "boostnet")  # fresh process state
     state = resumed.fit()
     assert state.epoch == 3
-    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    assert_same_model(straight.model, resumed.model)
+
+
+def assert_same_model(a, b):
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, msg=k)
+
+
+def test_a_checkpoint_the_model_saves_loads_with_weights_only(splits, tmp_path):
+    """Everything the trainer saves (state dicts of the model, SGD with momentum and the
+    scaler, the stage, the history with NaN cells) loads without unpickling code."""
+    make_trainer(splits, tmp_path, "sequential").fit()
+    ckpt = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 3 and ckpt["optimizer"]["state"]
+    assert any(math.isnan(r["train_loss"]) for r in ckpt["history"])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other_model"])
+def test_a_broken_checkpoint_is_set_aside_and_the_run_starts_over(splits, tmp_path, caplog,
+                                                                   damage):
+    straight = make_trainer(splits, tmp_path / "a", "boostnet", epochs=2)
+    straight.fit()
+    broken = make_trainer(splits, tmp_path / "b", "boostnet", epochs=2)
+    broken.checkpoint.parent.mkdir()
+    (tmp_path / "b" / "history.csv").write_text("kept\n")  # the rest of the folder
+    if damage == "truncate":
+        broken.checkpoint.write_bytes((tmp_path / "a" / "checkpoint.pt").read_bytes()[:1000])
+    elif damage == "garbage":
+        broken.checkpoint.write_text("not a torch file")
+    else:  # a readable checkpoint of another backbone: must not be half loaded
+        other = backbones.create("chain_tiny", num_classes=7, image_size=16)
+        torch.save({"model": other.state_dict(), "optimizer": {}, "scaler": {}, "stage": 0,
+                    "epoch": 1, "history": []}, broken.checkpoint)
+    original = broken.checkpoint.read_bytes()
+    state = broken.fit()
+    assert state.epoch == 2 and len(state.history) == 6  # trained from epoch 0
+    assert_same_model(straight.model, broken.model)
+    (aside,) = (tmp_path / "b").glob("checkpoint.pt.corrupt-*")
+    assert aside.read_bytes() == original and (tmp_path / "b" / "history.csv").exists()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "bench.pipeline"]
+    assert line.startswith(f"{broken.checkpoint} is unreadable (")
+    assert line.endswith(f"moved to {aside.name}; the run starts over")
+    if damage == "other_model":
+        assert "does not fit the model" in line
 
 
 def test_nan_loss_stops_with_a_clear_error(splits, tmp_path):
