@@ -109,12 +109,14 @@ def _decide(spec: RunSpec, run: store.Run, current: str, rerun_stale: bool
 
 
 def _finished(spec: RunSpec, run: store.Run, current: str) -> str:
-    if run.is_stale(current):
-        return "stale"
+    """A finished run, stale ones included, gets the evaluations it lacks from its saved
+    predictions (no retraining: the trained model is what it was)."""
     if runner.metrics_outdated(spec, run):
         with claims.locked(run.lock_path):
             runner.evaluate_saved(spec, run)
-    return "skip"
+        log(f"{spec.run_id} re-evaluated from its saved predictions (new evaluation "
+            "options or exit rules)")
+    return "stale" if run.is_stale(current) else "skip"
 
 
 def _summary(folder: store.Suite) -> None:
