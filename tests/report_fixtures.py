@@ -45,14 +45,15 @@ def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=
              state="done", options=None, mmacs=DEFAULT_MMACS, params=(1000, 2000, 3000),
              budgets=(1.5, 2.5), epochs=3, classes=10, m=200, skill=1.0, dataset="synthetic",
              error="RuntimeError: loss is NaN", metrics=None, predictions=True, stale=False,
-             rules=None, training=None, evaluation=None):
+             rules=None, training=None, evaluation=None, config=None):
     """One run folder; ``state`` done writes everything, failed/running only what they have.
 
     ``metrics``: write this metrics.json instead of the one computed from the logits (for
     hand-checked numbers); ``predictions=False`` leaves predictions.pt out; ``stale``: made
     by other code than the current; ``rules``: compute_metrics' exit-rule arguments
     (criteria, combiners, global_threshold); ``training``: a training.json record;
-    ``evaluation``: config.json's evaluation section."""
+    ``evaluation``: config.json's evaluation section; ``config``: config.json keys to
+    replace (a full training recipe, say)."""
     code = OTHER_CODE if stale else CODE
     run = store.Suite(suite_dir).run(run_id)
     n_exits = len(mmacs)
@@ -64,7 +65,7 @@ def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=
         "backbone": {"name": backbone, "label": backbone, "overrides": {}},
         "method": {"name": method, "label": label or method, "options": options or {}},
         "seed": seed, "budgets_mmacs": list(budgets),
-        "evaluation": evaluation or {"calibration": False}})
+        "evaluation": evaluation or {"calibration": False}, **(config or {})})
     done_epochs = {"done": epochs, "failed": 1, "running": 1}.get(state, 0)
     run.set_status(state, epoch=done_epochs, epochs=epochs, fingerprint=code["sha256"],
                    error=error if state == "failed" else None)
