@@ -101,8 +101,10 @@ def test_the_methods_suites_hold_every_method_and_every_rule(known_costs):
     quick = load_suite(ROOT / "suites" / "quickstart-methods.yaml")
     for s in (cifar, quick):
         names = [m.name for m in s.config.methods]
-        assert sorted(names) == methods.names(), (
-            f"{s.path} must list every registered method once, with its defaults")
+        shipped = [n for n in methods.names()  # not the plugins other tests register
+                   if type(methods.create(n)).__module__.startswith("methods.")]
+        assert sorted(names) == shipped, (
+            f"{s.path} must list every method of methods/ once, with its defaults")
         assert all(m.reference for m in s.config.methods) and s.config.baseline == "joint"
         ev = s.config.evaluation
         assert sorted(ev.criteria) == exit_criteria.names() and ev.global_threshold
