@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import torch
 
 from bench import store
-from bench.store import rules as R
 from bench.config import RunSpec
 from bench.pipeline import distributed
 from bench.pipeline.distributed import Dist
@@ -19,6 +18,7 @@ from bench.pipeline.evaluation import compute_metrics, rule_options
 from bench.pipeline.setup import DataCache, environment, set_up
 from bench.pipeline.train import NonFiniteLoss, Trainer
 from bench.pipeline.tuning import tuned_values
+from bench.store import rules as R
 
 
 @dataclass

@@ -274,3 +274,15 @@ def test_correctness_cache_agrees_with_correct_at(page):
             got = stats.rule_correctness(run, R.entry_label(entry), "per exit",
                                          b["budget_mmacs"])
             assert np.array_equal(got, expected)
+
+
+def test_a_suite_without_baseline_has_no_differences(tmp_path):
+    results = tmp_path / "results"
+    make_suite(results, "nobase", [{"run_id": "a", "method": "boostnet", "skill": 1.3},
+                                   {"run_id": "b", "method": "sequential"}], baseline=None)
+    render(results, tmp_path / "reports")
+    html = (tmp_path / "reports" / "nobase" / "leaderboard.html").read_text()
+    table = keyed(Tables(html).tables["lb-1-tiny3"])
+    assert set(table) == {("none / max_softmax", "boostnet"), ("none / max_softmax", "sequential")}
+    assert all("(" not in cell for row in table.values() for cell in row.values())
+    assert "Difference to the baseline" not in html and "no baseline in this suite" in html
