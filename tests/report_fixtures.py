@@ -44,12 +44,16 @@ def history_rows(epochs: int, n_exits: int, skill: float) -> list[dict]:
 def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=None, seed=0,
              state="done", options=None, mmacs=DEFAULT_MMACS, params=(1000, 2000, 3000),
              budgets=(1.5, 2.5), epochs=3, classes=10, m=200, skill=1.0, dataset="synthetic",
-             error="RuntimeError: loss is NaN", metrics=None, predictions=True, stale=False):
+             error="RuntimeError: loss is NaN", metrics=None, predictions=True, stale=False,
+             rules=None, training=None, evaluation=None, config=None):
     """One run folder; ``state`` done writes everything, failed/running only what they have.
 
     ``metrics``: write this metrics.json instead of the one computed from the logits (for
     hand-checked numbers); ``predictions=False`` leaves predictions.pt out; ``stale``: made
-    by other code than the current."""
+    by other code than the current; ``rules``: compute_metrics' exit-rule arguments
+    (criteria, combiners, global_threshold); ``training``: a training.json record;
+    ``evaluation``: config.json's evaluation section; ``config``: config.json keys to
+    replace (a full training recipe, say)."""
     code = OTHER_CODE if stale else CODE
     run = store.Suite(suite_dir).run(run_id)
     n_exits = len(mmacs)
@@ -60,7 +64,8 @@ def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=
         "training": {"epochs": epochs, "batch_size": 64},
         "backbone": {"name": backbone, "label": backbone, "overrides": {}},
         "method": {"name": method, "label": label or method, "options": options or {}},
-        "seed": seed, "budgets_mmacs": list(budgets), "evaluation": {"calibration": False}})
+        "seed": seed, "budgets_mmacs": list(budgets),
+        "evaluation": evaluation or {"calibration": False}, **(config or {})})
     done_epochs = {"done": epochs, "failed": 1, "running": 1}.get(state, 0)
     run.set_status(state, epoch=done_epochs, epochs=epochs, fingerprint=code["sha256"],
                    error=error if state == "failed" else None)
@@ -69,6 +74,8 @@ def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=
     run.write_history(history_rows(done_epochs, n_exits, skill))
     if state != "done":
         return run.path
+    if training is not None:
+        run.write_training(training)
     run.write_heldout_index(range(m))
     preds = {}
     for i, split in enumerate(("heldout", "test")):
@@ -77,7 +84,7 @@ def make_run(suite_dir, run_id: str, *, backbone="tiny3", method="joint", label=
     if predictions:
         run.save_predictions(preds)
     run.write_metrics(metrics if metrics is not None else
-                      compute_metrics(preds, list(mmacs), list(budgets)))
+                      compute_metrics(preds, list(mmacs), list(budgets), **(rules or {})))
     return run.path
 
 
@@ -91,10 +98,10 @@ def method_entries(runs: list[dict]) -> list[dict]:
 
 
 def make_suite(root, slug: str, runs: list[dict], name: str | None = None,
-               planned: int = 0, baseline: str | None = "joint"):
+               planned: int = 0, baseline: str | None = "joint", evaluation: dict | None = None):
     """A suite folder: suite.json, the given runs (kwargs of make_run) and summary.csv.
     ``planned`` runs are in the suite but have no folder yet; ``baseline`` is used where
-    the suite has that label."""
+    the suite has that label; ``evaluation``: suite.json's resolved evaluation section."""
     suite = store.Suite(Path(root) / slug)
     budgets = runs[0].get("budgets", (1.5, 2.5)) if runs else []
     run_ids = [r["run_id"] for r in runs] + [f"planned-{i}" for i in range(planned)]
@@ -103,7 +110,8 @@ def make_suite(root, slug: str, runs: list[dict], name: str | None = None,
     suite.write_suite({"name": name or slug, "dataset": {"name": "synthetic"},
                        "methods": methods,
                        "budgets": {"mmacs": list(budgets), "fractions": None},
-                       "baseline": baseline if baseline in labels else None, "plugins": []},
+                       "baseline": baseline if baseline in labels else None, "plugins": [],
+                       **({"evaluation": evaluation} if evaluation else {})},
                       run_ids)
     options = {m["label"]: m["options"] for m in methods}
     for spec in runs:

@@ -56,7 +56,11 @@ SCHEDULE = "step"
 
 BUDGETS = {"mmacs": None, "fractions": None}  # at most one; none: no budgeted evaluation
 # Evaluation options are computed from saved logits, so they never change a run id.
-EVALUATION = {"calibration": False}
+# Exit rules (bench.exits): every (combiner, criterion) pair is evaluated; the default pair
+# (none, max_softmax) is what metrics.json's top-level keys have always held. A combiner is
+# a name or {name, **options}; global_threshold adds the one-threshold fit as a variant.
+EVALUATION = {"calibration": False, "criteria": ["max_softmax"], "combiners": ["none"],
+              "global_threshold": False}
 
 BACKBONE_ENTRY = {"name": REQUIRED, "label": None, "overrides": {}}  # label: the name
 METHOD_ENTRY = {"name": REQUIRED, "label": None, "options": {}}

@@ -111,7 +111,13 @@ class BudgetsConfig(Config):
 
 @dataclass(frozen=True)
 class EvaluationConfig(Config):
+    """How metrics are computed from saved logits (never part of a run id)."""
+
     calibration: bool
+    criteria: tuple[str, ...] = ("max_softmax",)  # bench.exits.criteria names
+    # bench.exits.combiners as {"name": ..., **options}, e.g. {name: product, weights: linear}
+    combiners: tuple[Mapping[str, Any], ...] = (MappingProxyType({"name": "none"}),)
+    global_threshold: bool = False  # also fit one threshold at every exit (a variant)
 
 
 @dataclass(frozen=True)

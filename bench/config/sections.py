@@ -1,5 +1,5 @@
 """Validation of the suite's plain sections into typed configs (data set, training, seeds,
-budgets, evaluation, backbone entries, baseline)."""
+budgets, backbone entries, baseline; the evaluation section is bench.config.evaluation)."""
 from __future__ import annotations
 
 import re
@@ -9,8 +9,8 @@ from bench import data
 from bench.config import defaults as D
 from bench.config.checker import Checker, join
 from bench.config.schema import (BackboneEntry, BudgetsConfig, DatasetConfig,
-                                 EvaluationConfig, OptimizerConfig, ScheduleConfig, Subset,
-                                 TrainingConfig, freeze)
+                                 OptimizerConfig, ScheduleConfig, Subset, TrainingConfig,
+                                 freeze)
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
@@ -131,11 +131,6 @@ def budgets(c: Checker, value: Any) -> BudgetsConfig:
         out[key] = None if b[key] is None else tuple(c.items(
             b[key], f"budgets.{key}", lambda v, p: c.number(v, p, lo=0, hi=hi, open_lo=True)))
     return BudgetsConfig(out["mmacs"], out["fractions"])
-
-
-def evaluation(c: Checker, value: Any) -> EvaluationConfig:
-    e = c.mapping(value, "evaluation", D.EVALUATION)
-    return EvaluationConfig(c.boolean(e["calibration"], "evaluation.calibration"))
 
 
 def entries(c: Checker, value: Any, section: str, known: list[str], what: str,

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench import backbones
-from bench.config import costs, method_entries, plugins, sections, tune as tune_schema
+from bench.config import (costs, evaluation as evaluation_schema, method_entries, plugins,
+                          sections, tune as tune_schema)
 from bench.config.checker import Checker
 from bench.config.defaults import BACKBONE_ENTRY, TOP_LEVEL
 from bench.config.loading import check_mapping, read_raw, slugify
@@ -67,7 +68,7 @@ def resolve(raw: dict, file: str, base: Path) -> tuple[SuiteConfig, list[RunSpec
     training = sections.training(c, s["training"])
     seeds = sections.seeds(c, s["seeds"])
     budgets = sections.budgets(c, s["budgets"])
-    evaluation = sections.evaluation(c, s["evaluation"])
+    evaluation = evaluation_schema.validate(c, s["evaluation"])
     num_classes, input_size = sections.shape(dataset)
 
     raw_backbones = sections.entries(c, s["backbones"], "backbones", backbones.names(),
@@ -95,6 +96,8 @@ def resolve(raw: dict, file: str, base: Path) -> tuple[SuiteConfig, list[RunSpec
         info = costs.check_backbone(c, b, f"backbones[{i}]", num_classes, input_size,
                                     dataset.name)
         budget_list = costs.budgets_for(c, budgets, info, b.label)
+        evaluation_schema.check_on_backbone(c, evaluation, info.num_exits, num_classes,
+                                            b.label)
         for j, m in enumerate(entries_m):
             stages = method_entries.check_on(c, m, f"methods[{j}]", info, b, num_classes,
                                              training.epochs)

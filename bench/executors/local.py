@@ -190,13 +190,13 @@ def _tidy_suite(folder: store.Suite) -> None:
 
 
 def _finished(spec: RunSpec, run: store.Run, current: str) -> str:
+    """A finished run, stale ones included, gets the evaluations it lacks from its saved
+    predictions (no retraining: the trained model is what it was)."""
     if run.temporary_files():  # a killed evaluation from saved predictions left them
         claim = claims.try_claim(run.lock_path)
         if claim is not None:
             with claim:
                 run.remove_temporary()
-    if run.is_stale(current):
-        return "stale"
     if runner.metrics_outdated(spec, run):
         with claims.locked(run.lock_path):
             try:
@@ -204,7 +204,9 @@ def _finished(spec: RunSpec, run: store.Run, current: str) -> str:
             except UnreadableFile as err:
                 raise UnreadableFile(err.path, f"{err.reason}; the run keeps its metrics.json "
                                                "without the evaluation it lacks") from err
-    return "skip"
+        log(f"{spec.run_id} re-evaluated from its saved predictions (new evaluation "
+            "options or exit rules)")
+    return "stale" if run.is_stale(current) else "skip"
 
 
 def _summary(folder: store.Suite) -> None:

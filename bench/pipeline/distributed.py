@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench.config import TrainingConfig
 from bench.data import unshard
-from bench.pipeline.predict import predict
+from bench.pipeline.predict import predict_with_raw
 
 
 @dataclass
@@ -125,20 +125,24 @@ def average_buffers(model: nn.Module, dist: Dist) -> None:
 
 
 def gather_predict(model, method, splits, split: str, batch_size: int, device, dist: Dist,
-                   channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """F_n logits [N, M, C] and targets [M] of a whole split: each rank predicts its shard,
-    rank 0 gathers them and drops the padding; other ranks get their own shard back."""
-    logits, targets = predict(model, method, splits.batches(
+                   channels_last: bool = False, dtype: torch.dtype = torch.float32
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """F_n logits [N, M, C], raw head logits f_n [N, M, C] and targets [M] of a whole split:
+    each rank predicts its shard, rank 0 gathers them and drops the padding; other ranks get
+    their own shard back."""
+    logits, raw, targets = predict_with_raw(model, method, splits.batches(
         split, batch_size, device=device, rank=dist.rank, world_size=dist.world_size),
-        channels_last=channels_last)
+        channels_last=channels_last, dtype=dtype)
     if dist.world_size <= 1:
-        return logits, targets
+        return logits, raw, targets
     parts = [None] * dist.world_size
-    tdist.all_gather_object(parts, (logits, targets))  # every shard has the same length
+    tdist.all_gather_object(parts, (logits, raw, targets))  # every shard has the same length
     n = splits.size(split)
-    all_logits = unshard([p[0].transpose(0, 1) for p in parts], n).transpose(0, 1)
-    all_targets = unshard([p[1] for p in parts], n)
-    return all_logits.contiguous(), all_targets
+
+    def gathered(k: int) -> torch.Tensor:  # [N, M, C] per rank -> [N, M_total, C]
+        return unshard([p[k].transpose(0, 1) for p in parts], n).transpose(0, 1).contiguous()
+
+    return gathered(0), gathered(1), unshard([p[2] for p in parts], n)
 
 
 def broadcast(value, dist: Dist):

@@ -10,14 +10,17 @@ import logging
 import traceback
 from dataclasses import dataclass
 
+import torch
+
 from bench import store
 from bench.config import RunSpec
 from bench.pipeline import distributed
 from bench.pipeline.distributed import Dist
-from bench.pipeline.evaluation import compute_metrics
+from bench.pipeline.evaluation import compute_metrics, rule_options
 from bench.pipeline.setup import DataCache, environment, set_up
 from bench.pipeline.train import Trainer
 from bench.pipeline.tuning import tuned_values
+from bench.store import rules as R
 
 log = logging.getLogger("bench.pipeline")
 
@@ -45,20 +48,30 @@ def method_options(spec: RunSpec, suite: store.Suite, suite_file: str = "<suite>
 
 def evaluate_saved(spec: RunSpec, run: store.Run) -> None:
     """Recompute metrics.json of a finished run from its saved predictions (e.g. when an
-    evaluation option was turned on later); nothing is retrained."""
-    metrics = compute_metrics(run.load_predictions(), spec.exit_mmacs, spec.budgets_mmacs,
-                              spec.evaluation.calibration)
-    tuned = (run.metrics or {}).get("tuned") or run.config.get("tuned")
+    evaluation option or an exit rule was added to the suite later); nothing is retrained.
+    Keys and rules the suite no longer asks for are kept."""
+    metrics = compute_metrics(run.load_predictions(), list(spec.exit_mmacs),
+                              list(spec.budgets_mmacs), **rule_options(spec.evaluation))
+    old = run.metrics or {}
+    metrics[R.RULES] = R.merged(old.get(R.RULES), metrics[R.RULES])
+    tuned = old.get("tuned") or run.config.get("tuned")
     if tuned:
         metrics["tuned"] = tuned
-    run.write_metrics(metrics)
+    run.write_metrics({**old, **metrics})
 
 
 def metrics_outdated(spec: RunSpec, run: store.Run) -> bool:
-    """Whether a finished run's metrics lack an evaluation the suite now asks for."""
-    if not spec.evaluation.calibration or not run.has_predictions:
+    """Whether a finished run's metrics lack an evaluation the suite now asks for: the
+    calibration report or an exit rule (a run without a held-out split has no curve and
+    gets no rules: nothing can be fitted for it)."""
+    if not run.has_predictions:
         return False
-    return "calibration" not in (run.metrics or {})
+    metrics = run.metrics or {}
+    if spec.evaluation.calibration and "calibration" not in metrics:
+        return True
+    ev = spec.evaluation
+    return bool(metrics.get("curve")) and bool(R.missing(metrics, ev.criteria, ev.combiners,
+                                                         ev.global_threshold))
 
 
 def run_one(spec: RunSpec, ctx: RunContext) -> str:
@@ -140,19 +153,20 @@ def _train_and_evaluate(spec: RunSpec, run: store.Run, ctx: RunContext, options:
     state = trainer.fit()
     preds = {}
     for split in ("heldout", "test"):  # every rank predicts its shard; rank 0 gathers
-        logits, targets = distributed.gather_predict(
-            s.model, s.method, s.splits, split, training.eval_batch_size, s.device, dist,
-            channels_last=trainer.channels_last)
         # Saved as float16 and metrics computed from what was saved, so that a later
-        # evaluation from disk gives exactly the same numbers.
-        preds[split] = {"logits": logits.half(), "targets": targets.long()}
+        # evaluation from disk gives exactly the same numbers. F_n and the raw head logits
+        # f_n are both kept: rules and ensembles can be applied later without retraining.
+        logits, raw, targets = distributed.gather_predict(
+            s.model, s.method, s.splits, split, training.eval_batch_size, s.device, dist,
+            channels_last=trainer.channels_last, dtype=torch.float16)
+        preds[split] = {"logits": logits, "raw_logits": raw, "targets": targets.long()}
     if not dist.is_main:
         return
     run.write_history(state.history)
     run.write_training(trainer.training_record(state))
     run.save_predictions(preds)
     metrics = compute_metrics(preds, list(spec.exit_mmacs), list(spec.budgets_mmacs),
-                              spec.evaluation.calibration)
+                              **rule_options(spec.evaluation))
     if tuned:
         metrics["tuned"] = tuned
     run.write_metrics(metrics)

@@ -1,7 +1,8 @@
 """HTML reports rendered from the results store alone (docs/results-format.md).
 
 ``render(results_root, reports_root, suites=None) -> Path`` writes ``reports/index.html``,
-a page per suite and a page per run. Plots are plotly figures built as JSON in Python and
+a page per suite with its leaderboard (every method under every exit rule) and a page per
+run. Plots are plotly figures built as JSON in Python and
 drawn by the plotly.min.js copied once to ``reports/assets/``; no network is needed.
 """
 

@@ -6,6 +6,8 @@ Layout of ``reports_root``::
     assets/plotly.min.js           plotly's bundle, copied from the installed package
     assets/report.css
     <suite>/index.html             the suite page (suite_page); its tables as CSV beside it
+    <suite>/leaderboard.html       methods x exit rules x budgets, training cost, published
+                                   numbers (leaderboard)
     <suite>/runs/<run_id>.html     a page per run (run_page); its history as CSV beside it
 
 Runs made by other code than the current one (their code fingerprint differs) are marked
@@ -25,6 +27,7 @@ from bench import fingerprint
 from bench.report import plots, tables
 from bench.report.common import (MACS_NOTE, dataset_of, make_table, safe, stale_footnote,
                                  status_of)
+from bench.report.leaderboard import PAGE as LEADERBOARD, render_leaderboard
 from bench.report.suite_page import render_suite
 from bench.store import Suite, list_suites
 
@@ -86,6 +89,7 @@ def render(results_root: Path, reports_root: Path, suites: list[str] | None = No
         cmp = tables.comparison(suite, code)
         if path in chosen:
             render_suite(env, suite, cmp, reports_root / suite.slug, stale)
+            render_leaderboard(env, suite, reports_root / suite.slug, stale, code)
         cards.append(index_card(suite, cmp, reports_root, stale))
     index = reports_root / "index.html"
     index.write_text(env.get_template("index.html").render(
@@ -112,4 +116,5 @@ def index_card(suite: Suite, cmp: pd.DataFrame, reports_root: Path, stale: list[
     return {"slug": suite.slug, "name": suite.name, "status": status_of(suite, stale),
             "date": suite.date, "backbones": backbones, "dataset": dataset_of(suite),
             "baseline": suite.baseline, "headlines": heads,
-            "has_page": (folder / "index.html").exists()}
+            "has_page": (folder / "index.html").exists(),
+            "has_leaderboard": (folder / LEADERBOARD).exists()}

@@ -192,3 +192,94 @@ def _esc(text: str) -> str:
     """Labels go into plotly hover templates, which render HTML: escape them."""
     return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace("%{", "%&#123;"))
+
+
+def _dropdown(groups: list[tuple[str, int]], n_traces: int) -> list[dict]:
+    """A plotly menu that shows one group of traces at a time (``groups``: label and how
+    many consecutive traces it has)."""
+    buttons, start = [], 0
+    for label, count in groups:
+        visible = [start <= i < start + count for i in range(n_traces)]
+        buttons.append({"label": label, "method": "restyle", "args": [{"visible": visible}]})
+        start += count
+    return [{"buttons": buttons, "direction": "down", "showactive": True, "x": 1.0,
+             "xanchor": "right", "y": 1.02, "yanchor": "bottom"}]
+
+
+def _grouped(title: str, xtitle: str, groups: list[tuple[str, list[dict]]]) -> dict:
+    """Traces in groups, the first group visible, a menu to switch between them."""
+    data = []
+    for i, (_, traces) in enumerate(groups):
+        for t in traces:
+            data.append({**t, "visible": i == 0})
+    layout = _layout(title, xtitle, "top-1 accuracy (%)",
+                     margin={"l": 60, "r": 20, "t": 90, "b": 50})
+    layout["title"].update({"x": 0.01, "xanchor": "left", "y": 0.98})
+    if len(groups) > 1:
+        layout["updatemenus"] = _dropdown([(g, len(t)) for g, t in groups], len(data))
+    return {"data": data, "layout": layout}
+
+
+def mean_curve(curves: list[list[dict]]) -> pd.DataFrame:
+    """Point-by-point mean of several runs' q-curves (columns q, accuracy, mmacs)."""
+    n = min(len(c) for c in curves)
+    frame = pd.DataFrame([{"i": i, "q": c[i].get("q"), "accuracy": c[i].get("accuracy"),
+                           "mmacs": c[i].get("mmacs")} for c in curves for i in range(n)])
+    return frame.groupby("i").mean(numeric_only=True)
+
+
+def rule_curves(curves: dict[str, dict[str, list[list[dict]]]], points: pd.DataFrame,
+                backbone: str, methods: list[str]) -> dict:
+    """Budgeted batch under each exit rule (a menu picks the rule): per method the mean
+    q-curve over seeds (per-exit thresholds) and its fixed budgets (markers, ± std).
+    ``curves``: rule -> method -> the runs' curves; ``points``: rules.comparison rows of
+    kind budget and fit per exit."""
+    pal = colors(methods)
+    groups = []
+    for rule, by_method in curves.items():
+        traces = []
+        for m in methods:
+            runs = [c for c in by_method.get(m, []) if c]
+            if runs:
+                mean = mean_curve(runs)
+                traces.append({"type": "scatter", "mode": "lines", "name": f"{m} (curve)",
+                               "legendgroup": m, "x": list(mean.mmacs),
+                               "y": list(mean.accuracy), "line": {"color": pal[m]},
+                               "hovertemplate": f"{_esc(m)}, {_esc(rule)}: %{{x:.2f}} MMACs, "
+                                                "top-1 %{y:.2f} %<extra></extra>"})
+            sub = points[(points.rule == rule) & (points.method == m)]
+            if len(sub):
+                traces.append({"type": "scatter", "mode": "markers", "name": f"{m} at budgets",
+                               "legendgroup": m, "x": list(sub.mmacs), "y": list(sub["mean"]),
+                               "error_y": {"type": "data", "array": [s if s == s else 0
+                                                                     for s in sub["std"]]},
+                               "marker": {"color": pal[m], "size": 9, "symbol": "diamond"},
+                               "hovertemplate": f"{_esc(m)}: realized %{{x:.2f}} MMACs, "
+                                                "top-1 %{y:.2f} %<extra></extra>"})
+        groups.append((rule, traces))
+    return _grouped(f"Budgeted batch per exit rule: {backbone}<br><sub>pick the rule on the "
+                    "right; thresholds per exit, fitted on held-out</sub>",
+                    "average MMACs per test image (fvcore multiply-adds)", groups)
+
+
+def rule_anytime(points: pd.DataFrame, backbone: str, methods: list[str]) -> dict:
+    """Anytime top-1 per exit under each combiner (a menu picks it), mean ± std over seeds.
+    ``points``: rules.comparison rows of kind exit."""
+    pal = colors(methods)
+    groups = []
+    for combiner in dict.fromkeys(points["rule"]):
+        traces = []
+        for m in methods:
+            sub = points[(points.rule == combiner) & (points.method == m)].sort_values("point")
+            if len(sub):
+                traces.append({"type": "scatter", "mode": "lines+markers", "name": m,
+                               "x": list(sub.mmacs), "y": list(sub["mean"]),
+                               "error_y": {"type": "data", "array": [s if s == s else 0
+                                                                     for s in sub["std"]]},
+                               "line": {"color": pal[m]},
+                               "hovertemplate": f"{_esc(m)}, {_esc(combiner)}: %{{x:.2f}} "
+                                                "MMACs, top-1 %{y:.2f} %<extra></extra>"})
+        groups.append((combiner, traces))
+    return _grouped(f"Anytime prediction per combiner: {backbone}<br><sub>pick the combiner "
+                    "on the right</sub>",
+                    "MMACs per image (fvcore multiply-adds)", groups)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench import fingerprint
 from bench.report import plots
-from bench.report.common import LOGITS_NOTE, MACS_NOTE, fmt, make_table, missing
+from bench.report.common import LOGITS_NOTE, MACS_NOTE, Table, fmt, make_table, missing
 from bench.store import Run, Suite
 
 
@@ -36,6 +36,9 @@ def render_run(env, suite: Suite, run: Run, folder: Path, stale: bool) -> None:
         t.append(make_table(disp, raw, folder, f"{run.run_id}-exit-shares.csv",
                             "Share of test images leaving at each exit, per budget",
                             note=LOGITS_NOTE, index=False))
+    rules = rules_table(run, folder)
+    if rules is not None:
+        t.append(rules)
     figures = []
     if budgeted:
         figures.append(plots.exit_shares(budgeted))
@@ -58,3 +61,19 @@ def render_run(env, suite: Suite, run: Run, folder: Path, stale: bool) -> None:
         root="../..", title=f"{run.run_id}", suite=suite, run=run, tables=t, figures=figures,
         stale=stale, code=fingerprint.short(run.fingerprint),
         costs=run.costs, macs_note=MACS_NOTE), encoding="utf-8")
+
+
+def rules_table(run: Run, folder: Path) -> Table | None:
+    """Test top-1 % of the run under every exit rule its metrics hold, at every budget
+    (thresholds fitted on held-out per exit, and globally where that fit was asked for)."""
+    raw = pd.DataFrame([r for r in run.rule_rows() if r["kind"] == "budget"])
+    if not len(raw) or len(raw[["rule", "fit"]].drop_duplicates()) < 2:
+        return None  # the default rule alone: the tables above already show it
+    wide = raw.pivot_table(index=["rule", "fit"], columns="point", values="top1", sort=False)
+    wide.columns = [f"{b:g} MMACs" for b in wide.columns]
+    disp = wide.map(fmt).reset_index().rename(columns={"rule": "exit rule",
+                                                        "fit": "thresholds"})
+    return make_table(disp, raw, folder, f"{run.run_id}-rules.csv",
+                      "Budgeted batch under each exit rule (test top-1 %)",
+                      note="Thresholds fitted on the held-out split for every rule and budget; "
+                           + LOGITS_NOTE, index=False)

@@ -17,9 +17,11 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from bench import exits
 from bench.evaluate import assign_exits
 from bench.report import tables
 from bench.store import Run, Suite
+from bench.store import rules as R
 
 N_BOOT = 10000
 TTEST = "paired t-test over seeds"
@@ -166,3 +168,105 @@ def significance(suite: Suite, reference: str, methods: list[str] | None = None,
     cols = ["backbone", "method", "reference", "kind", "point", "mean", "reference_mean",
             "diff", "ci_low", "ci_high", "p", "test", "n"]
     return pd.DataFrame(out, columns=cols)
+
+
+# -- per exit rule (the leaderboard) -----------------------------------------------------
+# The same tests under each (combiner, criterion, threshold fit): values from metrics.json's
+# ``rules``; with one seed, per-image correctness from predictions.pt under the rule's saved
+# thresholds (bench.exits: the combined logits scored by the criterion, as correct_at does).
+
+_SCORED: dict = {}
+
+
+def rule_entry(run: Run, rule: str) -> dict | None:
+    """The run's metrics entry of an exit rule, by its label (bench.store.rules)."""
+    return next((e for e in run.rules if R.entry_label(e) == rule), None)
+
+
+def _budget_row(entry: dict | None, fit: str, point: float) -> dict | None:
+    key = next((k for k, v in R.FITS.items() if v == fit), R.PER_EXIT)
+    for b in (entry or {}).get(key) or []:
+        if math.isclose(float(b.get("budget_mmacs", math.nan)), point, rel_tol=1e-9):
+            return b
+    return None
+
+
+def scored(run: Run, entry: dict):
+    """The run's test split under the entry's combiner and criterion (cached), or None."""
+    key = (str(run.path), R.entry_key(entry))
+    if key not in _SCORED:
+        pred = predictions(run)
+        if pred is None:
+            _SCORED[key] = None
+        else:
+            spec = {"name": entry["combiner"], **(entry.get("combiner_options") or {})}
+            z, top = exits.combine(torch.from_numpy(pred["logits"]), spec)
+            _SCORED[key] = exits.scored_split(z, top, torch.from_numpy(pred["targets"]),
+                                              entry["criterion"])
+    return _SCORED[key]
+
+
+def rule_correctness(run: Run, rule: str, fit: str, point: float) -> np.ndarray | None:
+    """Per-test-image correctness of a run under an exit rule at a budget, with the
+    thresholds its metrics.json holds for that rule, fit and budget."""
+    entry = rule_entry(run, rule)
+    row = _budget_row(entry, fit, point)
+    if row is None or not row.get("thresholds"):
+        return None
+    split = scored(run, entry)
+    return None if split is None else np.asarray(split.correct(row["thresholds"]))
+
+
+def compare_rule(suite: Suite, backbone: str, method: str, reference: str, rule: str,
+                 fit: str, point: float) -> Test:
+    """``method`` minus ``reference`` under one exit rule and fit at one budget."""
+    runs_a = {r.seed: r for r in suite.runs_of(backbone, method, "done")}
+    runs_b = {r.seed: r for r in suite.runs_of(backbone, reference, "done")}
+
+    def values(runs):
+        out = {}
+        for seed, r in runs.items():
+            row = _budget_row(rule_entry(r, rule), fit, point)
+            if row is not None and row.get("accuracy") is not None:
+                out[seed] = float(row["accuracy"])
+        return out
+
+    a, b = values(runs_a), values(runs_b)
+    seeds = sorted(set(a) & set(b), key=lambda s: (s is None, s))
+    if not seeds:
+        return Test("no common seed", 0, math.nan)
+    if len(seeds) >= 2:
+        return paired_ttest([a[s] for s in seeds], [b[s] for s in seeds])
+    s = seeds[0]
+    diff = a[s] - b[s]
+    ca = rule_correctness(runs_a[s], rule, fit, point)
+    cb = rule_correctness(runs_b[s], rule, fit, point)
+    if ca is None or cb is None:
+        return Test("none (one seed, no predictions.pt)", 1, diff)
+    if not np.array_equal(predictions(runs_a[s])["targets"], predictions(runs_b[s])["targets"]):
+        return Test("none (test sets differ)", 1, diff)
+    return paired_bootstrap(ca, cb)
+
+
+SIG_COLUMNS = ["backbone", "method", "reference", "rule", "fit", "point", "mean",
+               "reference_mean", "diff", "ci_low", "ci_high", "p", "test", "n"]
+
+
+def rule_significance(suite: Suite, reference: str, table: pd.DataFrame) -> pd.DataFrame:
+    """Every method against ``reference`` under the same rule and fit, at every budget of
+    ``table`` (bench.report.rules.comparison rows of kind budget)."""
+    out = []
+    budgets = table[table["kind"] == "budget"]
+    ref = budgets[budgets["method"] == reference].set_index(
+        ["backbone", "rule", "fit", "point"])["mean"]
+    for row in budgets.itertuples():
+        key = (row.backbone, row.rule, row.fit, row.point)
+        if row.method == reference or key not in ref.index:
+            continue
+        t = compare_rule(suite, row.backbone, row.method, reference, row.rule, row.fit,
+                         row.point)
+        out.append({"backbone": row.backbone, "method": row.method, "reference": reference,
+                    "rule": row.rule, "fit": row.fit, "point": row.point, "mean": row.mean,
+                    "reference_mean": ref[key], "diff": t.diff, "ci_low": t.low,
+                    "ci_high": t.high, "p": t.p, "test": t.test, "n": t.n})
+    return pd.DataFrame(out, columns=SIG_COLUMNS)

@@ -45,6 +45,9 @@ PREVIOUS = "previous"  # outputs of a stale run moved aside by --rerun-stale
 RUN_FILES = (CONFIG, STATUS, ENVIRONMENT, COSTS, HISTORY, TRAINING, HELDOUT_INDEX,
              PREDICTIONS, METRICS, CHECKPOINT)
 
+# One row per (run, exit rule, fit, exit or budget): Suite.rule_rows, the leaderboard's data.
+RULE_COLUMNS = ["run_id", "backbone", "method", "method_name", "seed", "rule", "combiner",
+                "criterion", "fit", "kind", "point", "mmacs", "top1"]
 SUMMARY_COLUMNS = ["suite", "run_id", "backbone", "method", "seed", "status", "kind", "exit",
                    "budget_mmacs", "mmacs", "top1", "top5"]
 COST_COUNTER = "fvcore multiply-adds (MACs)"

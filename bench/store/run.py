@@ -23,6 +23,7 @@ from bench.store import files as F
 from bench.store import schema as S
 
 LEFT_OUT = "the run's results are left out"
+from bench.store import rules as R
 
 
 def _name(entry: Any, *keys: str) -> str | None:
@@ -80,8 +81,17 @@ class Run:
 
     @cached_property
     def training(self) -> dict:
-        """training.json: what training cost ({} for runs made before it was recorded)."""
-        return F.read_json_or(self.file(F.TRAINING), {}) or {}
+        """training.json, the run's training cost (``forward_passes_per_step``,
+        ``backward_passes_per_step``, ``seconds_per_epoch``, ``epochs_per_stage``,
+        ``peak_memory_mb``), or {} where it was not recorded."""
+        value = F.read_json_or(self.file(F.TRAINING), {})
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def rules(self) -> list[dict]:
+        """The exit-rule entries of metrics.json (bench.store.rules); older metrics read as
+        the default rule alone."""
+        return R.entries(self.metrics)
 
     def refresh(self) -> "Run":
         """Forget what was read (another worker may have written since)."""
@@ -201,6 +211,29 @@ class Run:
                  for b in self.metrics.get("budgeted") or []]
         return rows
 
+    def rule_rows(self) -> list[dict]:
+        """One row per (exit rule, threshold fit, budget) and per (combiner, exit): the
+        rule's test top-1 % (columns F.RULE_COLUMNS; exits have fit and criterion empty).
+        Empty without metrics."""
+        base = {"run_id": self.config.get("run_id", self.run_id), "backbone": self.backbone,
+                "method": self.method, "method_name": self.method_name, "seed": self.seed}
+        rows, combiners = [], set()
+        for e in self.rules:
+            combiner = R.combiner_label(str(e.get("combiner")), e.get("combiner_options"))
+            label = R.entry_label(e)
+            for key, fit in R.FITS.items():
+                rows += [{**base, "rule": label, "combiner": combiner,
+                          "criterion": e.get("criterion"), "fit": fit, "kind": "budget",
+                          "point": b.get("budget_mmacs"), "mmacs": b.get("mmacs"),
+                          "top1": b.get("accuracy")} for b in e.get(key) or []]
+            if combiner not in combiners:  # anytime depends on the combiner alone
+                combiners.add(combiner)
+                rows += [{**base, "rule": combiner, "combiner": combiner, "criterion": None,
+                          "fit": None, "kind": "exit", "point": a.get("exit"),
+                          "mmacs": a.get("mmacs"), "top1": a.get("top1")}
+                         for a in e.get("anytime") or []]
+        return rows
+
     # -- writing ------------------------------------------------------------------------
     def _wrote(self, key: str, value: Any) -> None:
         self.__dict__[key] = value
@@ -245,8 +278,10 @@ class Run:
         self.__dict__.pop("history", None)
 
     def save_predictions(self, predictions: dict) -> None:
-        """``{split: {"logits": Tensor[N_exits, M, C] float16, "targets": Tensor[M] int64}}``
-        for the held-out and test splits."""
+        """``{split: {"logits": Tensor[N_exits, M, C] float16, "raw_logits": Tensor[N_exits,
+        M, C] float16, "targets": Tensor[M] int64}}`` for the held-out and test splits:
+        ``logits`` are F_n (what each exit predicts with), ``raw_logits`` the heads' own f_n
+        (absent in predictions saved before they were kept)."""
         save_torch(self.file(F.PREDICTIONS), predictions)
 
     def load_predictions(self) -> dict:

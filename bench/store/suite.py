@@ -180,6 +180,16 @@ class Suite:
             df[col] = pd.to_numeric(df[col], errors="coerce")
         return df.reset_index(drop=True)
 
+    @cached_property
+    def rule_rows(self) -> pd.DataFrame:
+        """Every finished run's exit-rule results (Run.rule_rows, columns F.RULE_COLUMNS),
+        read from metrics.json: runs whose metrics predate exit rules give the default rule."""
+        rows = [row for r in self.runs if r.state == "done" for row in r.rule_rows()]
+        df = pd.DataFrame(rows, columns=F.RULE_COLUMNS)
+        for col in ("point", "mmacs", "top1", "seed"):
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+        return df
+
     # -- writing ------------------------------------------------------------------------
     def tidy(self) -> tuple[list[Path], list[tuple[str, str, Path]]]:
         """Hold :attr:`summary_lock_path`: delete temporary files of killed writes of

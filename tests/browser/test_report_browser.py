@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from report_fixtures import standard_store
+from report_fixtures import make_suite, standard_store
 
 CHROMIUM = next(filter(None, (shutil.which(n) for n in ("chromium", "chromium-browser"))), None)
 pytestmark = [
@@ -124,4 +124,39 @@ def test_statuses_and_hostile_name(page, report):
     page.goto((Path(report).parent / "broken" / "runs" / "tiny3-sequential-s0.html").as_uri())
     assert "failed" in page.locator(".badge").first.inner_text()
     assert "loss is NaN" in page.locator("pre.error").inner_text()
+    assert page.errors == []
+
+
+@pytest.fixture(scope="module")
+def rules_report(tmp_path_factory):
+    from bench.report import render
+
+    root = tmp_path_factory.mktemp("rules")
+    rules = {"criteria": ["max_softmax", "entropy"], "combiners": ["none"]}
+    evaluation = {"criteria": rules["criteria"], "combiners": [{"name": "none"}]}
+    make_suite(root / "results", "rules", [
+        {"run_id": f"tiny3-{m}-s0", "method": m, "skill": s, "rules": rules,
+         "evaluation": evaluation} for m, s in (("joint", 1.0), ("boostnet", 1.3))],
+        evaluation=evaluation)
+    return render(root / "results", root / "reports")
+
+
+def visible_traces(page) -> list[int]:
+    return page.evaluate("() => document.querySelector('.js-plotly-plot').data"
+                         ".map((t, i) => t.visible === false ? -1 : i).filter(i => i >= 0)")
+
+
+def test_leaderboard_menu_switches_the_exit_rule(page, rules_report):
+    page.goto(rules_report.as_uri())
+    page.locator("a.leaderboard-link").click()
+    page.wait_for_selector(".js-plotly-plot svg.main-svg")
+    assert page.url.endswith("/rules/leaderboard.html")
+    first = visible_traces(page)
+    assert first and page.locator(".updatemenu-header-group").count() >= 1
+    page.locator(".updatemenu-header-group").first.click()
+    page.locator(".updatemenu-dropdown-button", has_text="none / entropy").first.click()
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot').data[0]"
+                           ".visible === false")
+    second = visible_traces(page)
+    assert second and not set(first) & set(second)
     assert page.errors == []

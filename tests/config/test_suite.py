@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+import methods
 from bench import backbones, flops
+from bench.exits import combiners as exit_combiners
+from bench.exits import criteria as exit_criteria
 from bench.config import SuiteError, costs, load_suite, select
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +74,11 @@ def write(tmp_path, text, name="suite.yaml"):
     return path
 
 
-@pytest.mark.parametrize("name", ["quickstart", "cifar100", "cifar100-ablation", "imagenet"])
+SHIPPED = ["quickstart", "cifar100", "cifar100-ablation", "imagenet", "quickstart-methods",
+           "cifar100-methods"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_suites_load(name, known_costs):
     s = load_suite(ROOT / "suites" / f"{name}.yaml")
     assert s.slug == name and s.runs
@@ -87,7 +94,28 @@ def test_shipped_suites_load(name, known_costs):
 
 def test_shipped_suites_are_all_tested():
     shipped = {p.stem for p in (ROOT / "suites").glob("*.yaml")}
-    assert shipped == {"quickstart", "cifar100", "cifar100-ablation", "imagenet"}
+    assert shipped == set(SHIPPED)
+
+
+def test_the_methods_suites_hold_every_method_and_every_rule(known_costs):
+    cifar = load_suite(ROOT / "suites" / "cifar100-methods.yaml")
+    quick = load_suite(ROOT / "suites" / "quickstart-methods.yaml")
+    for s in (cifar, quick):
+        names = [m.name for m in s.config.methods]
+        shipped = [n for n in methods.names()  # not the plugins other tests register
+                   if type(methods.create(n)).__module__.startswith("methods.")]
+        assert sorted(names) == shipped, (
+            f"{s.path} must list every method of methods/ once, with its defaults")
+        assert all(m.reference for m in s.config.methods) and s.config.baseline == "joint"
+        ev = s.config.evaluation
+        assert sorted(ev.criteria) == exit_criteria.names() and ev.global_threshold
+        assert {c["name"] for c in ev.combiners} == set(exit_combiners.names())
+    assert quick.resolved()["evaluation"] == cifar.resolved()["evaluation"]
+    assert quick.config.seeds == (0,) and cifar.config.seeds == (0, 1, 2)
+    paper = load_suite(ROOT / "suites" / "cifar100.yaml").resolved()
+    c = cifar.resolved()
+    assert c["training"] == paper["training"] and c["budgets"] == paper["budgets"]
+    assert c["dataset"] == paper["dataset"] and c["backbones"] == paper["backbones"]
 
 
 def test_cifar100_is_the_paper_protocol(known_costs):
@@ -107,7 +135,8 @@ def test_minimal_suite_gets_every_default(tmp_path):
     c = s.resolved()
     assert c["description"] == "" and c["seeds"] == [0] and c["tune"] is None
     assert c["baseline"] == "joint" and c["plugins"] == []
-    assert c["evaluation"] == {"calibration": False}
+    assert c["evaluation"] == {"calibration": False, "criteria": ["max_softmax"],
+                               "combiners": [{"name": "none"}], "global_threshold": False}
     assert c["budgets"] == {"mmacs": None, "fractions": None}
     assert c["training"] == {
         "epochs": 300, "batch_size": 64, "eval_batch_size": 256,

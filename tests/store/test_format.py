@@ -24,6 +24,8 @@ SUITE = {
     "methods": ["joint", "boostnet"],
     "training": {"epochs": 1, "batch_size": 32, "device": "cpu"},
     "budgets": {"fractions": [0.8]},
+    "evaluation": {"criteria": ["max_softmax", "entropy"], "combiners": ["none", "product"],
+                   "global_threshold": True},
     "tune": {"trials": 1, "pruner": "none"},
 }
 

@@ -1,0 +1,120 @@
+"""The suite's evaluation section: exit rules, their defaults and errors, and that no
+evaluation key changes a run id."""
+import textwrap
+
+import pytest
+
+from bench.config import SuiteError, costs, load_suite
+from bench.exits import combiners
+
+MINIMAL = """\
+name: mini
+dataset: {name: synthetic, options: {num_classes: 4}}
+backbones: [chain_tiny]
+methods: [joint]
+"""
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(costs, "_BACKBONES", {})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def load(tmp_path, extra: str = "", name: str = "suite.yaml"):
+    path = tmp_path / name
+    path.write_text(MINIMAL + textwrap.dedent(extra))
+    return load_suite(path)
+
+
+def test_defaults_are_the_rule_metrics_always_had(tmp_path):
+    ev = load(tmp_path).config.evaluation
+    assert ev.criteria == ("max_softmax",)
+    assert [dict(c) for c in ev.combiners] == [{"name": "none"}]
+    assert ev.global_threshold is False and ev.calibration is False
+
+
+def test_rules_resolve_with_options(tmp_path):
+    s = load(tmp_path, """\
+        evaluation:
+          criteria: [max_softmax, entropy, margin, patience]
+          combiners: [none, product, {name: product, weights: linear}, caching,
+                      {name: product, weights: [1, 2, 3]}]
+          global_threshold: true
+        """)
+    ev = s.resolved()["evaluation"]
+    assert ev["criteria"] == ["max_softmax", "entropy", "margin", "patience"]
+    assert ev["combiners"] == [{"name": "none"}, {"name": "product"},
+                               {"name": "product", "weights": "linear"}, {"name": "caching"},
+                               {"name": "product", "weights": [1, 2, 3]}]
+    assert ev["global_threshold"] is True
+    assert s.runs[0].config["evaluation"] == ev  # config.json holds it too
+
+
+def test_evaluation_keys_never_change_a_run_id(tmp_path):
+    plain = load(tmp_path, name="a.yaml").runs[0].run_id
+    rules = load(tmp_path, """\
+        evaluation: {calibration: true, criteria: [entropy, patience],
+                     combiners: [caching, {name: product, weights: linear}],
+                     global_threshold: true}
+        """, name="b.yaml").runs[0].run_id
+    assert plain == rules
+
+
+BAD = [
+    ("evaluation: {criteria: [max_softmax, entropie]}", "evaluation.criteria[1]",
+     "unknown exit criterion 'entropie'; known: entropy, margin, max_softmax, patience"),
+    ("evaluation: {criteria: []}", "evaluation.criteria", "a non-empty list"),
+    ("evaluation: {criteria: [margin, margin]}", "evaluation.criteria[1]", "listed twice"),
+    ("evaluation: {combiners: [sum]}", "evaluation.combiners[0].name",
+     "unknown combiner 'sum'; known: caching, none, product"),
+    ("evaluation: {combiners: [{weights: linear}]}", "evaluation.combiners[0]",
+     "a combiner name or a mapping with a name key"),
+    ("evaluation: {combiners: [{name: caching, weights: linear}]}", "evaluation.combiners[0]",
+     "combiner 'caching' got options ['weights']; valid options: none"),
+    ("evaluation: {combiners: [product, {name: product}]}", "evaluation.combiners[1]",
+     "listed twice"),
+    ("evaluation: {combiners: [{name: product, weights: [1, 2]}]}", "evaluation.combiners[0]",
+     "on backbone 'chain_tiny' (3 exits): product weights must be 3 positive numbers"),
+    ("evaluation: {combiners: [{name: product, weights: quadratic}]}", "evaluation.combiners[0]",
+     "product weights must be 3 positive numbers"),
+    ("evaluation: {global_threshold: yes please}", "evaluation.global_threshold",
+     "true or false"),
+    ("evaluation: {rules: [entropy]}", "evaluation.rules",
+     "allowed: calibration, criteria, combiners, global_threshold"),
+]
+
+
+@pytest.mark.parametrize("extra,path,detail", BAD, ids=[b[1] for b in BAD])
+def test_bad_evaluation_names_file_and_key(tmp_path, extra, path, detail):
+    with pytest.raises(SuiteError) as err:
+        load(tmp_path, extra + "\n", name="bad.yaml")
+    assert str(err.value).startswith(f"{tmp_path / 'bad.yaml'}: {path}: "), str(err.value)
+    assert detail in str(err.value), str(err.value)
+
+
+def test_a_criterion_that_cannot_score_the_classes_fails_before_training(tmp_path):
+    path = tmp_path / "one.yaml"
+    path.write_text(MINIMAL.replace("num_classes: 4", "num_classes: 1")
+                    + "evaluation: {criteria: [max_softmax, margin]}\n")
+    with pytest.raises(SuiteError, match=r"evaluation.criteria\[1\]: on backbone "
+                                          r"'chain_tiny' \(1 classes\): the margin"):
+        load_suite(path)
+
+
+def test_a_plugin_rule_is_accepted(tmp_path, monkeypatch):
+    monkeypatch.setattr(combiners, "_REGISTRY", dict(combiners._REGISTRY))  # undone after
+    plugin = tmp_path / "mean_rule.py"
+    plugin.write_text(textwrap.dedent("""\
+        import torch
+
+        from bench.exits import combiners
+
+        if "test_mean" not in combiners.names():
+            @combiners.register("test_mean")
+            def test_mean(f):
+                return f.cumsum(0) / torch.arange(1, len(f) + 1)[:, None, None]
+        """))
+    s = load(tmp_path, "plugins: [mean_rule.py]\nevaluation: {combiners: [none, test_mean]}\n")
+    assert "test_mean" in combiners.names()
+    assert [dict(c) for c in s.config.evaluation.combiners][1] == {"name": "test_mean"}
