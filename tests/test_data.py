@@ -89,6 +89,28 @@ def test_synthetic_difficulty_varies():
     assert (pred == y)[easiest].float().mean() > 0.99
 
 
+def test_synthetic_shrunk_objects_on_clutter():
+    opts = {"train_size": 20, "test_size": 600}
+    plain = data.load("synthetic", "u", heldout=10, seed=0, options=opts)
+    small = data.load("synthetic", "u", heldout=10, seed=0,
+                      options={**opts, "min_scale": 0.25, "clutter": 1.0})
+    d = small.difficulty("test")
+    assert torch.equal(d, plain.difficulty("test"))
+    assert torch.equal(small.targets("test"), plain.targets("test"))
+    side = (32 * (1 - 0.75 * d)).round()
+    same = (small.images("test") == plain.images("test")).flatten(1).all(1)
+    # Only the size and the background change: whole-image objects are the same images.
+    assert torch.equal(same, side == 32) and same.any() and not same.all()
+    # A hard image is mostly clutter: nearest-prototype matching fails far more often.
+    def template_accuracy(s, mask):
+        x = (s.images("test").float() - 128) / 48
+        pred = torch.einsum("nchw,kchw->nk", x, s.prototypes).argmax(1)
+        return (pred == s.targets("test"))[mask].float().mean().item()
+    hard = d > 0.5
+    assert template_accuracy(small, hard) < template_accuracy(plain, hard) - 0.15
+    assert template_accuracy(small, d < 0.05) == 1.0
+
+
 def test_batches_deterministic_and_epoch_dependent(syn):
     def first(**kw):
         return next(iter(syn.batches("train", 32, **kw)))
@@ -379,6 +401,10 @@ def test_synthetic_option_ranges():
         data.load("synthetic", "u", heldout=1, seed=0, options={**SMALL, "max_blend": 0.5})
     with pytest.raises(ValueError, match="train_size"):
         data.load("synthetic", "u", heldout=1, seed=0, options={"train_size": 0})
+    with pytest.raises(ValueError, match=r"min_scale must be in \(0.0, 1.0\], got 0"):
+        data.load("synthetic", "u", heldout=1, seed=0, options={**SMALL, "min_scale": 0})
+    with pytest.raises(ValueError, match=r"clutter must be in \[0.0, 10.0\], got -1"):
+        data.load("synthetic", "u", heldout=1, seed=0, options={**SMALL, "clutter": -1})
 
 
 def test_heldout_zero_is_empty():
