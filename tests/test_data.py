@@ -461,7 +461,7 @@ def test_corrupt_idx_file_is_named(tmp_path):
         data.load("mnist", tmp_path, heldout=2, seed=0)
 
 
-@pytest.mark.slow  # about 30 s: 55,000 real images loaded, 32 training steps
+@pytest.mark.slow  # loads all 70,000 real images, then 32 training steps
 @pytest.mark.skipif(not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file(),
                     reason="Debian's dataset-fashion-mnist is not installed "
                            "(apt-get install dataset-fashion-mnist)")

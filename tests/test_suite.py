@@ -68,7 +68,7 @@ def write(tmp_path, text, name="suite.yaml"):
     return path
 
 
-@pytest.mark.parametrize("name", ["quickstart", "cifar100", "cifar100-ablation", "imagenet"])
+@pytest.mark.parametrize("name", ["quickstart", "fashion-mnist", "cifar100", "cifar100-ablation", "imagenet"])
 def test_shipped_suites_load(name, known_costs):
     s = load_suite(ROOT / "suites" / f"{name}.yaml")
     assert s.slug == name and s.runs
@@ -84,7 +84,7 @@ def test_shipped_suites_load(name, known_costs):
 
 def test_shipped_suites_are_all_tested():
     shipped = {p.stem for p in (ROOT / "suites").glob("*.yaml")}
-    assert shipped == {"quickstart", "cifar100", "cifar100-ablation", "imagenet"}
+    assert shipped == {"quickstart", "fashion-mnist", "cifar100", "cifar100-ablation", "imagenet"}
 
 
 def test_cifar100_is_the_paper_protocol(known_costs):

@@ -2,7 +2,7 @@
 
 Each class has a prototype P[k]: a smooth random colour pattern (low-frequency noise
 upsampled bicubically, plus some mid-frequency detail), zero mean and unit std. Each image
-draws a difficulty d ~ U(0, 1) and is built in three steps:
+draws a difficulty d ~ U(min_difficulty, 1) and is built in three steps:
 
     object = c(d) * roll((1 - a(d)) * P[y] + a(d) * P[o], shift(d))
     canvas = object shrunk to s(d) x s(d) pixels, pasted at a random place on clutter
@@ -11,6 +11,8 @@ draws a difficulty d ~ U(0, 1) and is built in three steps:
 Every knob is an option of the data set (dataset.options in a suite) and scales with d,
 so that d = 0 is the plain prototype and d = 1 the hardest image:
 
+- min_difficulty: the easiest difficulty drawn (0: from plain prototypes on; 0.5: every
+  image at least half as hard as the hardest);
 - max_blend: a(d) = max_blend * d of a random other class o is mixed in (< 0.5, so the
   label stays the larger part);
 - c(d) = 1 - d/2: the object's contrast drops to half;
@@ -52,6 +54,7 @@ DEFAULTS = {
     "max_noise": 0.7,
     "min_scale": 1.0,
     "clutter": 0.0,
+    "min_difficulty": 0.0,
 }
 
 
@@ -107,14 +110,14 @@ def _shrink_onto(x: torch.Tensor, side: torch.Tensor, background: torch.Tensor,
 
 
 def generate(n: int, protos: torch.Tensor, *, stream: int, data_seed: int, max_blend: float,
-             max_shift: float, max_noise: float, min_scale: float = 1.0, clutter: float = 0.0
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             max_shift: float, max_noise: float, min_scale: float = 1.0, clutter: float = 0.0,
+             min_difficulty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """n images -> (uint8 images (n, C, S, S), int64 labels (n,), float difficulty (n,))."""
     k, c, s, _ = protos.shape
     g = torch.Generator().manual_seed(mix_seed(data_seed, stream))
     g_place = torch.Generator().manual_seed(mix_seed(data_seed, stream, 7))
     y = (torch.arange(n) % k)[torch.randperm(n, generator=g)]  # balanced classes
-    d = torch.rand(n, generator=g)
+    d = min_difficulty + (1 - min_difficulty) * torch.rand(n, generator=g)  # U(min_difficulty, 1)
     other = (y + torch.randint(1, k, (n,), generator=g)) % k if k > 1 else y
     images = torch.empty(n, c, s, s, dtype=torch.uint8)
     for i in range(0, n, CHUNK):
@@ -144,9 +147,9 @@ def make(options: dict) -> dict:
         if int(o[key]) < 1:
             raise ValueError(f"synthetic option {key} must be >= 1, got {o[key]}")
     for key, lo, hi in (("max_blend", 0.0, 0.5), ("max_shift", 0.0, 0.5), ("max_noise", 0.0, 10.0),
-                        ("min_scale", 0.0, 1.0), ("clutter", 0.0, 10.0)):
+                        ("min_scale", 0.0, 1.0), ("clutter", 0.0, 10.0), ("min_difficulty", 0.0, 1.0)):
         # blend 0.5 would make the hardest images' label ambiguous; scale 0 leaves no object
-        open_low, open_high = key == "min_scale", key == "max_blend"
+        open_low, open_high = key == "min_scale", key in ("max_blend", "min_difficulty")
         v = float(o[key])
         if not lo <= v <= hi or (open_low and v == lo) or (open_high and v == hi):
             raise ValueError(f"synthetic option {key} must be in {'(' if open_low else '['}{lo}, "
@@ -156,7 +159,8 @@ def make(options: dict) -> dict:
     protos = prototypes(int(o["num_classes"]), int(o["image_size"]), int(o["channels"]), int(o["data_seed"]))
     kw = dict(data_seed=int(o["data_seed"]), max_blend=float(o["max_blend"]),
               max_shift=float(o["max_shift"]), max_noise=float(o["max_noise"]),
-              min_scale=float(o["min_scale"]), clutter=float(o["clutter"]))
+              min_scale=float(o["min_scale"]), clutter=float(o["clutter"]),
+              min_difficulty=float(o["min_difficulty"]))
     xtr, ytr, dtr = generate(int(o["train_size"]), protos, stream=0, **kw)
     xte, yte, dte = generate(int(o["test_size"]), protos, stream=1, **kw)
     return {"train": (xtr, ytr, dtr), "test": (xte, yte, dte), "prototypes": protos}
