@@ -6,7 +6,8 @@ one fused multiply-add = 1, fvcore's convention; batch norm, adaptive average po
 upsampling are counted as fvcore counts them, pooling, ReLU and elementwise ops are free.
 
 Two counters give the same numbers for every registered backbone (tests/test_flops.py
-checks it on every run of the tests):
+checks it: the CIFAR-size backbones on every run of the tests, the ImageNet-size ones with
+BENCH_SLOW_TESTS=1):
 
 - ``fvcore`` (the default): fvcore traces with torch.jit and drops every op whose result
   is not returned. An early-exit network runs every scale of every block it enters, also
