@@ -1,14 +1,30 @@
-"""Per-exit cost with fvcore, counted the way an early-exit network runs.
+"""Per-exit cost, counted the way an early-exit network runs.
 
 Exit n's cost is everything executed to produce exits 1..n in sequence, earlier heads
-included (method.md, "Counting FLOPs"). fvcore counts one fused multiply-add as one flop,
-so the numbers here are MACs.
+included (docs/method.md, "Counting FLOPs"). The unit is the multiply-accumulate (MAC):
+one fused multiply-add = 1, fvcore's convention; batch norm, adaptive average pooling and
+upsampling are counted as fvcore counts them, pooling, ReLU and elementwise ops are free.
 
-fvcore traces with torch.jit and drops every op whose result is not returned. An early-exit
-network runs every scale of every block it enters, also scales that only later exits read,
-so the traced function returns the output of every leaf module that ran, not only the
-logits. Every op fvcore meets is decided on purpose: it is counted by fvcore's handles, or
-is in ZERO_COST_OPS below; anything else raises :class:`UnsupportedOpError`.
+Two counters give the same numbers for every registered backbone (tests/test_flops.py
+checks it: the CIFAR-size backbones on every run of the tests, the ImageNet-size ones with
+BENCH_SLOW_TESTS=1):
+
+- ``fvcore`` (the default): fvcore traces with torch.jit and drops every op whose result
+  is not returned. An early-exit network runs every scale of every block it enters, also
+  scales that only later exits read, so the traced function returns the output of every
+  leaf module that ran, not only the logits.
+- ``torch``: ``torch.utils.flop_counter.FlopCounterMode`` (no jit: it watches the ops as
+  they run, so nothing is dropped), which counts 2 x MACs for convolutions and matrix
+  products, plus batch norm, adaptive average pooling and upsampling given fvcore's
+  formulas. It exists because fvcore's last release is from 2022 and torch deprecates
+  torch.jit: when fvcore cannot trace on some future torch, :func:`per_exit` raises a
+  :class:`CounterError` that names this counter (``BENCH_FLOP_COUNTER=torch``). The switch
+  is deliberate, not automatic: a suite's costs should come from one counter, and a
+  plugin backbone may use ops the two counters have not been checked on.
+
+Every op either counter meets is decided on purpose: it is counted, or it is in the zero-
+cost lists below; anything else raises :class:`UnsupportedOpError`, and a count of zero
+for a model with parameters raises :class:`CounterError`: never a silent zero.
 
 A method's modules attached to the model (methods.heads) run inside its forward, so they
 are traced and counted at the exit that runs them, like the backbone's own layers.
@@ -19,19 +35,26 @@ import hashlib
 import inspect
 import json
 import logging
+import math
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.backbones.common import _leaf_modules, parameters_per_exit
 from bench.fileio import write_json
 
+COUNTERS = ("fvcore", "torch")
+COUNTER_ENV = "BENCH_FLOP_COUNTER"
+
 # Ops that fvcore would report as unsupported, and why each costs 0 here.
 ZERO_COST_OPS = {
     # Pooling: fvcore's convention is to leave it out (the reference counter counts it;
-    # the two conventions differ by about 0.5% on MSDNet, method.md).
+    # the two conventions differ by about 0.5% on MSDNet, docs/method.md).
     "aten::avg_pool2d": 0, "aten::max_pool2d": 0, "aten::mean": 0,
     # Elementwise arithmetic (residual adds, the ensemble F_n = t F_{n-1} + f_n, bilinear
     # interpolation's weights): not multiply-adds of a layer, left out like ReLU.
@@ -43,9 +66,49 @@ ZERO_COST_OPS = {
     "prim::PythonOp.GradientRescale": 0,
 }
 
+# The same decisions for the ops the torch counter sees (after autograd and composite ops
+# are decomposed): ZERO_COST_OPS, the ops fvcore ignores silently (ReLU, concatenation,
+# views and copies), and plain tensor plumbing.
+TORCH_ZERO_COST_OPS = frozenset({
+    "avg_pool2d", "max_pool2d", "max_pool2d_with_indices", "mean",  # mean outside adaptive pooling
+    "add", "add_", "mul", "mul_", "div", "div_", "sub", "sub_", "rsub",
+    "_softmax", "softmax", "max", "amax",
+    "relu", "relu_", "cat", "stack", "clamp", "clamp_", "constant_pad_nd", "roll", "gather",
+    "empty", "empty_like", "zeros", "zeros_like", "ones", "full", "new_empty", "new_zeros",
+    "fill_", "zero_", "arange", "copy_", "clone", "_to_copy", "detach", "alias", "lift_fresh",
+    "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "slice",
+    "select", "squeeze", "unsqueeze", "unsqueeze_", "split", "split_with_sizes", "unbind",
+    "as_strided", "index", "masked_fill", "eq", "ge", "gt", "floor", "remainder",
+})
+
 
 class UnsupportedOpError(RuntimeError):
-    """fvcore met an op whose cost nobody decided; count it or add it to ZERO_COST_OPS."""
+    """A counter met an op whose cost nobody decided; count it or add it to the zero-cost
+    lists (ZERO_COST_OPS for fvcore, TORCH_ZERO_COST_OPS for the torch counter)."""
+
+
+class CounterError(RuntimeError):
+    """The FLOP counter could not count a model (fvcore's torch.jit trace failed, or it
+    counted nothing); the message names the fallback."""
+
+
+def counter_name(counter: str | None = None) -> str:
+    """The counter to use: ``counter`` if given, else $BENCH_FLOP_COUNTER, else fvcore."""
+    name = counter or os.environ.get(COUNTER_ENV) or "fvcore"
+    if name not in COUNTERS:
+        raise ValueError(f"unknown FLOP counter {name!r} (argument or ${COUNTER_ENV}); "
+                         f"known: {', '.join(COUNTERS)}")
+    return name
+
+
+@contextmanager
+def _quiet_fvcore():
+    """fvcore uses torch.jit (script at import, trace to count), which torch deprecates;
+    that warning is about fvcore, not about anything a user of this project can change, so
+    it is silenced here, at our boundary with fvcore, and nowhere else."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+`? is deprecated")
+        yield
 
 
 class _TraceUpToExit(nn.Module):
@@ -72,9 +135,19 @@ class _TraceUpToExit(nn.Module):
         return tuple(logits) + tuple(kept)
 
 
-def _count(model: nn.Module, k: int, x: torch.Tensor) -> int:
-    from fvcore.nn import FlopCountAnalysis
+def _fallback_hint() -> str:
+    return (f"Set {COUNTER_ENV}=torch to count with torch.utils.flop_counter.FlopCounterMode "
+            "instead (no jit; same MACs as fvcore for every registered backbone, checked by "
+            "tests/test_flops.py)")
 
+
+def _fvcore_analysis(model: nn.Module, k: int, x: torch.Tensor):
+    """fvcore's analysis of the work up to exit k, traced, with our op decisions."""
+    try:
+        with _quiet_fvcore():
+            from fvcore.nn import FlopCountAnalysis
+    except ImportError as e:
+        raise CounterError(f"fvcore is not importable ({e}). {_fallback_hint()}.") from e
     analysis = FlopCountAnalysis(_TraceUpToExit(model, k), (x,))
     analysis.set_op_handle(**{op: None for op in ZERO_COST_OPS})
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
@@ -82,7 +155,12 @@ def _count(model: nn.Module, k: int, x: torch.Tensor) -> int:
     level = fvcore_logger.level
     fvcore_logger.setLevel(logging.ERROR)  # the trace's own chatter; we check below
     try:
-        total = analysis.total()
+        with _quiet_fvcore():
+            analysis.total()  # traces once; later queries reuse the trace
+    except Exception as e:
+        raise CounterError(
+            f"fvcore could not trace {type(model).__name__} (exit {k}) with torch.jit on torch "
+            f"{torch.__version__}: {type(e).__name__}: {e}. {_fallback_hint()}.") from e
     finally:
         fvcore_logger.setLevel(level)
     unknown = dict(analysis.unsupported_ops())
@@ -90,21 +168,120 @@ def _count(model: nn.Module, k: int, x: torch.Tensor) -> int:
         raise UnsupportedOpError(
             f"fvcore cannot count these ops of {type(model).__name__}: {unknown}; "
             "give them a handle or add them to bench.flops.ZERO_COST_OPS")
-    return int(total)
+    return analysis
 
 
-def per_exit(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> list[int]:
-    """Cumulative fvcore MACs (one image) to produce exits 1..n, for n = 1..num_exits."""
+def _count_fvcore(model: nn.Module, k: int, x: torch.Tensor) -> int:
+    return int(_fvcore_analysis(model, k, x).total())
+
+
+def fvcore_by_operator(model: nn.Module, input_size: tuple[int, int, int] | None = None,
+                       exits: list[int] | None = None) -> list[dict[str, int]]:
+    """fvcore's cumulative MACs to produce exits 1..n split by operator ('conv', 'linear',
+    'batch_norm', ...), for n in ``exits`` (1-based; all by default), for cross-checks
+    against other counters."""
+    return _per_exit(model, input_size, lambda m, k, x: {
+        op: int(v) for op, v in _fvcore_analysis(m, k, x).by_operator().items()}, exits)
+
+
+class _OpRecorder(TorchDispatchMode):
+    """Records the name of every aten op that runs (after decomposition)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(func._overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def _torch_formulas(inside_adaptive_pool: list[int]) -> dict:
+    """FlopCounterMode formulas (shapes in, 2 x MACs out) for what fvcore counts beyond
+    convolutions and matrix products, with fvcore's conventions: eval-mode batch norm 1 MAC
+    per element (2 with an affine transform), adaptive average pooling 1 per input
+    element, bilinear upsampling 4 and nearest 1 per output element."""
+    aten = torch.ops.aten
+
+    def batch_norm(x_shape, w_shape=None, *args, out_shape=None, **kwargs):
+        return 2 * math.prod(x_shape) * (2 if w_shape is not None else 1)
+
+    def adaptive_pool(x_shape, *args, out_shape=None, **kwargs):
+        return 2 * math.prod(x_shape)
+
+    def mean(x_shape, *args, out_shape=None, **kwargs):
+        # torch runs adaptive_avg_pool2d to 1x1 as a mean; fvcore, which sees the module's
+        # op, counts it as pooling. A mean anywhere else costs 0 (ZERO_COST_OPS).
+        return 2 * math.prod(x_shape) if inside_adaptive_pool[0] else 0
+
+    def upsample(per_output):
+        return lambda x_shape, *args, out_shape=None, **kwargs: 2 * per_output * math.prod(out_shape)
+
+    return {aten.native_batch_norm: batch_norm, aten._native_batch_norm_legit: batch_norm,
+            aten._native_batch_norm_legit_no_training: batch_norm,
+            aten._adaptive_avg_pool2d: adaptive_pool, aten.mean: mean,
+            aten.upsample_bilinear2d: upsample(4), aten.upsample_nearest2d: upsample(1)}
+
+
+def _count_torch(model: nn.Module, k: int, x: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inside = [0]  # depth of nn.AdaptiveAvgPool2d calls we are in
+
+    def enter(*_):
+        inside[0] += 1
+
+    def leave(*_):
+        inside[0] -= 1
+
+    pools = [m for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    hooks = [h for m in pools for h in (m.register_forward_pre_hook(enter),
+                                        m.register_forward_hook(leave))]
+    counter = FlopCounterMode(display=False, custom_mapping=_torch_formulas(inside))
+    try:
+        with counter, _OpRecorder() as recorder:
+            model(x, num_exits=k)
+    finally:
+        for h in hooks:
+            h.remove()
+    counted = {op._overloadpacket.__name__ if hasattr(op, "_overloadpacket") else op.__name__
+               for op in counter.flop_registry}
+    unknown = sorted(recorder.ops - counted - TORCH_ZERO_COST_OPS)
+    if unknown:
+        raise UnsupportedOpError(
+            f"the torch counter cannot count these ops of {type(model).__name__}: {unknown}; "
+            "give them a formula or add them to bench.flops.TORCH_ZERO_COST_OPS")
+    return counter.get_total_flops() // 2  # FlopCounterMode counts 2 x MACs
+
+
+_COUNT = {"fvcore": _count_fvcore, "torch": _count_torch}
+
+
+def _per_exit(model: nn.Module, input_size, count, exits: list[int] | None = None) -> list:
     input_size = tuple(input_size or model.input_size)
+    exits = list(exits or range(1, model.num_exits + 1))
     was_training = model.training
     model.eval()
     try:
         param = next(model.parameters())
         x = torch.zeros(1, *input_size, dtype=param.dtype, device=param.device)
         with torch.no_grad():
-            return [_count(model, k, x) for k in range(1, model.num_exits + 1)]
+            return [count(model, k, x) for k in exits]
     finally:
         model.train(was_training)
+
+
+def per_exit(model: nn.Module, input_size: tuple[int, int, int] | None = None,
+             counter: str | None = None) -> list[int]:
+    """Cumulative MACs (one image) to produce exits 1..n, for n = 1..num_exits, counted by
+    ``counter`` (see :func:`counter_name`; fvcore by default)."""
+    name = counter_name(counter)
+    counts = _per_exit(model, input_size, _COUNT[name])
+    if any(c <= 0 for c in counts) and any(p.numel() for p in model.parameters()):
+        raise CounterError(f"the {name} counter counted {counts} MACs for {type(model).__name__}, "
+                           f"which has parameters: a count of 0 is never right here"
+                           + (f". {_fallback_hint()}." if name == "fvcore" else ""))
+    return counts
 
 
 def params_per_exit(model: nn.Module, input_size: tuple[int, int, int] | None = None
@@ -140,11 +317,15 @@ def _source_files(model: nn.Module) -> list[str]:
 
 def _fingerprint(model: nn.Module, input_size) -> str:
     """What the count depends on: the architecture (the module tree's repr), the code of
-    the model's modules and of this counter, the input size and the library versions."""
-    import fvcore
-
-    parts = [repr(model), str(tuple(input_size)), torch.__version__,
-             getattr(fvcore, "__version__", "?"), Path(__file__).read_text()]
+    the model's modules and of this counter, the input size, the counter chosen and the
+    library versions."""
+    try:
+        from importlib.metadata import version
+        fvcore_version = version("fvcore")
+    except Exception:  # not installed: the torch counter may still be chosen
+        fvcore_version = "?"
+    parts = [repr(model), str(tuple(input_size)), torch.__version__, counter_name(),
+             fvcore_version, Path(__file__).read_text()]
     parts += [Path(f).read_text() for f in _source_files(model)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 

@@ -1,4 +1,11 @@
-"""Tests of bench.data: splits, batching, sharding, augmentation and the synthetic set."""
+"""Tests of bench.data: splits, batching, sharding, augmentation, the synthetic set and the
+real data sets' files."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -80,6 +87,28 @@ def test_synthetic_difficulty_varies():
     assert acc_easy > 0.85 and acc_hard < 0.5  # measured: 0.90 and 0.29
     easiest = d < d.quantile(0.25)
     assert (pred == y)[easiest].float().mean() > 0.99
+
+
+def test_synthetic_shrunk_objects_on_clutter():
+    opts = {"train_size": 20, "test_size": 600}
+    plain = data.load("synthetic", "u", heldout=10, seed=0, options=opts)
+    small = data.load("synthetic", "u", heldout=10, seed=0,
+                      options={**opts, "min_scale": 0.25, "clutter": 1.0})
+    d = small.difficulty("test")
+    assert torch.equal(d, plain.difficulty("test"))
+    assert torch.equal(small.targets("test"), plain.targets("test"))
+    side = (32 * (1 - 0.75 * d)).round()
+    same = (small.images("test") == plain.images("test")).flatten(1).all(1)
+    # Only the size and the background change: whole-image objects are the same images.
+    assert torch.equal(same, side == 32) and same.any() and not same.all()
+    # A hard image is mostly clutter: nearest-prototype matching fails far more often.
+    def template_accuracy(s, mask):
+        x = (s.images("test").float() - 128) / 48
+        pred = torch.einsum("nchw,kchw->nk", x, s.prototypes).argmax(1)
+        return (pred == s.targets("test"))[mask].float().mean().item()
+    hard = d > 0.5
+    assert template_accuracy(small, hard) < template_accuracy(plain, hard) - 0.15
+    assert template_accuracy(small, d < 0.05) == 1.0
 
 
 def test_batches_deterministic_and_epoch_dependent(syn):
@@ -270,10 +299,18 @@ def test_cifar_files_through_torchvision(tmp_path, name, no_md5):
     assert next(iter(s.batches("train", 8)))[0].shape == (8, 3, 32, 32)
 
 
+@pytest.fixture
+def no_system_data(monkeypatch, tmp_path):
+    """Hide the system packages' data folders (Debian's Fashion-MNIST may be installed)."""
+    from bench.data import vision
+    monkeypatch.setattr(vision, "SYSTEM_FOLDERS", {k: [tmp_path / "no-system-folder"]
+                                                   for k in vision.SYSTEM_FOLDERS})
+
+
 @needs_tv
 @pytest.mark.parametrize("name,download", [("cifar100", False), ("cifar10", False), ("mnist", False),
                                            ("fashion_mnist", False), ("imagenet", False), ("imagenet", True)])
-def test_missing_files_raise_dataset_not_found(tmp_path, name, download):
+def test_missing_files_raise_dataset_not_found(tmp_path, name, download, no_system_data):
     root = tmp_path / "nowhere"
     with pytest.raises(data.DatasetNotFound) as e:
         data.load(name, root, heldout=1, seed=0, download=download)
@@ -303,9 +340,8 @@ def _write_idx(folder, n_train, n_test, seed=0, gz=False):
     return out
 
 
-@needs_tv
 @pytest.mark.parametrize("name,sub", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
-def test_mnist_idx_files(tmp_path, name, sub):
+def test_mnist_idx_files(tmp_path, name, sub):  # read without torchvision
     ref = _write_idx(tmp_path / sub / "raw", 30, 12)
     s = data.load(name, tmp_path, heldout=5, seed=1)
     assert s.input_size == (3, 32, 32) and s.num_classes == 10
@@ -321,7 +357,6 @@ def test_mnist_idx_files(tmp_path, name, sub):
     assert next(iter(small.batches("train", 4)))[0].shape == (4, 1, 28, 28)
 
 
-@needs_tv
 def test_mnist_files_directly_in_root_gz(tmp_path):
     ref = _write_idx(tmp_path, 20, 6, gz=True)
     s = data.load("mnist", tmp_path, heldout=4, seed=0)
@@ -366,6 +401,10 @@ def test_synthetic_option_ranges():
         data.load("synthetic", "u", heldout=1, seed=0, options={**SMALL, "max_blend": 0.5})
     with pytest.raises(ValueError, match="train_size"):
         data.load("synthetic", "u", heldout=1, seed=0, options={"train_size": 0})
+    with pytest.raises(ValueError, match=r"min_scale must be in \(0.0, 1.0\], got 0"):
+        data.load("synthetic", "u", heldout=1, seed=0, options={**SMALL, "min_scale": 0})
+    with pytest.raises(ValueError, match=r"clutter must be in \[0.0, 10.0\], got -1"):
+        data.load("synthetic", "u", heldout=1, seed=0, options={**SMALL, "clutter": -1})
 
 
 def test_heldout_zero_is_empty():
@@ -384,3 +423,63 @@ def test_failed_download_is_dataset_not_found(tmp_path, monkeypatch):
     monkeypatch.setattr(tvc, "download_and_extract_archive", offline)
     with pytest.raises(data.DatasetNotFound, match=r"download.*failed.*Name or service"):
         data.load("cifar100", tmp_path, heldout=1, seed=0, download=True)
+
+
+# ---- Fashion-MNIST from Debian's dataset-fashion-mnist ------------------------------------
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_fashion_mnist_found_in_the_system_folder(tmp_path, monkeypatch):
+    from bench.data import vision
+    system = tmp_path / "usr-share-datasets-fashion-mnist"
+    ref = _write_idx(system, 24, 8, gz=True)  # the package's layout: four .gz files
+    monkeypatch.setattr(vision, "SYSTEM_FOLDERS", {"fashion_mnist": [system]})
+    s = data.load("fashion_mnist", tmp_path / "empty-root", heldout=4, seed=0)
+    assert torch.equal(s.targets("test"), ref["t10k"][1])
+    # dataset.root wins over the system folder
+    mine = _write_idx(tmp_path / "root" / "FashionMNIST" / "raw", 20, 6, seed=1)
+    s = data.load("fashion_mnist", tmp_path / "root", heldout=4, seed=0)
+    assert torch.equal(s.targets("test"), mine["t10k"][1])
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, no_system_data):
+    root = tmp_path / "data"
+    with pytest.raises(data.DatasetNotFound) as e:
+        data.load("fashion_mnist", root, heldout=1, seed=0)
+    msg = str(e.value)
+    assert "apt-get install dataset-fashion-mnist" in msg
+    assert str(root / "FashionMNIST" / "raw") in msg and "train-images-idx3-ubyte" in msg
+    assert "no-system-folder" in msg  # every place searched is named
+
+
+def test_corrupt_idx_file_is_named(tmp_path):
+    _write_idx(tmp_path / "MNIST" / "raw", 10, 4)
+    path = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(data.DatasetNotFound, match=r"t10k-labels-idx1-ubyte: 3 bytes of data.*truncated"):
+        data.load("mnist", tmp_path, heldout=2, seed=0)
+
+
+@pytest.mark.slow  # loads all 70,000 real images, then 32 training steps
+@pytest.mark.skipif(not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed "
+                           "(apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist_one_tiny_epoch_of_its_suite(tmp_path):
+    """The real files, through suites/fashion-mnist.yaml, one tiny epoch of joint training."""
+    s = data.load("fashion_mnist", tmp_path / "no-root", heldout=5000, seed=0)
+    assert (s.size("train"), s.size("heldout"), s.size("test")) == (55000, 5000, 10000)
+    assert torch.bincount(s.targets("test")).tolist() == [1000] * 10
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    overrides = ["methods=[joint]", "training.epochs=1", "dataset.heldout=500", "dataset.subset.train=2048",
+                 "dataset.subset.test=500", "training.device=cpu"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run", str(root / "suites" / "fashion-mnist.yaml"),
+         "--results", str(tmp_path / "results"), "--no-report", "--quiet",
+         *[a for o in overrides for a in ("--set", o)]],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (metrics,) = (tmp_path / "results").glob("*/*/metrics.json")
+    top1 = [e["top1"] for e in json.loads(metrics.read_text())["anytime"]]
+    assert len(top1) == 3 and max(top1) > 30  # 10 classes: well above chance after 32 steps

