@@ -96,6 +96,14 @@ OBJECTIVES = ("budgeted", "anytime")
 NOT_HASHED = (("suite",), ("run_id",), ("dataset", "root"), ("dataset", "download"),
               ("dataset", "options", "workers"), ("training", "workers"), ("evaluation",),
               ("tuned",))
+# Keys added to the schema after run ids were first pinned, with the value that reproduces
+# what runs did before the key existed: at that value they are left out of the hash, so a
+# finished run keeps its id when the schema grows; any other value is hashed as usual.
+HASHED_UNLESS = {
+    ("dataset", "options", "min_scale"): 1.0,  # synthetic: objects drawn at full size
+    ("dataset", "options", "clutter"): 0.0,  # synthetic: plain background
+    ("dataset", "options", "min_difficulty"): 0.0,  # synthetic: difficulties from 0
+}
 # Tune keys that do not change what a trial's value means: left out of the study hash, so
 # a study can be extended (more trials, another sampler or pruner) and still resume.
 NOT_IN_STUDY_HASH = ("runs", "trials", "timeout", "sampler", "pruner")

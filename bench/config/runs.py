@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from bench.config.defaults import CODE_VERSION, NOT_HASHED
+from bench.config.defaults import CODE_VERSION, HASHED_UNLESS, NOT_HASHED
 from bench.config.schema import (BackboneEntry, DatasetConfig, EvaluationConfig, MethodEntry,
                                  SuiteConfig, TrainingConfig, TuneConfig, freeze, thaw)
 
@@ -79,15 +79,24 @@ def canonical(value: Any) -> str:
 
 
 def run_hash(config: dict) -> str:
-    """hash8 of a run config, the NOT_HASHED keys left out."""
+    """hash8 of a run config: the NOT_HASHED keys left out, and the HASHED_UNLESS keys
+    where they hold the value that reproduces runs made before they existed."""
     hashed = copy.deepcopy(config)
     for keys in NOT_HASHED:
-        node = hashed
-        for k in keys[:-1]:
-            node = node.get(k, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(keys[-1], None)
+        _pop(hashed, keys)
+    for keys, legacy in HASHED_UNLESS.items():
+        _pop(hashed, keys, only_if=legacy)
     return hashlib.sha256(canonical(hashed).encode()).hexdigest()[:8]
+
+
+def _pop(config: dict, keys: tuple, only_if: Any = None) -> None:
+    """Remove the key at path ``keys`` (if ``only_if`` is given: only when it holds that)."""
+    node = config
+    for k in keys[:-1]:
+        node = node.get(k, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict) and keys[-1] in node:
+        if only_if is None or node[keys[-1]] == only_if:
+            node.pop(keys[-1])
 
 
 def run_config(suite: SuiteConfig, backbone: BackboneEntry, method: MethodEntry, seed: int,

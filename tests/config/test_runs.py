@@ -138,3 +138,16 @@ def test_the_paper_protocol_keeps_its_run_ids(tmp_path, monkeypatch):
     monkeypatch.setattr(flops, "per_exit", per_exit)
     suite = load_suite(write(tmp_path, CIFAR100))
     assert [r.run_id for r in suite.runs] == CIFAR100_IDS
+
+
+def test_keys_added_later_keep_old_ids_at_their_legacy_value(tmp_path):
+    """Synthetic knobs added after ids were pinned leave the id alone at the value that
+    reproduces the old data, and change it at any other value."""
+    text = textwrap.dedent(SMALL)
+    pinned = [r.run_id for r in load_suite(write(tmp_path, text)).runs]
+    explicit = text.replace("options: {", "options: {clutter: 0.0, min_scale: 1.0, ", 1)
+    assert explicit != text
+    assert [r.run_id for r in load_suite(write(tmp_path, explicit)).runs] == pinned
+    changed = text.replace("options: {", "options: {clutter: 0.5, ", 1)
+    ids = [r.run_id for r in load_suite(write(tmp_path, changed)).runs]
+    assert all(a != b for a, b in zip(ids, pinned))
