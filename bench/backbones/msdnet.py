@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from bench.backbones.common import check_num_exits, rescale_grad
+from bench.backbones.common import ExitState, check_advance, check_num_exits, rescale_grad
 from bench.backbones.layout import BatchNorm2d, channels_last_input
 from bench.backbones.registry import register
 
@@ -291,22 +291,37 @@ class MSDNet(nn.Module):
 
     def forward(self, x: torch.Tensor, num_exits: int | None = None) -> list[torch.Tensor]:
         k = check_num_exits(num_exits, self.num_exits)
-        n = self.num_exits
-        logits = []
-        xs = channels_last_input(x)
+        logits, xs = [], channels_last_input(x)
         for i in range(k):
-            xs = self.blocks[i](xs)
-            coarse = xs[-1]
-            if self.grad_rescale:
-                # IMTA's gradient equilibrium, where msdnet_ge puts it: on the coarsest
-                # scale only, 1/(N-i) of head i's gradient and (N-i-1)/(N-i) of the later
-                # blocks' gradient reach block i (i 0-based).
-                logits.append(self.heads[i](rescale_grad(coarse, 1.0 / (n - i))))
-                if i + 1 < k:
-                    xs = xs[:-1] + [rescale_grad(coarse, (n - i - 1) / (n - i))]
-            else:
-                logits.append(self.heads[i](coarse))
+            f, xs = self._exit(i, xs, more=i + 1 < k)
+            logits.append(f)
         return logits
+
+    def begin(self, x: torch.Tensor) -> ExitState:
+        """Exit-by-exit run (:class:`~bench.backbones.common.ExitState`): the image."""
+        return ExitState(0, channels_last_input(x))
+
+    def advance(self, state: ExitState) -> tuple[torch.Tensor, ExitState]:
+        """Block k and head k for the samples in ``state``: (f_k, state after exit k)."""
+        i = check_advance(self, state)
+        f, xs = self._exit(i, state.tensors, more=i + 1 < self.num_exits)
+        return f, ExitState(i + 1, xs)
+
+    def _exit(self, i: int, xs, more: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Block i and head i (0-based): (logits, the maps block i+1 reads). ``more``: a
+        later block runs in this pass (so the carried map gets its gradient rescale)."""
+        xs = self.blocks[i](xs)
+        coarse = xs[-1]
+        if not self.grad_rescale:
+            return self.heads[i](coarse), xs
+        # IMTA's gradient equilibrium, where msdnet_ge puts it: on the coarsest scale only,
+        # 1/(N-i) of head i's gradient and (N-i-1)/(N-i) of the later blocks' gradient
+        # reach block i (i 0-based).
+        n = self.num_exits
+        logits = self.heads[i](rescale_grad(coarse, 1.0 / (n - i)))
+        if more:
+            xs = xs[:-1] + [rescale_grad(coarse, (n - i - 1) / (n - i))]
+        return logits, xs
 
 
 _ARGS = tuple(inspect.signature(MSDNet.__init__).parameters)[2:]  # after self, num_classes
