@@ -266,6 +266,13 @@ class MSDNet(nn.Module):
                              f"scales, ImageNet: 224 with 4)")
         self.num_exits = n_blocks
         self.input_size = (in_channels, image_size, image_size)
+        # the resolved architecture (what bench.speed_reference builds the reference from)
+        self.config = dict(num_classes=num_classes, n_blocks=n_blocks, step_mode=step_mode,
+                           step=step, base=base, channels=channels, growth_rate=growth_rate,
+                           gr_factor=list(gr_factor), bn_factor=list(bn_factor),
+                           bottleneck=bottleneck, prune=prune, reduction=reduction,
+                           dataset=dataset, image_size=image_size, in_channels=in_channels,
+                           head_channels=head_channels)
         self.grad_rescale = False
         self.steps = block_steps(n_blocks, step_mode, step, base)
         n_layers = sum(self.steps)
