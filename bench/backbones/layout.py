@@ -99,7 +99,7 @@ class _TrainBatchNormRows(torch.autograd.Function):
         var = _per_channel(torch.mul(centred, centred, out=y_rows).sum(0), k).div_(m)
         invstd = var.add(eps).rsqrt_()
         scale = weight * invstd
-        # y = x * scale + (b - mean * scale), the form PyTorch's NCHW kernel uses
+        # y = x * scale + (b - mean * scale), the NCHW kernel's form
         torch.addcmul(_per_column(bias - mean * scale, k), rows, _per_column(scale, k),
                       out=y_rows)
         ctx.save_for_backward(centred, invstd, scale)
@@ -143,7 +143,7 @@ class BatchNorm2d(nn.BatchNorm2d):
             factor = 1.0 / float(self.num_batches_tracked)
         y, mean, var = _TrainBatchNormRows.apply(x, self.weight, self.bias, self.eps)
         m = x.numel() // x.shape[1]
-        with torch.no_grad():
-            self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-            self.running_var.mul_(1 - factor).add_(var * (m / max(m - 1, 1)), alpha=factor)
+        with torch.no_grad():  # r <- (1 - factor) r + factor * batch value (unbiased var)
+            self.running_mean.lerp_(mean, factor)
+            self.running_var.lerp_(var.mul_(m / (m - 1)), factor)
         return y
