@@ -1,6 +1,9 @@
 """Pieces shared by the backbones."""
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Any
+
 import torch
 
 
@@ -28,6 +31,72 @@ def rescale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
     if not torch.is_grad_enabled() or not x.requires_grad:
         return x
     return GradientRescale.apply(x, scale)
+
+
+@dataclass(frozen=True)
+class ExitState:
+    """Where a backbone's exit-by-exit run stands (the early-exit API).
+
+    Every backbone has ``begin(x) -> ExitState`` (nothing computed yet) and
+    ``advance(state) -> (logits, state)``, which computes the next exit's raw logits f_k from
+    the kept intermediate maps and returns the state after exit k; ``state.select(keep)``
+    keeps the samples a bool mask or an index tensor names, so those that left are never
+    computed again. ``exits_done`` counts the exits computed so far; ``tensors`` holds the
+    batch-first maps the next exit needs (lists, tuples and dicts of tensors, backbone
+    specific); ``position`` any non-tensor bookkeeping of the backbone.
+    """
+
+    exits_done: int
+    tensors: Any
+    position: Any = None
+
+    def select(self, keep: torch.Tensor) -> "ExitState":
+        """The same state for the samples ``keep`` names (bool [B] or int64 indices)."""
+        if keep.dtype == torch.bool:
+            keep = keep.nonzero().flatten()
+        return replace(self, tensors=_take(self.tensors, keep))
+
+    def batch_size(self) -> int:
+        """The number of samples still in the run."""
+        first = _first_tensor(self.tensors)
+        if first is None:
+            raise ValueError("ExitState holds no tensor")
+        return first.shape[0]
+
+
+def _take(tree: Any, index: torch.Tensor) -> Any:
+    """Rows ``index`` of every tensor in a nest of lists, tuples and dicts; the memory
+    format (channels_last or not) is kept."""
+    if isinstance(tree, torch.Tensor):
+        out = tree.index_select(0, index.to(tree.device))
+        if tree.dim() == 4 and not tree.is_contiguous() and tree.is_contiguous(
+                memory_format=torch.channels_last):
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_take(t, index) for t in tree)
+    if isinstance(tree, dict):
+        return {k: _take(v, index) for k, v in tree.items()}
+    raise TypeError(f"ExitState.tensors may hold tensors, lists, tuples and dicts, got "
+                    f"{type(tree).__name__}")
+
+
+def _first_tensor(tree: Any) -> torch.Tensor | None:
+    if isinstance(tree, torch.Tensor):
+        return tree
+    for t in (tree.values() if isinstance(tree, dict) else tree):
+        found = _first_tensor(t)
+        if found is not None:
+            return found
+    return None
+
+
+def check_advance(model: torch.nn.Module, state: ExitState) -> int:
+    """The 0-based index of the exit ``advance`` computes next; an error past the last."""
+    if state.exits_done >= model.num_exits:
+        raise ValueError(f"all {model.num_exits} exits of {type(model).__name__} are computed "
+                         f"already; begin a new run")
+    return state.exits_done
 
 
 def check_num_exits(num_exits: int | None, total: int) -> int:

@@ -30,7 +30,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from bench.backbones.common import check_num_exits, rescale_grad
+from bench.backbones.common import ExitState, check_advance, check_num_exits, rescale_grad
+from bench.backbones.layout import BatchNorm2d, channels_last_input
 from bench.backbones.registry import register
 
 
@@ -39,7 +40,7 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
     """The reference's ConvBasic: conv (no bias) -> BN -> ReLU."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-        nn.BatchNorm2d(c_out),
+        BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     )
 
@@ -52,10 +53,10 @@ def dense_conv(c_in: int, c_out: int, stride: int, bottleneck: bool,
     c_inner = c_in
     if bottleneck:
         c_inner = min(c_in, bn_width * c_out)
-        layers += [nn.Conv2d(c_in, c_inner, 1, bias=False), nn.BatchNorm2d(c_inner),
+        layers += [nn.Conv2d(c_in, c_inner, 1, bias=False), BatchNorm2d(c_inner),
                    nn.ReLU(inplace=True)]
     layers += [nn.Conv2d(c_inner, c_out, 3, stride=stride, padding=1, bias=False),
-               nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+               BatchNorm2d(c_out), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
@@ -126,7 +127,7 @@ class Stem(nn.Module):
             first = conv_bn_relu(in_channels, c0)
         else:
             first = nn.Sequential(nn.Conv2d(in_channels, c0, 7, stride=2, padding=3),
-                                  nn.BatchNorm2d(c0), nn.ReLU(inplace=True),
+                                  BatchNorm2d(c0), nn.ReLU(inplace=True),
                                   nn.MaxPool2d(3, stride=2, padding=1))
         layers = [first]
         for s in range(1, len(gr_factor)):
@@ -265,6 +266,13 @@ class MSDNet(nn.Module):
                              f"scales, ImageNet: 224 with 4)")
         self.num_exits = n_blocks
         self.input_size = (in_channels, image_size, image_size)
+        # the resolved architecture (what bench.speed_reference builds the reference from)
+        self.config = dict(num_classes=num_classes, n_blocks=n_blocks, step_mode=step_mode,
+                           step=step, base=base, channels=channels, growth_rate=growth_rate,
+                           gr_factor=list(gr_factor), bn_factor=list(bn_factor),
+                           bottleneck=bottleneck, prune=prune, reduction=reduction,
+                           dataset=dataset, image_size=image_size, in_channels=in_channels,
+                           head_channels=head_channels)
         self.grad_rescale = False
         self.steps = block_steps(n_blocks, step_mode, step, base)
         n_layers = sum(self.steps)
@@ -290,22 +298,37 @@ class MSDNet(nn.Module):
 
     def forward(self, x: torch.Tensor, num_exits: int | None = None) -> list[torch.Tensor]:
         k = check_num_exits(num_exits, self.num_exits)
-        n = self.num_exits
-        logits = []
-        xs = x
+        logits, xs = [], channels_last_input(x)
         for i in range(k):
-            xs = self.blocks[i](xs)
-            coarse = xs[-1]
-            if self.grad_rescale:
-                # IMTA's gradient equilibrium, where msdnet_ge puts it: on the coarsest
-                # scale only, 1/(N-i) of head i's gradient and (N-i-1)/(N-i) of the later
-                # blocks' gradient reach block i (i 0-based).
-                logits.append(self.heads[i](rescale_grad(coarse, 1.0 / (n - i))))
-                if i + 1 < k:
-                    xs = xs[:-1] + [rescale_grad(coarse, (n - i - 1) / (n - i))]
-            else:
-                logits.append(self.heads[i](coarse))
+            f, xs = self._exit(i, xs, more=i + 1 < k)
+            logits.append(f)
         return logits
+
+    def begin(self, x: torch.Tensor) -> ExitState:
+        """Exit-by-exit run (:class:`~bench.backbones.common.ExitState`): the image."""
+        return ExitState(0, channels_last_input(x))
+
+    def advance(self, state: ExitState) -> tuple[torch.Tensor, ExitState]:
+        """Block k and head k for the samples in ``state``: (f_k, state after exit k)."""
+        i = check_advance(self, state)
+        f, xs = self._exit(i, state.tensors, more=i + 1 < self.num_exits)
+        return f, ExitState(i + 1, xs)
+
+    def _exit(self, i: int, xs, more: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Block i and head i (0-based): (logits, the maps block i+1 reads). ``more``: a
+        later block runs in this pass (so the carried map gets its gradient rescale)."""
+        xs = self.blocks[i](xs)
+        coarse = xs[-1]
+        if not self.grad_rescale:
+            return self.heads[i](coarse), xs
+        # IMTA's gradient equilibrium, where msdnet_ge puts it: on the coarsest scale only,
+        # 1/(N-i) of head i's gradient and (N-i-1)/(N-i) of the later blocks' gradient
+        # reach block i (i 0-based).
+        n = self.num_exits
+        logits = self.heads[i](rescale_grad(coarse, 1.0 / (n - i)))
+        if more:
+            xs = xs[:-1] + [rescale_grad(coarse, (n - i - 1) / (n - i))]
+        return logits, xs
 
 
 _ARGS = tuple(inspect.signature(MSDNet.__init__).parameters)[2:]  # after self, num_classes

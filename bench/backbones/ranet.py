@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backbones.common import check_num_exits, rescale_grad
+from bench.backbones.common import ExitState, check_advance, check_num_exits, rescale_grad
 from bench.backbones.registry import register
 
 
@@ -391,30 +391,56 @@ class RANet(nn.Module):
 
     def forward(self, x: torch.Tensor, num_exits: int | None = None) -> list[torch.Tensor]:
         k = check_num_exits(num_exits, self.num_exits)
-        base = self.FirstLayer(x)  # one feature per flow, all made in segment 0
-        logits: list[torch.Tensor] = []
-        low, low_made_in = None, None  # previous flow: per block, features and segment
-        for ii, flow in enumerate(self.scale_flows):
-            h, h_made_in = base[ii], 0
-            feats, feats_made_in = [], []
-            for j, block in enumerate(flow):
-                seg = len(logits)  # this block runs in segment `seg` (0-based)
-                h = self._carry(h, h_made_in, seg)
-                if j < self.n_fusion[ii]:
-                    h, f = block(h, [self._carry(t, low_made_in[j], seg) for t in low[j]])
-                else:
-                    h, f = block(h)
-                h_made_in = seg
-                feats.append(f)
-                feats_made_in.append(seg)
-                if j >= self.n_fusion[ii]:
-                    head_in = (rescale_grad(h, 1.0 / (self.num_exits - seg))
-                               if self.grad_rescale else h)
-                    logits.append(self.classifier[seg](head_in))
-                    if len(logits) == k:
-                        return logits
-            low, low_made_in = feats, feats_made_in
+        state, logits = self.begin(x), []
+        for _ in range(k):
+            f, state = self.advance(state)
+            logits.append(f)
         return logits
+
+    def begin(self, x: torch.Tensor) -> ExitState:
+        """Exit-by-exit run (:class:`~bench.backbones.common.ExitState`): the image."""
+        return ExitState(0, {"x": x})
+
+    def advance(self, state: ExitState) -> tuple[torch.Tensor, ExitState]:
+        """Everything from exit k-1 up to exit k (execution order, module doc) for the
+        samples in ``state``: (f_k, state after exit k).
+
+        The state keeps the current flow's feature h, the base features of the later flows,
+        the per-block features of the current flow (read by the next flow's fusion blocks)
+        and those of the previous flow (read by this flow's fusion blocks); its position is
+        (flow, next block, and the segment each kept tensor was made in)."""
+        seg = check_advance(self, state)  # this call runs segment `seg` (0-based)
+        t = state.tensors
+        if "x" in t:  # segment 0 starts with FirstLayer: one base feature per flow
+            base = self.FirstLayer(t["x"])
+            t = {"h": base[0], "later": base[1:], "feats": [], "low": []}
+            pos = (0, 0, 0, (), ())
+        else:
+            pos = state.position
+        ii, j, h_made_in, feats_made_in, low_made_in = pos
+        h, later, feats, low = t["h"], t["later"], t["feats"], t["low"]
+        while True:
+            if j == len(self.scale_flows[ii]):  # flow ii is done; flow ii+1 reads it
+                low, low_made_in = feats, feats_made_in
+                h, h_made_in, later = later[0], 0, later[1:]
+                feats, feats_made_in = [], ()
+                ii, j = ii + 1, 0
+            block = self.scale_flows[ii][j]
+            h = self._carry(h, h_made_in, seg)
+            if j < self.n_fusion[ii]:
+                h, f = block(h, [self._carry(t_, low_made_in[j], seg) for t_ in low[j]])
+            else:
+                h, f = block(h)
+            h_made_in = seg
+            feats, feats_made_in = feats + [f], feats_made_in + (seg,)
+            j += 1
+            if j > self.n_fusion[ii]:  # an exit block: its classifier is exit seg+1
+                head_in = (rescale_grad(h, 1.0 / (self.num_exits - seg))
+                           if self.grad_rescale else h)
+                logits = self.classifier[seg](head_in)
+                tensors = {"h": h, "later": later, "feats": feats, "low": low}
+                return logits, ExitState(seg + 1, tensors,
+                                         (ii, j, h_made_in, feats_made_in, low_made_in))
 
 
 def _init_weights(m: nn.Module) -> None:

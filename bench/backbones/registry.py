@@ -3,7 +3,9 @@
 A registered constructor is a plain function ``fn(num_classes, **overrides) -> nn.Module``.
 Every model it returns has ``num_exits``, ``input_size`` (C, H, W) and
 ``forward(x, num_exits=None) -> list[Tensor]``: the raw head logits f_1..f_k of the first
-``num_exits`` exits (all by default), computing nothing past exit k.
+``num_exits`` exits (all by default), computing nothing past exit k; and the exit-by-exit
+API ``begin(x)``, ``advance(state) -> (f_k, state)``, ``state.select(keep)``
+(:class:`bench.backbones.common.ExitState`).
 """
 from __future__ import annotations
 

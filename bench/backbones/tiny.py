@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.backbones.common import check_num_exits, rescale_grad
+from bench.backbones.common import ExitState, check_advance, check_num_exits, rescale_grad
 from bench.backbones.registry import register
 
 
@@ -39,19 +39,31 @@ class ChainNet(nn.Module):
 
     def forward(self, x: torch.Tensor, num_exits: int | None = None) -> list[torch.Tensor]:
         k = check_num_exits(num_exits, self.num_exits)
-        n_total = self.num_exits
         logits = []
         for i in range(k):
-            x = self.blocks[i](x)
-            if self.grad_rescale:
-                # Same placement as MSDNet's gradient equilibrium: 1/(N-i) into head i,
-                # (N-i-1)/(N-i) into the rest of the network (i is 0-based).
-                into_head = rescale_grad(x, 1.0 / (n_total - i))
-                logits.append(self.heads[i](into_head))
-                x = rescale_grad(x, (n_total - i - 1) / (n_total - i))
-            else:
-                logits.append(self.heads[i](x))
+            f, x = self._exit(i, x)
+            logits.append(f)
         return logits
+
+    def begin(self, x: torch.Tensor) -> ExitState:
+        """Exit-by-exit run (:class:`~bench.backbones.common.ExitState`): the image."""
+        return ExitState(0, x)
+
+    def advance(self, state: ExitState) -> tuple[torch.Tensor, ExitState]:
+        """Block k and head k for the samples in ``state``: (f_k, state after exit k)."""
+        i = check_advance(self, state)
+        f, x = self._exit(i, state.tensors)
+        return f, ExitState(i + 1, x)
+
+    def _exit(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.blocks[i](x)
+        if not self.grad_rescale:
+            return self.heads[i](x), x
+        # Same placement as MSDNet's gradient equilibrium: 1/(N-i) into head i,
+        # (N-i-1)/(N-i) into the rest of the network (i is 0-based).
+        n = self.num_exits
+        return (self.heads[i](rescale_grad(x, 1.0 / (n - i))),
+                rescale_grad(x, (n - i - 1) / (n - i)))
 
 
 @register("chain_tiny")
