@@ -144,7 +144,7 @@ def test_minimal_suite_gets_every_default(tmp_path):
                       "nesterov": False},
         "schedule": {"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1},
         "device": "auto", "amp": False, "workers": 0, "channels_last": False,
-        "sync_bn": False, "compile": False}
+        "sync_bn": False, "compile": False, "drop_last": True}
     d = c["dataset"]
     assert (d["root"], d["download"], d["heldout"]) == ("data", False, 1000)
     assert d["subset"] == {"train": None, "test": None}
@@ -198,6 +198,12 @@ BAD = [
     (MINIMAL + "training: {schedule: {milestones: [0.75, 0.5]}}\n",
      "training.schedule.milestones", "increasing"),
     (MINIMAL + "training: {device: gpu}\n", "training.device", "cuda:N"),
+    (MINIMAL + "training: {drop_last: 'no'}\n", "training.drop_last", "true or false"),
+    (MINIMAL.replace("{name: synthetic}", "{name: cifar10, options: {normalization: boost}}"),
+     "dataset.options.normalization", "known: standard, reference"),
+    (MINIMAL.replace("{name: synthetic}",
+                     "{name: fashion_mnist, options: {normalization: reference}}"),
+     "dataset.options.normalization", "allowed: augment"),
     (MINIMAL + "seeds: 0\n", "seeds", "expected a non-empty list"),
     (MINIMAL + "seeds: [0, 4294967296]\n", "seeds[1]", "[0, 2**32), at most 4294967295"),
     (MINIMAL + f"seeds: [{10 ** 30}]\n", "seeds[0]", "found 1000000000000000000000000000000"),
