@@ -47,6 +47,10 @@ def dataset(c: Checker, value: Any) -> DatasetConfig:
         heldout = (options["train_size"] // D.SYNTHETIC_HELDOUT_SHARE if name_ == "synthetic"
                    else D.HELDOUT.get(name_, D.HELDOUT_DEFAULT))
     c.integer(heldout, "dataset.heldout", lo=0)
+    if heldout == 0:  # training on the whole training set, as the reference's anytime runs do
+        c.fail("dataset.heldout", "expected at least 1 image: every run predicts on the "
+                                  "held-out split, where exit thresholds are fitted (never on "
+                                  "test), found 0")
     if name_ == "synthetic" and heldout >= options["train_size"]:
         c.fail("dataset.heldout", f"expected fewer than dataset.options.train_size = "
                                   f"{options['train_size']} images, found {heldout}")

@@ -215,6 +215,8 @@ BAD = [
     (MINIMAL.replace("synthetic", "cifar1000"), "dataset.name", "cifar100, fashion_mnist"),
     (MINIMAL.replace("{name: synthetic}", "{name: synthetic, options: {size: 3}}"),
      "dataset.options.size", "train_size"),
+    (MINIMAL.replace("{name: synthetic}", "{name: synthetic, heldout: 0}"),
+     "dataset.heldout", "at least 1 image"),
     (MINIMAL.replace("{name: synthetic}", "{name: synthetic, heldout: 5000}"),
      "dataset.heldout", "train_size"),
     (MINIMAL.replace("{name: synthetic}", "{name: synthetic, options: {image_size: 16}}"),
