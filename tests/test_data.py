@@ -529,3 +529,27 @@ def test_real_fashion_mnist_one_tiny_epoch_of_its_suite(tmp_path):
     (metrics,) = (tmp_path / "results").glob("*/*/metrics.json")
     top1 = [e["top1"] for e in json.loads(metrics.read_text())["anytime"]]
     assert len(top1) == 3 and max(top1) > 30  # 10 classes: well above chance after 32 steps
+
+
+@pytest.mark.slow  # loads all 70,000 real images, then 32 training steps of a 15-MMAC MSDNet
+@pytest.mark.skipif(not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed "
+                           "(apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist_reference_suite_keeps_the_last_partial_batch(tmp_path):
+    """suites/fashion-mnist-reference.yaml on the real files, one epoch of 2,000 images:
+    31 full batches of 64 and the last 16 images, 32 steps."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    overrides = ["methods=[boostnet]", "seeds=[0]", "training.epochs=1", "dataset.heldout=500",
+                 "dataset.subset.train=2000", "dataset.subset.test=500", "training.device=cpu"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run",
+         str(root / "suites" / "fashion-mnist-reference.yaml"),
+         "--results", str(tmp_path / "results"), "--no-report", "--quiet",
+         *[a for o in overrides for a in ("--set", o)]],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = (tmp_path / "results").glob("*/*/training.json")
+    assert [e["steps"] for e in json.loads(run.read_text())["epochs"]] == [32]
+    top1 = [e["top1"] for e in json.loads((run.parent / "metrics.json").read_text())["anytime"]]
+    assert len(top1) == 4 and max(top1) > 15  # 10 classes (chance 10%), 500 test images

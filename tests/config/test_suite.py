@@ -12,6 +12,7 @@ from bench import backbones, flops
 from bench.exits import combiners as exit_combiners
 from bench.exits import criteria as exit_criteria
 from bench.config import SuiteError, costs, load_suite, select
+from bench.pipeline.train import lr_factor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +76,7 @@ def write(tmp_path, text, name="suite.yaml"):
 
 
 SHIPPED = ["quickstart", "fashion-mnist", "cifar100", "cifar100-ablation", "imagenet",
-           "quickstart-methods", "cifar100-methods"]
+           "quickstart-methods", "cifar100-methods", "fashion-mnist-reference"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -95,6 +96,31 @@ def test_shipped_suites_load(name, known_costs):
 def test_shipped_suites_are_all_tested():
     shipped = {p.stem for p in (ROOT / "suites").glob("*.yaml")}
     assert shipped == set(SHIPPED)
+
+
+def test_the_fashion_mnist_reference_suite_mirrors_the_reference_protocol(known_costs):
+    """4-exit MSDNet from the reference's arguments, 12 epochs with lr x0.1 at epochs 6 and
+    9 (0-based: from epoch 6 and from epoch 9), the last partial batch kept, joint and
+    boostnet on 3 seeds."""
+    s = load_suite(ROOT / "suites" / "fashion-mnist-reference.yaml")
+    c = s.config
+    assert (c.dataset.name, c.dataset.heldout, c.dataset.options["augment"]) == (
+        "fashion_mnist", 5000, True)
+    (b,) = c.backbones
+    model = backbones.create(b.name, num_classes=10, **b.overrides)
+    assert model.num_exits == 4
+    assert dict(b.overrides) == {"n_blocks": 4, "step": 1, "base": 1, "channels": 8}
+    assert [round(m, 2) for m in s.runs[0].exit_mmacs] == [3.72, 7.55, 11.34, 15.02]
+    t = c.training
+    assert (t.epochs, t.batch_size, t.drop_last) == (12, 64, False)
+    assert (t.optimizer.lr, t.optimizer.momentum, t.optimizer.weight_decay,
+            t.optimizer.nesterov) == (0.1, 0.9, 1e-4, False)
+    assert [lr_factor(e, 12, t.schedule) for e in range(12)] == pytest.approx(
+        [1.0] * 6 + [0.1] * 3 + [0.01] * 3)
+    assert [(m.name, dict(m.options).get("temperature")) for m in c.methods] == [
+        ("joint", None), ("boostnet", 0.5)]
+    assert dict(c.methods[1].options)["grad_rescale"] is True
+    assert c.seeds == (0, 1, 2) and len(s.runs) == 6
 
 
 def test_the_methods_suites_hold_every_method_and_every_rule(known_costs):
