@@ -209,6 +209,26 @@ def test_random_crop_flip_shapes_and_content():
     assert torch.equal(sp.random_crop_flip(x, 0, False, g), x)
 
 
+def test_random_crop_flip_draws_every_crop_and_flip_equally_often():
+    """The reference's RandomCrop(padding) then RandomHorizontalFlip: offsets uniform on
+    [0, 2 * padding] in each direction, flip with probability 1/2, independent. An image
+    with distinct non-zero pixels tells every (dy, dx, flip) outcome apart."""
+    n, padding = 18000, 1
+    image = torch.arange(1, 1 + 3 * 4 * 4, dtype=torch.uint8).view(1, 3, 4, 4)
+    out = sp.random_crop_flip(image.expand(n, -1, -1, -1), padding, True,
+                              torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(image[0], (padding,) * 4)
+    outcomes = [(dy, dx, flip) for dy in range(3) for dx in range(3) for flip in (False, True)]
+    counts = {}
+    for dy, dx, flip in outcomes:
+        crop = padded[:, dy:dy + 4, dx:dx + 4]
+        crop = crop.flip(2) if flip else crop
+        counts[(dy, dx, flip)] = int((out == crop).flatten(1).all(1).sum())
+    assert sum(counts.values()) == n  # every output is one of the 18 outcomes
+    expected = n / len(outcomes)  # 1000 each; binomial std about 31
+    assert all(abs(c - expected) < 150 for c in counts.values()), counts
+
+
 def test_train_batches_normalized_range(syn):
     x, _ = next(iter(syn.batches("train", 128)))
     lo = (0 - max(syn.mean)) / min(syn.std)
@@ -273,6 +293,14 @@ def _write_cifar(root, name, n_train, n_test, seed=0):
     return xtr, ytr, test
 
 
+# The BoostNet reference's constants (its dataloader.py, lines 91-92 and 106-107), and the
+# standard ones this harness has always used: both pinned.
+REFERENCE_CIFAR = {"cifar10": ((0.4914, 0.4824, 0.4467), (0.2471, 0.2435, 0.2616)),
+                   "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))}
+STANDARD_CIFAR = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+                  "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
+
+
 @pytest.fixture
 def no_md5(monkeypatch):
     """The files are ours, not the real CIFAR: skip torchvision's md5 check only."""
@@ -297,6 +325,24 @@ def test_cifar_files_through_torchvision(tmp_path, name, no_md5):
     x, y = next(iter(s.batches("heldout", 4)))
     assert torch.allclose(x[0], s.normalize(img[None])[0])
     assert next(iter(s.batches("train", 8)))[0].shape == (8, 3, 32, 32)
+
+
+@needs_tv
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_normalization_standard_or_the_references(tmp_path, name, no_md5):
+    _write_cifar(tmp_path, name, 10, 5)
+    standard = data.load(name, tmp_path, heldout=2, seed=0)
+    reference = data.load(name, tmp_path, heldout=2, seed=0,
+                          options={"normalization": "reference"})
+    assert (standard.mean, standard.std) == STANDARD_CIFAR[name]
+    assert (reference.mean, reference.std) == REFERENCE_CIFAR[name]
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in REFERENCE_CIFAR[name])
+    x, _ = next(iter(reference.batches("test", 5)))
+    torch.testing.assert_close(x, (reference.images("test").float() / 255 - mean) / std)
+    assert not torch.allclose(x, next(iter(standard.batches("test", 5)))[0], rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match=r"normalization must be one of \['standard', "
+                                         r"'reference'\], got 'boost'"):
+        data.load(name, tmp_path, heldout=2, seed=0, options={"normalization": "boost"})
 
 
 @pytest.fixture
@@ -483,3 +529,27 @@ def test_real_fashion_mnist_one_tiny_epoch_of_its_suite(tmp_path):
     (metrics,) = (tmp_path / "results").glob("*/*/metrics.json")
     top1 = [e["top1"] for e in json.loads(metrics.read_text())["anytime"]]
     assert len(top1) == 3 and max(top1) > 30  # 10 classes: well above chance after 32 steps
+
+
+@pytest.mark.slow  # loads all 70,000 real images, then 32 training steps of a 15-MMAC MSDNet
+@pytest.mark.skipif(not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed "
+                           "(apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist_reference_suite_keeps_the_last_partial_batch(tmp_path):
+    """suites/fashion-mnist-reference.yaml on the real files, one epoch of 2,000 images:
+    31 full batches of 64 and the last 16 images, 32 steps."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    overrides = ["methods=[boostnet]", "seeds=[0]", "training.epochs=1", "dataset.heldout=500",
+                 "dataset.subset.train=2000", "dataset.subset.test=500", "training.device=cpu"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run",
+         str(root / "suites" / "fashion-mnist-reference.yaml"),
+         "--results", str(tmp_path / "results"), "--no-report", "--quiet",
+         *[a for o in overrides for a in ("--set", o)]],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = (tmp_path / "results").glob("*/*/training.json")
+    assert [e["steps"] for e in json.loads(run.read_text())["epochs"]] == [32]
+    top1 = [e["top1"] for e in json.loads((run.parent / "metrics.json").read_text())["anytime"]]
+    assert len(top1) == 4 and max(top1) > 15  # 10 classes (chance 10%), 500 test images

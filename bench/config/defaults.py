@@ -48,7 +48,10 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "imagenet": 
 # 50% and 75% of the epochs (CIFAR: epochs 150 and 225 of 300).
 TRAINING = {"epochs": 300, "batch_size": 64, "eval_batch_size": 256, "optimizer": {},
             "schedule": {}, "device": "auto", "amp": False, "workers": 0,
-            "channels_last": False, "sync_bn": False, "compile": False}
+            "channels_last": False, "sync_bn": False, "compile": False,
+            # True: the last partial training batch is dropped (unless the split holds less
+            # than one batch); false keeps it, as the BoostNet reference's DataLoader does.
+            "drop_last": True}
 OPTIMIZERS = {"sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False}}
 OPTIMIZER = "sgd"
 SCHEDULES = {"step": {"milestones": [0.5, 0.75], "gamma": 0.1}, "cosine": {}, "constant": {}}
@@ -103,6 +106,8 @@ HASHED_UNLESS = {
     ("dataset", "options", "min_scale"): 1.0,  # synthetic: objects drawn at full size
     ("dataset", "options", "clutter"): 0.0,  # synthetic: plain background
     ("dataset", "options", "min_difficulty"): 0.0,  # synthetic: difficulties from 0
+    ("dataset", "options", "normalization"): "standard",  # CIFAR: the usual constants
+    ("training", "drop_last"): True,  # the last partial training batch dropped
 }
 # Tune keys that do not change what a trial's value means: left out of the study hash, so
 # a study can be extended (more trials, another sampler or pruner) and still resume.

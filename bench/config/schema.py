@@ -101,6 +101,7 @@ class TrainingConfig(Config):
     channels_last: bool
     sync_bn: bool
     compile: bool
+    drop_last: bool = True  # False: keep the last partial training batch (the reference)
 
 
 @dataclass(frozen=True)

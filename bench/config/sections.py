@@ -39,11 +39,18 @@ def dataset(c: Checker, value: Any) -> DatasetConfig:
     for key in ("num_classes", "image_size", "channels", "train_size", "test_size"):
         if key in allowed:
             c.integer(options[key], f"dataset.options.{key}", lo=1)
+    if "normalization" in allowed:
+        c.choice(options["normalization"], "dataset.options.normalization",
+                 list(data.NORMALIZATIONS), "normalization")
     heldout = d["heldout"]
     if heldout is None:
         heldout = (options["train_size"] // D.SYNTHETIC_HELDOUT_SHARE if name_ == "synthetic"
                    else D.HELDOUT.get(name_, D.HELDOUT_DEFAULT))
     c.integer(heldout, "dataset.heldout", lo=0)
+    if heldout == 0:  # training on the whole training set, as the reference's anytime runs do
+        c.fail("dataset.heldout", "expected at least 1 image: every run predicts on the "
+                                  "held-out split, where exit thresholds are fitted (never on "
+                                  "test), found 0")
     if name_ == "synthetic" and heldout >= options["train_size"]:
         c.fail("dataset.heldout", f"expected fewer than dataset.options.train_size = "
                                   f"{options['train_size']} images, found {heldout}")
@@ -68,13 +75,13 @@ def training(c: Checker, value: Any) -> TrainingConfig:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         c.integer(t[key], f"training.{key}", lo=1)
     c.integer(t["workers"], "training.workers", lo=0)
-    for key in ("amp", "channels_last", "sync_bn", "compile"):
+    for key in ("amp", "channels_last", "sync_bn", "compile", "drop_last"):
         c.boolean(t[key], f"training.{key}")
     c.string(t["device"], "training.device", DEVICE, "auto, cpu, cuda or cuda:N")
     return TrainingConfig(t["epochs"], t["batch_size"], t["eval_batch_size"],
                           optimizer(c, t["optimizer"]), schedule(c, t["schedule"]),
                           t["device"], t["amp"], t["workers"], t["channels_last"], t["sync_bn"],
-                          t["compile"])
+                          t["compile"], t["drop_last"])
 
 
 def _named_section(c: Checker, value: Any, path: str, default: str) -> dict:

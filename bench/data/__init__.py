@@ -25,16 +25,16 @@ import torch
 from .errors import DatasetNotFound, MissingDependency
 from .imagenet import load_imagenet
 from .splits import Splits, TensorSplits, mix_seed, shard, unshard, uint8_mean_std
-from .vision import load_arrays
+from .vision import NORMALIZATIONS, load_arrays
 from . import synthetic as _synthetic
 
 __all__ = ["names", "load", "Splits", "TensorSplits", "DatasetNotFound", "MissingDependency", "shard", "unshard",
-           "split_indices", "OPTIONS"]
+           "split_indices", "OPTIONS", "NORMALIZATIONS"]
 
 # name -> allowed options and their defaults
 OPTIONS: dict[str, dict] = {
-    "cifar10": {"augment": True},
-    "cifar100": {"augment": True},
+    "cifar10": {"augment": True, "normalization": "standard"},
+    "cifar100": {"augment": True, "normalization": "standard"},
     "mnist": {"augment": True, "image_size": 32, "channels": 3},
     "fashion_mnist": {"augment": True, "image_size": 32, "channels": 3},
     "imagenet": {"augment": True, "workers": 8, "image_size": 224, "resize": 256},
@@ -79,9 +79,10 @@ def load(name: str, root: str | Path, *, download: bool = False, heldout: int, s
     """Load data set `name` from `root` (ignored by 'synthetic') and split it.
 
     options (per data set, see OPTIONS): 'augment' (all; False serves train batches
-    un-augmented), synthetic: num_classes, image_size, channels, train_size, test_size,
-    data_seed, max_blend, max_shift, max_noise; mnist / fashion_mnist: image_size (32 =
-    zero-padded, 28), channels (3 = repeated, 1); imagenet: workers (DataLoader worker
+    un-augmented), cifar10 / cifar100: normalization ('standard' constants, or the BoostNet
+    reference's: 'reference'), synthetic: num_classes, image_size, channels, train_size,
+    test_size, data_seed, max_blend, max_shift, max_noise; mnist / fashion_mnist: image_size
+    (32 = zero-padded, 28), channels (3 = repeated, 1); imagenet: workers (DataLoader worker
     processes), image_size, resize.
     """
     if name not in OPTIONS:

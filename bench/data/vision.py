@@ -22,6 +22,14 @@ CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
+# The constants the BoostNet reference normalizes with (its dataloader.py, lines 91-92 and
+# 106-107 at commit 17995bb): the same to two or three decimals.
+REFERENCE_CIFAR_STATS = {
+    "cifar10": ((0.4914, 0.4824, 0.4467), (0.2471, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+}
+# CIFAR's data set option 'normalization' -> its table of constants.
+NORMALIZATIONS = {"standard": CIFAR_STATS, "reference": REFERENCE_CIFAR_STATS}
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -38,11 +46,20 @@ def load_arrays(name: str, root: Path, download: bool, opts: dict):
     """-> (train uint8 (N,C,H,W), train labels, test images, test labels, num_classes,
     TensorSplits keyword arguments)."""
     if name in CIFAR_STATS:
-        return _cifar(name, root, download)
+        return _cifar(name, root, download, opts["normalization"])
     return _mnist(name, root, download, opts)
 
 
-def _cifar(name: str, root: Path, download: bool):
+def cifar_stats(name: str, normalization: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) a CIFAR data set is normalized with, by its 'normalization' option."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"{name} option normalization must be one of {list(NORMALIZATIONS)}, "
+                         f"got {normalization!r}")
+    return NORMALIZATIONS[normalization][name]
+
+
+def _cifar(name: str, root: Path, download: bool, normalization: str):
+    mean, std = cifar_stats(name, normalization)  # checked before the files are read
     tv = torchvision()
     cls = tv.datasets.CIFAR10 if name == "cifar10" else tv.datasets.CIFAR100
     folder = root / cls.base_folder
@@ -60,7 +77,6 @@ def _cifar(name: str, root: Path, download: bool):
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N,32,32,3) -> (N,3,32,32)
         return x, torch.tensor(ds.targets, dtype=torch.long)
 
-    mean, std = CIFAR_STATS[name]
     return (*arrays(tr), *arrays(te), len(tr.classes),
             dict(mean=mean, std=std, crop_padding=4, flip=True))
 

@@ -340,7 +340,8 @@ class Trainer:
         steps = 0
         batches = self.data.batches("train", self.training.batch_size, device=self.device,
                                     epoch=epoch, seed=self.seed, rank=self.dist.rank,
-                                    world_size=self.dist.world_size)
+                                    world_size=self.dist.world_size,
+                                    drop_last=self._drop_last)
         for x, y in batches:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -350,6 +351,12 @@ class Trainer:
             share_sum += effective_shares(sample_losses)
             steps += 1
         return (loss_sum / steps).tolist(), (share_sum / steps).tolist(), steps
+
+    @property
+    def _drop_last(self) -> bool | None:
+        """training.drop_last for the data: true asks for the data's rule (drop the last
+        partial batch unless the split holds less than one), false keeps it."""
+        return None if self.training.drop_last else False
 
     def _heldout_top1(self) -> list[float]:
         if self.data.size("heldout") == 0:

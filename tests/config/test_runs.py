@@ -127,7 +127,8 @@ def test_tuned_runs_and_study_names_are_pinned():
         "sampler": {"name": "tpe", "seed": 0}, "pruner": {"name": "none"}}
 
 
-def test_the_paper_protocol_keeps_its_run_ids(tmp_path, monkeypatch):
+@pytest.fixture
+def msdnet10_costs(monkeypatch):
     real = flops.per_exit
 
     def per_exit(model, input_size=None):  # docs/method.md's counts; tracing msdnet10 takes long
@@ -136,8 +137,26 @@ def test_the_paper_protocol_keeps_its_run_ids(tmp_path, monkeypatch):
         return real(model, input_size)
 
     monkeypatch.setattr(flops, "per_exit", per_exit)
+
+
+def test_the_paper_protocol_keeps_its_run_ids(tmp_path, msdnet10_costs):
     suite = load_suite(write(tmp_path, CIFAR100))
     assert [r.run_id for r in suite.runs] == CIFAR100_IDS
+
+
+def test_the_reference_pipeline_options_keep_ids_at_their_defaults(tmp_path, msdnet10_costs):
+    """training.drop_last and CIFAR's normalization came after the ids were pinned: spelled
+    out at their defaults they leave the ids alone; the reference's values change them."""
+    def ids(drop_last, normalization):
+        text = (CIFAR100.replace("options: {augment: true}",
+                                 f"options: {{augment: true, normalization: {normalization}}}")
+                .replace("  channels_last: false", f"  channels_last: false\n  drop_last: {drop_last}"))
+        assert f"drop_last: {drop_last}" in text and f"normalization: {normalization}" in text
+        return [r.run_id for r in load_suite(write(tmp_path, text)).runs]
+
+    assert ids("true", "standard") == CIFAR100_IDS
+    for changed in (ids("false", "standard"), ids("true", "reference")):
+        assert all(a != b for a, b in zip(changed, CIFAR100_IDS))
 
 
 def test_keys_added_later_keep_old_ids_at_their_legacy_value(tmp_path):

@@ -12,6 +12,7 @@ from bench import backbones, flops
 from bench.exits import combiners as exit_combiners
 from bench.exits import criteria as exit_criteria
 from bench.config import SuiteError, costs, load_suite, select
+from bench.pipeline.train import lr_factor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +76,7 @@ def write(tmp_path, text, name="suite.yaml"):
 
 
 SHIPPED = ["quickstart", "fashion-mnist", "cifar100", "cifar100-ablation", "imagenet",
-           "quickstart-methods", "cifar100-methods"]
+           "quickstart-methods", "cifar100-methods", "fashion-mnist-reference"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -95,6 +96,31 @@ def test_shipped_suites_load(name, known_costs):
 def test_shipped_suites_are_all_tested():
     shipped = {p.stem for p in (ROOT / "suites").glob("*.yaml")}
     assert shipped == set(SHIPPED)
+
+
+def test_the_fashion_mnist_reference_suite_mirrors_the_reference_protocol(known_costs):
+    """4-exit MSDNet from the reference's arguments, 12 epochs with lr x0.1 at epochs 6 and
+    9 (0-based: from epoch 6 and from epoch 9), the last partial batch kept, joint and
+    boostnet on 3 seeds."""
+    s = load_suite(ROOT / "suites" / "fashion-mnist-reference.yaml")
+    c = s.config
+    assert (c.dataset.name, c.dataset.heldout, c.dataset.options["augment"]) == (
+        "fashion_mnist", 5000, True)
+    (b,) = c.backbones
+    model = backbones.create(b.name, num_classes=10, **b.overrides)
+    assert model.num_exits == 4
+    assert dict(b.overrides) == {"n_blocks": 4, "step": 1, "base": 1, "channels": 8}
+    assert [round(m, 2) for m in s.runs[0].exit_mmacs] == [3.72, 7.55, 11.34, 15.02]
+    t = c.training
+    assert (t.epochs, t.batch_size, t.drop_last) == (12, 64, False)
+    assert (t.optimizer.lr, t.optimizer.momentum, t.optimizer.weight_decay,
+            t.optimizer.nesterov) == (0.1, 0.9, 1e-4, False)
+    assert [lr_factor(e, 12, t.schedule) for e in range(12)] == pytest.approx(
+        [1.0] * 6 + [0.1] * 3 + [0.01] * 3)
+    assert [(m.name, dict(m.options).get("temperature")) for m in c.methods] == [
+        ("joint", None), ("boostnet", 0.5)]
+    assert dict(c.methods[1].options)["grad_rescale"] is True
+    assert c.seeds == (0, 1, 2) and len(s.runs) == 6
 
 
 def test_the_methods_suites_hold_every_method_and_every_rule(known_costs):
@@ -144,7 +170,7 @@ def test_minimal_suite_gets_every_default(tmp_path):
                       "nesterov": False},
         "schedule": {"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1},
         "device": "auto", "amp": False, "workers": 0, "channels_last": False,
-        "sync_bn": False, "compile": False}
+        "sync_bn": False, "compile": False, "drop_last": True}
     d = c["dataset"]
     assert (d["root"], d["download"], d["heldout"]) == ("data", False, 1000)
     assert d["subset"] == {"train": None, "test": None}
@@ -198,6 +224,12 @@ BAD = [
     (MINIMAL + "training: {schedule: {milestones: [0.75, 0.5]}}\n",
      "training.schedule.milestones", "increasing"),
     (MINIMAL + "training: {device: gpu}\n", "training.device", "cuda:N"),
+    (MINIMAL + "training: {drop_last: 'no'}\n", "training.drop_last", "true or false"),
+    (MINIMAL.replace("{name: synthetic}", "{name: cifar10, options: {normalization: boost}}"),
+     "dataset.options.normalization", "known: standard, reference"),
+    (MINIMAL.replace("{name: synthetic}",
+                     "{name: fashion_mnist, options: {normalization: reference}}"),
+     "dataset.options.normalization", "allowed: augment"),
     (MINIMAL + "seeds: 0\n", "seeds", "expected a non-empty list"),
     (MINIMAL + "seeds: [0, 4294967296]\n", "seeds[1]", "[0, 2**32), at most 4294967295"),
     (MINIMAL + f"seeds: [{10 ** 30}]\n", "seeds[0]", "found 1000000000000000000000000000000"),
@@ -209,6 +241,8 @@ BAD = [
     (MINIMAL.replace("synthetic", "cifar1000"), "dataset.name", "cifar100, fashion_mnist"),
     (MINIMAL.replace("{name: synthetic}", "{name: synthetic, options: {size: 3}}"),
      "dataset.options.size", "train_size"),
+    (MINIMAL.replace("{name: synthetic}", "{name: synthetic, heldout: 0}"),
+     "dataset.heldout", "at least 1 image"),
     (MINIMAL.replace("{name: synthetic}", "{name: synthetic, heldout: 5000}"),
      "dataset.heldout", "train_size"),
     (MINIMAL.replace("{name: synthetic}", "{name: synthetic, options: {image_size: 16}}"),

@@ -185,6 +185,21 @@ def test_the_training_record_has_stages_epochs_and_memory(splits, tmp_path):
     assert len(resumed.training_record(resumed.fit())["epochs"]) == 3
 
 
+def test_drop_last_false_trains_the_last_partial_batch_too(splits, tmp_path):
+    """96 training images in batches of 40: 2 steps by default (the last 16 dropped), 3 with
+    training.drop_last false, as the reference's DataLoader does."""
+    def steps(**training):
+        folder = tmp_path / "-".join(f"{k}={v}" for k, v in training.items())
+        trainer = make_trainer(splits, folder, "joint", epochs=1, **{"batch_size": 40, **training})
+        return [e["steps"] for e in trainer.training_record(trainer.fit())["epochs"]]
+
+    assert steps() == [2]
+    assert steps(drop_last=True) == [2]
+    assert steps(drop_last=False) == [3]
+    # a split smaller than one batch is never dropped
+    assert steps(batch_size=128) == [1]
+
+
 def test_peak_memory_on_cpu_sees_a_large_allocation():
     with PeakMemory(torch.device("cpu")) as memory:
         block = torch.ones(64 * 2 ** 20 // 4)  # 64 MiB
