@@ -59,8 +59,8 @@ def connect(options: RayConfig) -> bool:
 
     if ray.is_initialized():
         return False
-    try:
-        ray.init(address=options.address, include_dashboard=False,
+    try:  # "local": a new cluster, even where another one runs on this machine
+        ray.init(address=options.address or "local", include_dashboard=False,
                  logging_level=logging.WARNING)
     except ConnectionError as err:
         raise UsageError(f"--ray-address {options.address}: cannot join the Ray cluster "
