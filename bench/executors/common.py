@@ -28,6 +28,7 @@ import torch
 from bench import store
 from bench.config import ExecutorConfig, RunSpec, Suite, build_suite
 from bench.errors import UsageError
+from bench.executors.board import Board
 from bench.fileio import UnreadableFile
 from bench.fingerprint import fingerprint, short
 from bench.pipeline import claims, runner
@@ -103,6 +104,21 @@ def decide(spec: RunSpec, run: store.Run, current: str, rerun_stale: bool
         message = f"{type(err).__name__}: {err}"
         log(f"{spec.run_id} failed: {one_line(message)}")
         return None, ("failed", message)
+
+
+def if_finished(spec: RunSpec, run: store.Run, current: str, rerun_stale: bool
+                ) -> str | tuple | None:
+    """What :func:`decide` says of a finished run ("skip", "stale", or ("failed", message)),
+    without claiming anything; None for a run that a worker should take. A driver uses it
+    to hand out only what is left to do."""
+    try:
+        if run.is_done() and not (rerun_stale and run.is_stale(current)):
+            return _finished(spec, run, current)
+    except Exception as err:
+        message = f"{type(err).__name__}: {err}"
+        log(f"{spec.run_id} failed: {one_line(message)}")
+        return "failed", message
+    return None
 
 
 def _decide(spec: RunSpec, run: store.Run, current: str, rerun_stale: bool
@@ -219,6 +235,26 @@ class Result:
     error: str = ""
     worker: str = ""  # host:pid
     files: dict[str, bytes] | None = None  # the run folder's files (results to the driver)
+
+
+def skipped(run_id: str, action: str | tuple) -> Result:
+    """The result of a run no worker was given: "skip", "stale", "busy", or ("failed",
+    message) when deciding failed."""
+    if isinstance(action, tuple):
+        return Result(run_id, "failed", error=action[1])
+    return Result(run_id, action)
+
+
+def record(result: Result, folder: store.Suite, board: Board, out: Outcome) -> None:
+    """A driver's bookkeeping of a run's outcome: counted, its line shown, a stale run
+    named, the summary rebuilt after a run that ran."""
+    out.add(result)
+    if result.action == "stale":
+        log(f"{result.run_id} stale (made by other code: "
+            f"{short(folder.run(result.run_id).fingerprint)})")
+    board.end(result.run_id, result.action, result.state, one_line(result.error))
+    if result.action == "run":
+        rebuild_summary(folder)
 
 
 class EpochHook:

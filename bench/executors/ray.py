@@ -34,10 +34,10 @@ from bench.config import RayConfig, RunSpec, Suite, TrainingConfig
 from bench.config.loading import read_raw
 from bench.errors import UsageError
 from bench.executors.board import Board
-from bench.executors.common import (EpochHook, Job, Outcome, Result, decide, job_suite, log,
-                                    prepare_folder, rebuild_summary, work)
+from bench.executors.common import (EpochHook, Job, Outcome, Result, decide, if_finished,
+                                    job_suite, log, prepare_folder, rebuild_summary, record,
+                                    skipped, work)
 from bench.fileio import atomic_write
-from bench.fingerprint import short
 from bench.pipeline.setup import DataCache
 from bench.pipeline.tuning import tune_one
 
@@ -196,14 +196,15 @@ def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite, option
             job = Job(raw, file, suite.overrides, spec.run_id,
                       str(folder.path.parent.resolve()), rerun_stale, decide=not to_driver,
                       threads=max(1, int(need["num_cpus"])))
+            run = folder.run(spec.run_id)
             if to_driver:  # the driver decides and claims, as a local worker would
-                claim, action = decide(spec, folder.run(spec.run_id), code["sha256"],
-                                       rerun_stale)
-                if action != "run":
-                    _ended(Result(spec.run_id, action if isinstance(action, str) else "failed",
-                                  error=action[1] if isinstance(action, tuple) else ""),
-                           folder, board, out)
-                    continue
+                claim, action = decide(spec, run, code["sha256"], rerun_stale)
+            else:  # finished runs stay here; the workers decide and claim the others
+                claim, action = None, if_finished(spec, run, code["sha256"], rerun_stale)
+            if action not in ("run", None):
+                record(skipped(spec.run_id, action), folder, board, out)
+                continue
+            if claim is not None:
                 claims_held[spec.run_id] = claim
             pending[task.remote(job, relay, to_driver)] = spec.run_id
         try:
@@ -239,7 +240,7 @@ def _collect(pending: dict, relay, folder: store.Suite, board: Board, out: Outco
             claim = claims_held.pop(run_id, None)
             if claim is not None:
                 claim.release()
-            _ended(result, folder, board, out)
+            record(result, folder, board, out)
 
 
 def _ray_error(err: Exception) -> str:
@@ -247,16 +248,6 @@ def _ray_error(err: Exception) -> str:
     if cause is not None:
         return f"{type(cause).__name__}: {cause}"
     return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}"
-
-
-def _ended(result: Result, folder: store.Suite, board: Board, out: Outcome) -> None:
-    out.add(result)
-    if result.action == "stale":
-        log(f"{result.run_id} stale (made by other code: "
-            f"{short(folder.run(result.run_id).fingerprint)})")
-    board.end(result.run_id, result.action, result.state, result.error.split("\n")[0])
-    if result.action == "run":
-        rebuild_summary(folder)
 
 
 # ---------------------------------------------------------------------------------------

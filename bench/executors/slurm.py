@@ -31,9 +31,9 @@ from bench.config import RunSpec, SlurmConfig, Suite, TrainingConfig
 from bench.config.loading import read_raw
 from bench.errors import UsageError
 from bench.executors.board import Board
-from bench.executors.common import (Job, Outcome, Result, job_suite, log, prepare_folder,
-                                    rebuild_summary, work)
-from bench.fingerprint import short
+from bench.executors.common import (Job, Outcome, Result, if_finished, job_suite, log,
+                                    prepare_folder, rebuild_summary, record, skipped, work)
+from bench.fingerprint import fingerprint
 from bench.pipeline.setup import DataCache
 from bench.pipeline.tuning import tune_one
 
@@ -121,9 +121,17 @@ def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite,
     was only submitted."""
     prepare_folder(suite, folder)
     ex = executor(options, suite.config.training, folder, f"bench-{suite.slug}")
-    jobs = ex.map_array(RunJob(), _jobs(suite, folder, [r.run_id for r in runs], rerun_stale,
-                                        options.cpus))
-    for spec, job in zip(runs, jobs):
+    out, left = Outcome(), []
+    current = fingerprint(suite.config.plugins)["sha256"]
+    for spec in runs:  # finished runs are not submitted
+        action = if_finished(spec, folder.run(spec.run_id), current, rerun_stale)
+        if action is None:
+            left.append(spec)
+        else:
+            record(skipped(spec.run_id, action), folder, board, out)
+    jobs = ex.map_array(RunJob(), _jobs(suite, folder, [r.run_id for r in left], rerun_stale,
+                                        options.cpus)) if left else []
+    for spec, job in zip(left, jobs):
         log(f"{spec.run_id}: job {job.job_id}, logs in {job.paths.folder}")
     if not options.wait:
         log(f"{len(jobs)} job(s) submitted; `bench report` renders the results once they "
@@ -131,17 +139,17 @@ def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite,
         board.close()
         return None
     try:
-        return _wait(dict(zip((r.run_id for r in runs), jobs)), folder, board)
+        return _wait(dict(zip((r.run_id for r in left), jobs)), folder, board, out)
     finally:
         board.close()
 
 
-def _wait(jobs: dict, folder: store.Suite, board: Board) -> Outcome:
+def _wait(jobs: dict, folder: store.Suite, board: Board, out: Outcome) -> Outcome:
     """Until every job is done: each run's progress from its status.json, each job's
     result as it ends."""
     import submitit
 
-    out, pending = Outcome(), dict(jobs)
+    pending = dict(jobs)
     while pending:
         time.sleep(POLL_S)
         for run_id, job in list(pending.items()):
@@ -157,13 +165,7 @@ def _wait(jobs: dict, folder: store.Suite, board: Board) -> Outcome:
                     submitit.core.utils.UncompletedJobError) as err:
                 lines = [line for line in str(err).splitlines() if line.strip()]
                 result = Result(run_id, "failed", error=lines[-1] if lines else repr(err))
-            out.add(result)
-            if result.action == "stale":
-                log(f"{run_id} stale (made by other code: "
-                    f"{short(folder.run(run_id).fingerprint)})")
-            board.end(run_id, result.action, result.state, result.error.split("\n")[0])
-            if result.action == "run":
-                rebuild_summary(folder)
+            record(result, folder, board, out)
     rebuild_summary(folder)
     return out
 

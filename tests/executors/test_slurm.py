@@ -48,6 +48,15 @@ def test_a_preempted_job_is_requeued_and_resumes_with_the_same_metrics(tmp_path,
     with open(tmp_path / "results" / "spread" / "summary.csv") as f:
         assert {row["run_id"] for row in csv.DictReader(f)} == set(reference)
 
+    # Again: both runs are finished, so no job is submitted.
+    jobs = sorted(logs.iterdir())
+    again = bench("run", str(suite), "--executor", "slurm", "--no-report",
+                  "--set", "executor.slurm.cluster=local", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert sorted(progress_lines(again.stderr)) == [f"[run 1/2] {joint} -> done, skipped",
+                                                    f"[run 2/2] {other} -> done, skipped"]
+    assert sorted(logs.iterdir()) == jobs
+
 
 @pytest.mark.skipif(shutil.which("sbatch") is not None, reason="this machine has SLURM")
 def test_without_sbatch_the_slurm_cluster_is_a_clear_error(tmp_path):
