@@ -12,6 +12,8 @@ import pytest
 
 from executor_plugin import bench, events, metrics, progress_lines, write_suite
 
+optuna = pytest.importorskip("optuna")
+
 pytest.importorskip("submitit")
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -31,7 +33,7 @@ def test_a_preempted_job_is_requeued_and_resumes_with_the_same_metrics(tmp_path,
     (other,) = [r for r in reference if r != joint]
     pids = list(dict.fromkeys(p for p, r, _ in seen if r == joint))
     assert len(pids) == 2  # requeued: a new process
-    assert [int(e) for p, _, e in seen if p == pids[1]] == [2, 3]  # resumed at epoch 1
+    assert [int(e) for p, r, e in seen if p == pids[1] and r == joint] == [2, 3]  # resumed
     assert sorted(progress_lines(out.stderr)) == [f"[run 1/2] {joint} -> done",
                                                   f"[run 2/2] {other} -> done"]
 
@@ -64,3 +66,27 @@ def test_without_sbatch_the_slurm_cluster_is_a_clear_error(tmp_path):
     out = bench("run", str(suite), "--executor", "slurm", "--no-report", cwd=tmp_path)
     assert out.returncode == 2
     assert "sbatch is not on PATH" in out.stderr and "cluster: local" in out.stderr
+
+
+def test_tuning_jobs_share_one_study(tmp_path):
+    raw = {"tune": {"trials": 3, "objective": "anytime", "epochs": 1, "pruner": "none"},
+           "methods": [{"name": "boostnet", "label": "boost-tuned",
+                        "options": {"temperature": "tuned"}}]}
+    suite = write_suite(tmp_path, **raw)
+    out = bench("tune", str(suite), "--executor", "slurm",
+                "--set", "executor.slurm.cluster=local", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "2 tuning job(s)" in out.stderr  # executor.slurm.tune_workers, one array
+
+    storage = f"sqlite:///{tmp_path / 'results' / 'spread' / 'tuning' / 'optuna.db'}"
+    (name,) = optuna.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2]  # 3 in all, not 3 per job
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.params["temperature"] for t in trials}) == 3  # no point run twice
+    assert len({t.user_attrs["worker"] for t in trials}) <= 2
+    best = json.loads((tmp_path / "results" / "spread" / "tuning" / f"{name}.json").read_text())
+    assert best["trial"] == max(trials, key=lambda t: t.value).number
+    assert f"study {name}: 3 complete" in out.stdout
+    logs = tmp_path / "results" / "spread" / "_slurm"  # (submitit leaves an empty "%j" too)
+    assert len({p.name.split("_log")[0] for p in logs.glob("*/*_log.out")}) == 2  # 2 jobs
