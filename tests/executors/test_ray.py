@@ -13,7 +13,9 @@ import sys
 import time
 
 import pytest
-from executor_plugin import ROOT, bench, events, metrics, progress_lines, write_suite
+import torch
+from executor_plugin import (ROOT, SUITE, bench, events, metrics, progress_lines,
+                             write_suite)
 
 pytest.importorskip("ray")
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -113,3 +115,25 @@ def test_tuning_workers_share_one_study(tmp_path, cluster):
     best = json.loads((tmp_path / "results" / "spread" / "tuning" / f"{name}.json").read_text())
     assert best["trial"] == max(trials, key=lambda t: t.value).number
     assert f"study {name}: 3 complete" in out.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_machine_each_run_gets_a_gpu_unless_told_otherwise(tmp_path):
+    """``num_gpus`` left to its default gives each run one GPU where the cluster has some;
+    Ray hides the GPUs from a task that asked for none, so ``device: auto`` trains on CPU."""
+    devices = {}
+    for gpus in (None, 0):
+        folder = tmp_path / f"gpus-{gpus}"
+        folder.mkdir()
+        suite = write_suite(folder, training={**SUITE["training"], "device": "auto"})
+        args = ["run", str(suite), "--executor", "ray", "--no-report"]
+        if gpus is not None:
+            args += ["--set", f"executor.ray.num_gpus={gpus}"]
+        out = bench(*args, cwd=folder)
+        assert out.returncode == 0, out.stderr
+        runs = list((folder / "results" / "spread").glob("chain_tiny--*"))
+        assert len(runs) == 2
+        devices[gpus] = {json.loads((r / "environment.json").read_text())["device"]
+                         for r in runs}
+    assert all(d.startswith("cuda") for d in devices[None]), devices
+    assert devices[0] == {"cpu"}, devices
