@@ -81,12 +81,14 @@ def test_tuning_jobs_share_one_study(tmp_path):
     storage = f"sqlite:///{tmp_path / 'results' / 'spread' / 'tuning' / 'optuna.db'}"
     (name,) = optuna.get_all_study_names(storage)
     trials = optuna.load_study(study_name=name, storage=storage).get_trials()
-    assert sorted(t.number for t in trials) == [0, 1, 2]  # 3 in all, not 3 per job
+    numbers = sorted(t.number for t in trials)  # 3 in all, not 3 per job
+    assert numbers == list(range(len(numbers))) and 3 <= len(numbers) <= 4  # (the last may
+    # be one over: two workers that end a trial at the same instant each start another)
     assert all(t.state.name == "COMPLETE" for t in trials)
-    assert len({t.params["temperature"] for t in trials}) == 3  # no point run twice
+    assert len({t.params["temperature"] for t in trials}) == len(trials)  # none twice
     assert len({t.user_attrs["worker"] for t in trials}) <= 2
     best = json.loads((tmp_path / "results" / "spread" / "tuning" / f"{name}.json").read_text())
     assert best["trial"] == max(trials, key=lambda t: t.value).number
-    assert f"study {name}: 3 complete" in out.stdout
+    assert f"study {name}: {len(trials)} complete" in out.stdout
     logs = tmp_path / "results" / "spread" / "_slurm"  # (submitit leaves an empty "%j" too)
     assert len({p.name.split("_log")[0] for p in logs.glob("*/*_log.out")}) == 2  # 2 jobs

@@ -3,8 +3,8 @@ PostgreSQL server (started by the test in a temporary folder, or the one
 BENCH_TEST_POSTGRES_URL names) and Optuna's journal file (``--storage journal:PATH``).
 
 Two workers start at once on one study: the trials are numbered once in the database, the
-study holds exactly ``tune.trials`` of them (not that many per worker), no point is tried
-twice; a third worker with a larger ``tune.trials`` resumes the same study."""
+study holds ``tune.trials`` of them (not that many per worker; one more where both finish
+a trial at the same instant), no point is tried twice; a third worker with a larger ``tune.trials`` resumes the same study."""
 from __future__ import annotations
 
 import glob
@@ -144,19 +144,21 @@ def check_shared_study(tmp_path: Path, storage: str) -> None:
     pids = {f"{socket.gethostname()}:{w.pid}" for w in workers}
 
     trials = load(storage).get_trials()
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # 4 in all, not 4 per worker
+    numbers = sorted(t.number for t in trials)  # 4 in all, not 4 per worker
+    assert numbers == list(range(len(numbers))) and 4 <= len(numbers) <= 5  # (the last may
+    # be one over: two workers that end a trial at the same instant each start another)
     assert all(t.state.name == "COMPLETE" for t in trials)
-    assert len({t.params["temperature"] for t in trials}) == 4  # no point tried twice
+    assert len({t.params["temperature"] for t in trials}) == len(trials)  # none twice
     assert [t.params for t in trials if t.user_attrs.get("baseline")] == [{"temperature": 0.5}]
     assert {t.user_attrs["worker"] for t in trials} <= pids  # only those two ran them
     names = {out.split(":")[0] for out in outputs}  # "study <name>: 3 complete, ..."
     assert names == {f"study {load(storage).study_name}"}  # both worked on the one study
 
     before = {t.number: (t.params, t.value) for t in trials}
-    finish(start_worker(suite, storage, "tune.trials=6"))  # resume: 2 more
+    finish(start_worker(suite, storage, "tune.trials=6"))  # resume: up to 6
     trials = load(storage).get_trials()
     assert sorted(t.number for t in trials) == list(range(6))
-    assert {t.number: (t.params, t.value) for t in trials if t.number < 4} == before
+    assert {t.number: (t.params, t.value) for t in trials if t.number in before} == before
     best = max(trials, key=lambda t: t.value)
     (best_file,) = (tmp_path / "results" / "shared-study" / "tuning").glob("*.json")
     assert yaml.safe_load(best_file.read_text())["trial"] == best.number
