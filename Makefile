@@ -2,9 +2,9 @@
 #
 #   make quickstart   .venv with the pinned torch/torchvision pair if missing, the project
 #                     installed, suites/quickstart.yaml run, the report's path printed
-#   make test         the same environment, Debian's chromium and Fashion-MNIST for the
-#                     tests (where apt-get is there and we are root), then the README's
-#                     test command
+#   make test         the same environment, Debian's chromium, Fashion-MNIST and PostgreSQL
+#                     for the tests (where apt-get is there and we are root), then the
+#                     README's test command
 #
 # Both are idempotent: the install is remembered by a stamp file in .venv named after a
 # checksum of pyproject.toml and the torch pair, so the second run goes straight to work,
@@ -45,17 +45,22 @@ quickstart: install
 	@echo "The report: $(CURDIR)/reports/index.html (open it in a browser; it works offline)"
 
 # Debian packages the tests use, installed where apt-get is there and we are root: chromium
-# drives the report's browser tests, dataset-fashion-mnist feeds the real-data test (both skip
-# with a message without them). --no-install-recommends: otherwise apt upgrades systemd.
+# drives the report's browser tests, dataset-fashion-mnist feeds the real-data test,
+# postgresql serves the shared-study test (it starts a server of its own in a temporary
+# folder and creates its database there); each skips with a message without them.
+# --no-install-recommends: otherwise apt upgrades systemd. A failed install (no network, a
+# package the sources lack) does not stop the tests either: the tests that need it skip.
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing=" chromium"; \
 	[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing="$$missing dataset-fashion-mnist"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -z "$$missing" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "installing Debian's$$missing for the tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+		echo "could not install$$missing: the tests that need it will skip"; \
 	else \
 		echo "missing$$missing and no apt-get as root to install it: those tests will skip"; \
 	fi

@@ -29,6 +29,12 @@ def _add_suite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", metavar="PATTERN",
                    help="run only runs whose id or backbone/method/seed matches (fnmatch)")
     p.add_argument("--results", type=Path, default=RESULTS, help="results folder (results/)")
+    p.add_argument("--executor", choices=("local", "ray", "slurm"),
+                   help="who runs the work: this process (local, the default), Ray tasks "
+                        "or SLURM jobs (the suite's executor.name; docs/scaling.md)")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="join this Ray cluster (implies --executor ray); without it a local "
+                        "one starts and stops with the command")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,4 +80,49 @@ def test_system_packages_step_uses_no_install_recommends():
     text = (ROOT / "Makefile").read_text()
     assert "apt-get install -y -qq --no-install-recommends $$missing" in text
     assert 'missing=" chromium"' in text and "dataset-fashion-mnist" in text
+    assert 'missing="$$missing postgresql"' in text  # the shared-study test's server
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _bin_with(tmp_path: Path, scripts: dict[str, str]) -> Path:
+    """A PATH folder with the few tools the system-packages step needs, and ``scripts``
+    (name -> shell body) standing in for others; chromium and apt-get are absent unless
+    given."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for tool in ("ls", "id"):
+        os.symlink(shutil.which(tool), folder / tool)
+    for name, body in scripts.items():
+        (folder / name).unlink(missing_ok=True)
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def system_packages(tree, path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([shutil.which("make"), "system-packages"], cwd=tree,
+                          env={**os.environ, "PATH": str(path)}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_system_packages_without_apt_get_says_what_will_skip(tree):
+    done = system_packages(tree, _bin_with(tree, {}))  # no apt-get on PATH
+    assert done.returncode == 0, done.stderr
+    assert "missing chromium" in done.stdout and "those tests will skip" in done.stdout
+
+
+def test_system_packages_as_a_user_does_not_call_apt_get(tree):
+    log = tree / "apt.log"
+    done = system_packages(tree, _bin_with(tree, {"id": "echo 1000",
+                                                  "apt-get": f'echo "$*" >> {log}'}))
+    assert done.returncode == 0, done.stderr
+    assert "no apt-get as root" in done.stdout and not log.exists()
+
+
+def test_a_failed_apt_get_install_leaves_the_tests_to_skip(tree):
+    log = tree / "apt.log"  # a stand-in apt-get, as root, that fails like one offline
+    done = system_packages(tree, _bin_with(tree, {"id": "echo 0",
+                                                  "apt-get": f'echo "$*" >> {log}; exit 100'}))
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == ["update -qq"]
+    assert "could not install chromium" in done.stdout and "will skip" in done.stdout

@@ -7,7 +7,10 @@ from pathlib import Path
 from bench import store
 from bench.commands.common import folder_option, not_a_file, render, selected_runs
 from bench.config import Suite, load_suite
-from bench.executors import local
+from bench.errors import UsageError
+from bench.executors import local, ray as ray_executor, slurm as slurm_executor
+from bench.executors.board import Board
+from bench.executors.common import Outcome, chosen
 from bench.fingerprint import fingerprint
 from bench.pipeline import distributed, runner
 from bench.pipeline.progress import Progress
@@ -34,13 +37,20 @@ def main(args) -> int:
     folder = store.Suite(results / suite.slug)
     for spec in runs:  # a tuned option whose study is missing: nothing is written
         runner.method_options(spec, folder, suite.path)
+    executor = chosen(suite, args.executor, args.ray_address)
     data = DataCache()
-    for seed in sorted({r.seed for r in runs}):  # missing data fails before anything is written
-        data.get(suite.config.dataset, seed)
+    if executor.name == "local":  # missing data fails before anything is written (the
+        for seed in sorted({r.seed for r in runs}):  # workers of other executors look
+            data.get(suite.config.dataset, seed)       # for it where they run)
     folder_option(results, "--results", create=True)
     if not args.no_report:  # found out now, not after the training
         folder_option(Path(args.reports), "--reports", create=True)
     code = fingerprint(suite.config.plugins)
+    if executor.name != "local":
+        out = _elsewhere(executor, suite, runs, folder, code, args)
+        if out is None:  # submitted, not waited for
+            return 0
+        return _finish(out, args, suite)
     dist = distributed.init_from_env(suite.config.training.device)
     try:
         out = local.run_suite(suite, runs, folder, data, dist,
@@ -54,6 +64,25 @@ def main(args) -> int:
     distributed.shutdown()
     if not dist.is_main:
         return 1 if out.failed else 0
+    return _finish(out, args, suite)
+
+
+def _elsewhere(executor, suite: Suite, runs, folder: store.Suite, code: dict, args
+               ) -> Outcome | None:
+    """The runs handed to Ray tasks or SLURM jobs; None when they were only submitted."""
+    if distributed.env_world()[2] > 1:
+        raise UsageError(f"--executor {executor.name} hands runs to workers of its own; "
+                         "start it with python, not torchrun")
+    board = Board(runs, enabled=not args.quiet)
+    if executor.name == "ray":
+        return ray_executor.run_suite(suite, runs, folder, executor.ray, code, board,
+                                      rerun_stale=args.rerun_stale)
+    return slurm_executor.run_suite(suite, runs, folder, executor.slurm, board,
+                                    rerun_stale=args.rerun_stale)
+
+
+def _finish(out: Outcome, args, suite: Suite) -> int:
+    """The report, and what the user should know: stale, busy and failed runs."""
     if not args.no_report:
         render(Path(args.results), Path(args.reports), [suite.slug])
     if out.stale:

@@ -1,5 +1,6 @@
 """``bench tune SUITE.yaml``: run, resume or join the Optuna study of every run the suite's
-``tune:`` section selects (docs/tuning.md)."""
+``tune:`` section selects (docs/tuning.md); with ``--executor ray`` or ``slurm``, several
+tuning workers (actors, jobs) share each study."""
 from __future__ import annotations
 
 import sys
@@ -9,9 +10,11 @@ from bench import store
 from bench.commands.common import folder_option
 from bench.config import load_suite, select_targets
 from bench.errors import SuiteError, UsageError
+from bench.executors import ray as ray_executor, slurm as slurm_executor
+from bench.executors.common import chosen
 from bench.pipeline import claims
 from bench.pipeline.setup import DataCache
-from bench.pipeline.tuning import tune_one
+from bench.pipeline.tuning import normalize_storage, tune_one
 
 
 def main(args) -> int:
@@ -28,7 +31,14 @@ def main(args) -> int:
     with claims.locked(folder.summary_lock_path):  # suite-folder files are written under it
         if not folder.has_suite_json():
             folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
-    storage_url = args.storage or folder.default_storage()
+    storage_url = normalize_storage(args.storage or folder.default_storage())
+    executor = chosen(suite, args.executor, args.ray_address)
+    if executor.name == "ray":  # tuning workers as actors
+        ray_executor.tune(suite, targets, folder, storage_url, executor.ray)
+        return 0
+    if executor.name == "slurm":  # tuning workers as jobs
+        slurm_executor.tune(suite, targets, folder, storage_url, executor.slurm)
+        return 0
     data = DataCache()
     data.get(suite.config.dataset, tc.seed)  # missing data fails before any study
     for spec in targets:

@@ -26,6 +26,7 @@ TOP_LEVEL = {
     "tune": None,  # no tuning section
     "baseline": None,  # BASELINE where the suite has a method labelled so, else none
     "plugins": [],
+    "executor": {},  # EXECUTOR: how bench run / bench tune hand out the work
 }
 BASELINE = "joint"  # the suite's reference method label when it has one
 
@@ -112,3 +113,34 @@ HASHED_UNLESS = {
 # Tune keys that do not change what a trial's value means: left out of the study hash, so
 # a study can be extended (more trials, another sampler or pruner) and still resume.
 NOT_IN_STUDY_HASH = ("runs", "trials", "timeout", "sampler", "pruner")
+
+# Executors (bench.executors, docs/scaling.md): how the runs (and tuning workers) are
+# handed out. Never part of a run id or of suite.json: where a run trains does not change
+# what it is. ``name`` is what --executor sets; each executor's options sit under its name.
+EXECUTORS = ("local", "ray", "slurm")
+EXECUTOR = {"name": "local", "ray": {}, "slurm": {}}
+RAY = {
+    "address": None,  # join this cluster (--ray-address); None: start one for the command
+    "num_cpus": 1,  # per run (and per tuning worker)
+    "num_gpus": None,  # per run; None: 1 where the cluster has GPUs and training may use
+                       # them (training.device not cpu), else 0
+    "results": "shared",  # shared: every node writes the results root itself; driver:
+                          # files come back to the driver, which writes them
+    "max_retries": 3,  # a run whose worker process dies is started again this many times
+    "tune_workers": 2,  # bench tune: tuning workers (actors) sharing each study
+}
+RAY_RESULTS = ("shared", "driver")
+SLURM = {
+    "cluster": "slurm",  # slurm | local (submitit's local executor: this machine, no SLURM)
+    "partition": None,  # --partition; None: the cluster's default
+    "gpus": None,  # per run; None: 1 when training.device asks for CUDA (or auto and
+                   # this machine sees a GPU), else 0
+    "cpus": 1,  # --cpus-per-task
+    "mem_gb": None,  # --mem; None: the cluster's default
+    "time_min": 1440,  # --time, minutes per job (requeued jobs start their clock again)
+    "array_parallelism": None,  # at most this many runs at once; None: no limit
+    "max_requeue": 3,  # requeues after a time-out (preemptions do not count)
+    "tune_workers": 2,  # bench tune: jobs sharing each study
+    "wait": True,  # false: submit, print the job ids and return
+}
+SLURM_CLUSTERS = ("slurm", "local")

@@ -187,6 +187,39 @@ class TuneConfig(Config):
 
 
 @dataclass(frozen=True)
+class RayConfig(Config):
+    address: str | None
+    num_cpus: float  # per run
+    num_gpus: float | None  # per run; None: decided when the cluster is known
+    results: str  # shared | driver
+    max_retries: int
+    tune_workers: int
+
+
+@dataclass(frozen=True)
+class SlurmConfig(Config):
+    cluster: str  # slurm | local
+    partition: str | None
+    gpus: int | None  # per run; None: decided from training.device
+    cpus: int
+    mem_gb: float | None
+    time_min: int
+    array_parallelism: int | None
+    max_requeue: int
+    tune_workers: int
+    wait: bool
+
+
+@dataclass(frozen=True)
+class ExecutorConfig(Config):
+    """How runs are handed out (bench.executors); never part of a run id."""
+
+    name: str  # local | ray | slurm
+    ray: RayConfig
+    slurm: SlurmConfig
+
+
+@dataclass(frozen=True)
 class SuiteConfig(Config):
     name: str
     description: str
@@ -200,3 +233,4 @@ class SuiteConfig(Config):
     tune: TuneConfig | None
     baseline: str | None  # the label every other method is compared with
     plugins: tuple[str, ...]  # files (absolute paths) or module names
+    executor: ExecutorConfig | None = None  # None: the local executor's defaults

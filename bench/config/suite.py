@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench import backbones
-from bench.config import (costs, evaluation as evaluation_schema, method_entries, plugins,
-                          sections, tune as tune_schema)
+from bench.config import (costs, evaluation as evaluation_schema, executor as executor_schema,
+                          method_entries, plugins, sections, tune as tune_schema)
 from bench.config.checker import Checker
 from bench.config.defaults import BACKBONE_ENTRY, TOP_LEVEL
 from bench.config.loading import check_mapping, read_raw, slugify
@@ -38,8 +38,11 @@ class Suite:
     overrides: tuple[str, ...] = ()
 
     def resolved(self) -> dict:
-        """The resolved suite as plain data (suite.json)."""
-        return self.config.as_dict()
+        """The resolved suite as plain data (suite.json), without ``executor``: suite.json
+        says what the results are, not where they were computed."""
+        out = self.config.as_dict()
+        out.pop("executor", None)
+        return out
 
 
 def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
@@ -86,8 +89,9 @@ def resolve(raw: dict, file: str, base: Path) -> tuple[SuiteConfig, list[RunSpec
             c.fail(f"methods[{i}].options.{m.tuned[0]}",
                    f"{m.tuned[0]}: tuned needs a tune: section in the suite (docs/tuning.md)")
 
+    executor = executor_schema.validate(c, s["executor"])
     config = SuiteConfig(name, description, dataset, tuple(entries_b), tuple(entries_m), seeds,
-                         training, budgets, evaluation, tune, baseline, plugin_list)
+                         training, budgets, evaluation, tune, baseline, plugin_list, executor)
     tuned = {(b.label, m.label) for b, m in tune_schema.targets(
         c, tune.runs, entries_b, entries_m)} if tune else set()
     slug = slugify(name)

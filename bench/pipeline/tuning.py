@@ -37,7 +37,7 @@ import methods
 from bench import evaluate, store
 from bench.config import RunSpec, TuneConfig, study_name, tuned_options
 from bench.data.splits import mix_seed
-from bench.errors import SuiteError
+from bench.errors import SuiteError, UsageError
 from bench.pipeline.claims import locked
 from bench.pipeline.predict import predict
 from bench.pipeline.setup import DataCache, set_up
@@ -157,20 +157,61 @@ def objective(trial, spec: RunSpec, tc: TuneConfig, data: DataCache, workdir: Pa
 # Studies
 
 
+JOURNAL = "journal:"  # --storage journal:PATH, Optuna's append-only log file
+
+
+def normalize_storage(url: str) -> str:
+    """A storage URL every worker reads alike: a journal file's path made absolute (a
+    worker of another executor may start in another folder)."""
+    if url.startswith(JOURNAL):
+        path = url[len(JOURNAL):]
+        if not path:
+            raise UsageError("--storage journal:PATH needs a file path, e.g. "
+                             "journal:/shared/studies.log")
+        return JOURNAL + str(Path(path).expanduser().resolve())
+    return url
+
+
 def open_storage(url: str):
-    """Plain Optuna RDB storage (readable by optuna-dashboard), with heartbeats so that the
-    trial of a worker that died is marked failed and its parameters retried once."""
+    """The study storage of ``url``:
+
+    - ``journal:PATH``: Optuna's JournalStorage over an append-only file (its own lock
+      file beside it), for shared file systems where SQLite's locking is unsafe. It has no
+      heartbeats: the trial of a worker that died stays RUNNING (and counts towards
+      ``tune.trials``);
+    - any SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg://user:pw@host/db``):
+      plain Optuna RDB storage (readable by optuna-dashboard), with heartbeats so that the
+      trial of a worker that died is marked failed and its parameters retried once.
+
+    A missing database driver or a server that cannot be reached is a UsageError naming
+    the URL (its password hidden)."""
     import optuna
+
+    if url.startswith(JOURNAL):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+        path = Path(url[len(JOURNAL):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     kwargs = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}  # writers take turns
-    with warnings.catch_warnings():  # heartbeats are marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                              max_retry=1), **kwargs)
+    try:
+        with warnings.catch_warnings():  # heartbeats are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                  max_retry=1), **kwargs)
+    except ModuleNotFoundError as err:  # SQLAlchemy's dialect needs a driver
+        raise UsageError(f"--storage {redact(url)}: needs the Python package {err.name!r} "
+                         "(pip install 'boostnet-bench[executors]' has psycopg for "
+                         "postgresql+psycopg://)") from None
+    except Exception as err:  # e.g. sqlalchemy.exc.OperationalError: no server there
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UsageError(f"--storage {redact(url)}: cannot open the study database "
+                         f"({type(err).__name__}: {first})") from None
 
 
 def redact(url: str) -> str:
@@ -236,8 +277,10 @@ def _enqueue_defaults(study, spec: RunSpec, tc: TuneConfig, log) -> None:
 
 
 def tune_one(spec: RunSpec, tc: TuneConfig, suite: store.Suite, storage_url: str,
-             data: DataCache, log=print) -> dict:
-    """Run (or resume, or join) the study of one target run; returns a short summary."""
+             data: DataCache, log=print, optimize: bool = True) -> dict:
+    """Run (or resume, or join) the study of one target run; returns a short summary.
+    ``optimize=False`` only writes the best-trial file from the study as it is (a driver
+    whose workers tuned elsewhere)."""
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -265,7 +308,7 @@ def tune_one(spec: RunSpec, tc: TuneConfig, suite: store.Suite, storage_url: str
         study.sampler = _sampler(tc, mix_seed(tc.sampler.seed, n, os.getpid()) % (2 ** 32))
     counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
     remaining = tc.trials - len(study.get_trials(deepcopy=False, states=counted))
-    if remaining > 0:
+    if optimize and remaining > 0:
         workdir = suite.tuning_dir / "work"
         study.optimize(lambda trial: objective(trial, spec, tc, data, workdir),
                        n_trials=remaining, timeout=tc.timeout, catch=(NonFiniteLoss,),

@@ -25,6 +25,10 @@ def study_figures(suite: store.Suite, storage: str | None = None) -> list[tuple[
         if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists() \
                 and suite.optuna_db.exists():
             url = suite.default_storage()  # the results folder was moved
+        if url.startswith("journal:"):  # bench tune --storage journal:PATH
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+            url = JournalStorage(JournalFileBackend(url[len("journal:"):]))
         try:
             study = optuna.load_study(study_name=info["study"], storage=url)
         except Exception as err:  # unreachable database, redacted password, ...

@@ -16,7 +16,7 @@ import torch
 
 from bench import cli, store
 from bench.config import load_suite
-from bench.executors import local
+from bench.executors import common
 from bench.pipeline import claims, runner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,7 +210,7 @@ def test_an_error_while_deciding_fails_that_run_and_releases_its_claim(copy, mon
     def cannot_rename(*args):
         raise PermissionError(13, "Permission denied", str(run.file("status.json")))
 
-    monkeypatch.setattr(local, "_tidy_run", cannot_rename)
+    monkeypatch.setattr(common, "tidy_run", cannot_rename)
     code, err = run_again(suite, capsys, "--quiet")
     assert code == 1 and f"{run.run_id} failed: PermissionError: [Errno 13]" in err
     claim = claims.try_claim(run.lock_path)

@@ -1,0 +1,193 @@
+"""The SLURM executor: one submitit job array over the runs (``--executor slurm``; options
+under ``executor.slurm``, bench.config.defaults.SLURM).
+
+- Each array task does one run as a local worker would (bench.executors.common.work): it
+  rebuilds the suite with its own code, claims the run in the results root (a file system
+  the cluster's nodes share), trains, evaluates, writes, releases. Local workers, Ray
+  workers and SLURM jobs may share one suite.
+- Preemption and time-outs: SLURM signals the job before it stops it; submitit's handler
+  asks the job's callable for a checkpoint (:meth:`RunJob.checkpoint`: the same job
+  again, since the run's own checkpoint.pt holds the training state of its last epoch)
+  and requeues it; the requeued job resumes from that checkpoint. Time-outs are requeued
+  ``max_requeue`` times, preemptions always.
+- Logs: ``results/<suite>/_slurm/<job id>_<task>/`` next to the run folders (the driver
+  prints which job does which run). ``wait: false`` submits and returns; otherwise the
+  driver waits, showing one progress line per run (read from the runs' status.json).
+- ``cluster: local`` runs the same jobs with submitit's local executor (processes on this
+  machine, the same signals and requeues): a way to try a suite's SLURM settings without
+  a cluster, and what the tests use.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from bench import store
+from bench.config import RunSpec, SlurmConfig, Suite, TrainingConfig
+from bench.config.loading import read_raw
+from bench.errors import UsageError
+from bench.executors.board import Board
+from bench.executors.common import (Job, Outcome, Result, if_finished, job_suite, log,
+                                    prepare_folder, rebuild_summary, record, skipped, work)
+from bench.fingerprint import fingerprint
+from bench.pipeline.setup import DataCache
+from bench.pipeline.tuning import tune_one
+
+POLL_S = 2.0  # how often the driver looks at the jobs and the runs' status.json
+LOGS = "_slurm"  # under results/<suite>/ (a folder the store does not take for a run)
+
+
+class RunJob:
+    """The callable of one array task: a run. submitit finds ``checkpoint`` and requeues
+    the task when SLURM preempts it or its time runs out."""
+
+    def __call__(self, job: Job) -> Result:
+        return work(job)
+
+    def checkpoint(self, job: Job):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, job)  # resumes from checkpoint.pt
+
+
+class TuneJob:
+    """A tuning worker (like one ``bench tune`` process); requeued like :class:`RunJob`
+    (the study resumes; a trial that was cut off is marked failed by its heartbeat)."""
+
+    def __call__(self, job: Job, run_ids: list[str], storage_url: str) -> list[str]:
+        torch.set_num_threads(max(1, job.threads))
+        lines: list[str] = []
+        data = DataCache()
+        for run_id in run_ids:
+            suite, spec = job_suite(Job(job.raw, job.file, job.overrides, run_id, job.results))
+            tune_one(spec, suite.config.tune, store.Suite(Path(job.results) / suite.slug),
+                     storage_url, data, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+        return lines
+
+    def checkpoint(self, job: Job, run_ids: list[str], storage_url: str):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, job, run_ids, storage_url)
+
+
+def gpus(options: SlurmConfig, training: TrainingConfig) -> int:
+    """GPUs per job: ``options.gpus``, else 1 when training asks for CUDA (``auto``: when
+    this machine sees a GPU), else 0."""
+    if options.gpus is not None:
+        return options.gpus
+    if training.device.startswith("cuda"):
+        return 1
+    return int(training.device == "auto" and torch.cuda.is_available())
+
+
+def executor(options: SlurmConfig, training: TrainingConfig, folder: store.Suite, name: str):
+    """A submitit executor with the suite's SLURM settings; its logs under ``folder``."""
+    import submitit
+
+    if options.cluster == "slurm" and shutil.which("sbatch") is None:
+        raise UsageError("executor.slurm.cluster is slurm, but sbatch is not on PATH here "
+                         "(run on the cluster's login node; cluster: local tries the jobs "
+                         "on this machine)")
+    ex = submitit.AutoExecutor(folder=folder.path / LOGS / "%j", cluster=options.cluster,
+                               slurm_max_num_timeout=options.max_requeue,
+                               local_max_num_timeout=options.max_requeue)
+    params = {"name": name, "timeout_min": options.time_min, "nodes": 1, "tasks_per_node": 1,
+              "cpus_per_task": options.cpus, "gpus_per_node": gpus(options, training)}
+    if options.mem_gb is not None:
+        params["mem_gb"] = options.mem_gb
+    if options.partition is not None:
+        params["slurm_partition"] = options.partition
+    if options.array_parallelism is not None:
+        params["slurm_array_parallelism"] = options.array_parallelism
+    ex.update_parameters(**params)
+    return ex
+
+
+def _jobs(suite: Suite, folder: store.Suite, run_ids: Sequence[str], rerun_stale: bool,
+          threads: int) -> list[Job]:
+    raw, file = read_raw(suite.path), str(Path(suite.path).resolve())
+    return [Job(raw, file, suite.overrides, run_id, str(folder.path.parent.resolve()),
+                rerun_stale, threads=threads) for run_id in run_ids]
+
+
+def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite,
+              options: SlurmConfig, board: Board, rerun_stale: bool = False
+              ) -> Outcome | None:
+    """Submit one array job over ``runs`` and (``options.wait``) wait for it; None when it
+    was only submitted."""
+    prepare_folder(suite, folder)
+    ex = executor(options, suite.config.training, folder, f"bench-{suite.slug}")
+    out, left = Outcome(), []
+    current = fingerprint(suite.config.plugins)["sha256"]
+    for spec in runs:  # finished runs are not submitted
+        action = if_finished(spec, folder.run(spec.run_id), current, rerun_stale)
+        if action is None:
+            left.append(spec)
+        else:
+            record(skipped(spec.run_id, action), folder, board, out)
+    jobs = ex.map_array(RunJob(), _jobs(suite, folder, [r.run_id for r in left], rerun_stale,
+                                        options.cpus)) if left else []
+    for spec, job in zip(left, jobs):
+        log(f"{spec.run_id}: job {job.job_id}, logs in {job.paths.folder}")
+    if not options.wait:
+        log(f"{len(jobs)} job(s) submitted; `bench report` renders the results once they "
+            "are done")
+        board.close()
+        return None
+    try:
+        return _wait(dict(zip((r.run_id for r in left), jobs)), folder, board, out)
+    finally:
+        board.close()
+
+
+def _wait(jobs: dict, folder: store.Suite, board: Board, out: Outcome) -> Outcome:
+    """Until every job is done: each run's progress from its status.json, each job's
+    result as it ends."""
+    import submitit
+
+    pending = dict(jobs)
+    while pending:
+        time.sleep(POLL_S)
+        for run_id, job in list(pending.items()):
+            status = folder.run(run_id).refresh().status
+            if status.get("state") == "running":
+                board.epoch(run_id, status.get("epoch", 0))
+            if not job.done():
+                continue
+            del pending[run_id]
+            try:
+                result = job.result()
+            except (submitit.core.utils.FailedJobError,
+                    submitit.core.utils.UncompletedJobError) as err:
+                lines = [line for line in str(err).splitlines() if line.strip()]
+                result = Result(run_id, "failed", error=lines[-1] if lines else repr(err))
+            record(result, folder, board, out)
+    rebuild_summary(folder)
+    return out
+
+
+def tune(suite: Suite, targets: Sequence[RunSpec], folder: store.Suite, storage_url: str,
+         options: SlurmConfig) -> None:
+    """``options.tune_workers`` jobs (one array) share every study of ``targets``; then
+    the driver writes each study's best-trial file and says how it stands."""
+    ex = executor(options, suite.config.training, folder, f"bench-tune-{suite.slug}")
+    (job,) = _jobs(suite, folder, [targets[0].run_id], False, options.cpus)
+    run_ids = [t.run_id for t in targets]
+    jobs = ex.map_array(TuneJob(), [job] * options.tune_workers,
+                        [run_ids] * options.tune_workers,
+                        [storage_url] * options.tune_workers)
+    log(f"{len(jobs)} tuning job(s): {', '.join(j.job_id for j in jobs)}; logs in "
+        f"{folder.path / LOGS}")
+    if not options.wait:
+        return
+    for i, j in enumerate(jobs, 1):
+        for line in j.result():
+            log(f"[tuning job {i}] {line}")
+    data = DataCache()
+    for spec in targets:
+        tune_one(spec, suite.config.tune, folder, storage_url, data, optimize=False,
+                 log=lambda *a, **k: print(*a))
