@@ -175,9 +175,14 @@ def test_ddp_two_processes_gloo_match_one_process(tmp_path, capsys):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc_per_node=2"]
     p2 = subprocess.run([*torchrun, "-m", "bench", "run", suite, "--results", str(r2),
-                         "--no-report", "--quiet"], cwd=ROOT, env=env(), capture_output=True,
+                         "--no-report"], cwd=ROOT, env=env(), capture_output=True,
                         text=True, timeout=300)
     assert p2.returncode == 0, p2.stderr[-3000:]
+    # Progress from rank 0 only: one bar and one final line per run.
+    lines = p2.stderr.replace("\r", "\n").splitlines()
+    assert [line.split()[:2] for line in lines if "-> done" in line] == \
+        [["[run", "1/2]"], ["[run", "2/2]"]]
+    assert sum("setting up" in line for line in lines) == 2
     run_here(capsys, "run", suite, "--results", str(r1), "--no-report", "--quiet",
              "--set", "training.batch_size=64")
     for method in ("boostnet", "sequential"):
