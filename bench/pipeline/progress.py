@@ -64,7 +64,11 @@ class TrainingBar:
                         initial=info["epoch"] * steps + info["step"] - 1, desc=self.desc,
                         unit=" img", unit_scale=info["images"], file=sys.stderr,
                         bar_format=BAR,
-                        mininterval=self.interval, miniters=1, dynamic_ncols=True,
+                        # redrawn by on_step alone, so that the count and the postfix drawn
+                        # together are of the same step (tqdm's own timer would draw the
+                        # count with a postfix up to one interval old); smoothing 0: the rate
+                        # and ETA are the average since the bar opened
+                        mininterval=math.inf, smoothing=0, dynamic_ncols=True,
                         leave=False)
 
     def on_step(self, info: dict) -> None:
@@ -75,11 +79,11 @@ class TrainingBar:
         ``active`` exits (0-based)."""
         if not self.opened:
             self._open(info)
+        self.bar.update(1)
         now = time.monotonic()
         if now - self._shown >= self.interval:
             self._shown = now
-            self.bar.set_postfix_str(self._postfix(info), refresh=False)
-        self.bar.update(1)
+            self.bar.set_postfix_str(self._postfix(info))  # and redraws
 
     def _postfix(self, info: dict) -> str:
         sums = info["loss_sum"].tolist()  # one device sync per redraw, not per step

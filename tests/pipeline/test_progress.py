@@ -40,6 +40,22 @@ def test_the_bar_counts_images_over_the_run_and_starts_where_a_resumed_run_stand
     bar.close()
 
 
+def test_every_frame_shows_the_count_and_the_postfix_of_the_same_step(capsys):
+    # A log's interval: the bar redraws only when its postfix is recomputed, so a frame
+    # never pairs a step's count with an older step's epoch and step.
+    bar = TrainingBar("[run 1/1] joint s0", interval=3600)
+    for epoch in range(2):
+        for step in range(1, 6):
+            bar.on_step(step_info(epoch=epoch, step=step))
+        bar.on_epoch({"rows": [{"heldout_top1": 50.0}]})
+    bar.close()
+    frames = [f for f in capsys.readouterr().err.split("\r") if "epoch " in f]
+    shown = [tuple(map(int, re.search(r"(\d+)%.*epoch (\d)/4 step (\d)/5", f).groups()))
+             for f in frames]
+    # the first step of each epoch is drawn (then the interval holds the bar still)
+    assert shown == [(5, 1, 1), (30, 2, 1)]
+
+
 def test_a_suite_run_shows_steps_within_the_epoch_then_one_line(tmp_path, capsys):
     suite = build_suite({**SUITE, "training": {"epochs": 2, "batch_size": 8}}, "p.yaml")
     folder = store.Suite(tmp_path / "p")
