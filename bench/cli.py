@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_suite_args(tune)
     tune.add_argument("--storage", help="SQLAlchemy URL of the study database "
                       "(default: SQLite in the results folder)")
+    tune.add_argument("--quiet", action="store_true", help="no training bar per trial")
 
     sub.add_parser("speed", help="time training steps (see python -m bench.speed --help)",
                    add_help=False)

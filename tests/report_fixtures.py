@@ -98,7 +98,8 @@ def method_entries(runs: list[dict]) -> list[dict]:
 
 
 def make_suite(root, slug: str, runs: list[dict], name: str | None = None,
-               planned: int = 0, baseline: str | None = "joint", evaluation: dict | None = None):
+               planned: int = 0, baseline: str | None = "joint", evaluation: dict | None = None,
+               description: str = ""):
     """A suite folder: suite.json, the given runs (kwargs of make_run) and summary.csv.
     ``planned`` runs are in the suite but have no folder yet; ``baseline`` is used where
     the suite has that label; ``evaluation``: suite.json's resolved evaluation section."""
@@ -107,7 +108,8 @@ def make_suite(root, slug: str, runs: list[dict], name: str | None = None,
     run_ids = [r["run_id"] for r in runs] + [f"planned-{i}" for i in range(planned)]
     methods = method_entries(runs)
     labels = [m["label"] for m in methods]
-    suite.write_suite({"name": name or slug, "dataset": {"name": "synthetic"},
+    suite.write_suite({"name": name or slug, "description": description,
+                       "dataset": {"name": "synthetic"},
                        "methods": methods,
                        "budgets": {"mmacs": list(budgets), "fractions": None},
                        "baseline": baseline if baseline in labels else None, "plugins": [],

@@ -1,5 +1,6 @@
 """Tests of bench.data: splits, batching, sharding, augmentation, the synthetic set and the
 real data sets' files."""
+import csv
 import json
 import os
 import subprocess
@@ -22,8 +23,9 @@ def syn():
     return data.load("synthetic", "unused", heldout=100, seed=3, options=SMALL)
 
 
-def test_names():
-    assert data.names() == ["cifar10", "cifar100", "fashion_mnist", "imagenet", "mnist", "synthetic"]
+def test_names():  # plugins and other tests may register more (tests/test_data_registry.py)
+    assert {"cifar10", "cifar100", "fashion_mnist", "imagenet", "mnist",
+            "synthetic"} <= set(data.names())
 
 
 def test_unknown_name_and_option():
@@ -552,4 +554,10 @@ def test_real_fashion_mnist_reference_suite_keeps_the_last_partial_batch(tmp_pat
     (run,) = (tmp_path / "results").glob("*/*/training.json")
     assert [e["steps"] for e in json.loads(run.read_text())["epochs"]] == [32]
     top1 = [e["top1"] for e in json.loads((run.parent / "metrics.json").read_text())["anytime"]]
-    assert len(top1) == 4 and max(top1) > 15  # 10 classes (chance 10%), 500 test images
+    assert len(top1) == 4 and all(0 <= t <= 100 for t in top1)
+    # It learned: every exit's mean training loss over the epoch is below chance level's
+    # ln 10 = 2.30. (Test accuracy after 32 steps at lr 0.1 is too chaotic to assert on:
+    # rounding-level changes move it between 14% and 59%.)
+    with open(run.parent / "history.csv", newline="") as f:
+        losses = [float(r["train_loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 4 and max(losses) < 2.2, losses

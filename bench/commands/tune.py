@@ -43,5 +43,6 @@ def main(args) -> int:
     data.get(suite.config.dataset, tc.seed)  # missing data fails before any study
     for spec in targets:
         tune_one(spec, tc, folder, storage_url, data,
-                 log=lambda *a, **k: print(*a, **{"file": sys.stdout, **k}))
+                 log=lambda *a, **k: print(*a, **{"file": sys.stdout, **k}),
+                 progress=not args.quiet)
     return 0

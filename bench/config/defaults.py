@@ -33,17 +33,9 @@ BASELINE = "joint"  # the suite's reference method label when it has one
 DATASET = {"name": REQUIRED, "root": "data", "download": False, "heldout": None,
            "subset": {}, "options": {}}
 SUBSET = {"train": None, "test": None}  # first k images of a split (smoke runs); None: all
-# Held-out calibration images taken from train (the paper: 5,000 for CIFAR, 50,000 for
-# ImageNet); synthetic data: a fifth of its training set.
-HELDOUT = {"imagenet": 50000}
-HELDOUT_DEFAULT = 5000
-SYNTHETIC_HELDOUT_SHARE = 5  # heldout = train_size // 5
-# Image shape of data sets whose options do not set it (CIFAR: 3 x 32 x 32).
-CHANNELS = 3
-IMAGE_SIZE = 32
-# Classes per data set; synthetic sets its own (dataset.options.num_classes).
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "imagenet": 1000,
-               "mnist": 10}
+# The held-out calibration images a suite takes from train when dataset.heldout is unset,
+# and each data set's classes and image shape, are the data set's own (bench.data.register:
+# 5,000 for CIFAR as in the paper, 50,000 for ImageNet, a fifth of synthetic's train_size).
 
 # The paper's recipe: SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 64; lr x0.1 at
 # 50% and 75% of the epochs (CIFAR: epochs 150 and 225 of 300).

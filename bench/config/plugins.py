@@ -1,6 +1,6 @@
 """``plugins:``: Python files or modules a suite imports before it is validated, so that the
-methods and backbones they register (``methods.register``, ``bench.backbones.register``)
-can be named in the suite.
+methods, backbones and data sets they register (``methods.register``,
+``bench.backbones.register``, ``bench.data.register``) can be named in the suite.
 
 A file is imported once per process under a name derived from its absolute path, so that
 loading a suite twice does not register its methods twice; its bytes are part of the code

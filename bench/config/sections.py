@@ -34,7 +34,8 @@ def dataset(c: Checker, value: Any) -> DatasetConfig:
     name_ = c.choice(d["name"], "dataset.name", data.names(), "data set")
     c.string(d["root"], "dataset.root")
     c.boolean(d["download"], "dataset.download")
-    allowed = data.OPTIONS[name_]
+    registered = data.get(name_)
+    allowed = registered.options
     options = c.plain(c.mapping(d["options"], "dataset.options", allowed), "dataset.options")
     for key in ("num_classes", "image_size", "channels", "train_size", "test_size"):
         if key in allowed:
@@ -44,14 +45,13 @@ def dataset(c: Checker, value: Any) -> DatasetConfig:
                  list(data.NORMALIZATIONS), "normalization")
     heldout = d["heldout"]
     if heldout is None:
-        heldout = (options["train_size"] // D.SYNTHETIC_HELDOUT_SHARE if name_ == "synthetic"
-                   else D.HELDOUT.get(name_, D.HELDOUT_DEFAULT))
+        heldout = registered.default_heldout(options)
     c.integer(heldout, "dataset.heldout", lo=0)
     if heldout == 0:  # training on the whole training set, as the reference's anytime runs do
         c.fail("dataset.heldout", "expected at least 1 image: every run predicts on the "
                                   "held-out split, where exit thresholds are fitted (never on "
                                   "test), found 0")
-    if name_ == "synthetic" and heldout >= options["train_size"]:
+    if "train_size" in options and heldout >= options["train_size"]:
         c.fail("dataset.heldout", f"expected fewer than dataset.options.train_size = "
                                   f"{options['train_size']} images, found {heldout}")
     subset = c.mapping(d["subset"], "dataset.subset", D.SUBSET)
@@ -63,11 +63,8 @@ def dataset(c: Checker, value: Any) -> DatasetConfig:
 
 def shape(ds: DatasetConfig) -> tuple[int, tuple[int, int, int]]:
     """(num_classes, (C, H, W)) of the images a data set serves: its options where they
-    set them, else the table of defaults."""
-    options = {"num_classes": D.NUM_CLASSES.get(ds.name), "channels": D.CHANNELS,
-               "image_size": D.IMAGE_SIZE, **ds.options}
-    size = options["image_size"]
-    return options["num_classes"], (options["channels"], size, size)
+    set them, else what the data set registered."""
+    return data.get(ds.name).shape(dict(ds.options))
 
 
 def training(c: Checker, value: Any) -> TrainingConfig:

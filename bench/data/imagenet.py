@@ -8,12 +8,13 @@ transforms draw from the global torch RNG (the batch order is seeded either way)
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
 from .errors import DatasetNotFound
-from .splits import Splits, check_split, count_batches, mix_seed, resolve_drop_last
+from .registry import Request, register
+from .splits import (Splits, check_split, count_batches, first, mix_seed, resolve_drop_last,
+                     split_indices)
 from .vision import torchvision
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -55,8 +56,12 @@ class FolderSplits(Splits):
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def load_imagenet(root: Path, *, download, heldout, seed, train_subset, test_subset, options,
-                  split_indices, subset) -> FolderSplits:
+@register("imagenet", options={"workers": 8, "image_size": 224, "resize": 256},
+          num_classes=1000, input_size=(3, 224, 224), heldout=50000)
+def load_imagenet(request: Request) -> FolderSplits:
+    """ImageNet (ILSVRC2012) from ImageFolder trees; the paper holds out 50,000 training
+    images."""
+    root, download, options = request.root, request.download, request.options
     tv = torchvision()
     T = tv.transforms
     missing = [str(root / d) for d in ("train", "val") if not (root / d).is_dir()]
@@ -77,8 +82,8 @@ def load_imagenet(root: Path, *, download, heldout, seed, train_subset, test_sub
     test_set = tv.datasets.ImageFolder(str(root / "val"), transform=eval_tf)
     if test_set.classes != train_set.classes:
         raise DatasetNotFound(f"imagenet: class folders of {root}/val differ from {root}/train")
-    tr, ho = split_indices(len(train_set), heldout, seed)
-    tr = subset(tr, train_subset, "train_subset")
-    te = subset(torch.arange(len(test_set)), test_subset, "test_subset")
+    tr, ho = split_indices(len(train_set), request.heldout, request.seed)
+    tr = first(tr, request.train_subset, "train_subset")
+    te = first(torch.arange(len(test_set)), request.test_subset, "test_subset")
     return FolderSplits("imagenet", train_set, train_eval, test_set, tr, ho, te, size,
                         int(options["workers"]))

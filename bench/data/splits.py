@@ -218,6 +218,26 @@ class TensorSplits(Splits):
             yield self.normalize(x), y_all[j]
 
 
+def split_indices(n: int, heldout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, heldout) indices into a training set of n images: a permutation seeded by
+    `seed`, its last `heldout` entries held out."""
+    if heldout < 0:
+        raise ValueError(f"heldout must be >= 0, got {heldout}")
+    if heldout >= n:
+        raise ValueError(f"heldout={heldout} leaves no training images (training set has {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed)))
+    return perm[:n - heldout], perm[n - heldout:]
+
+
+def first(idx: torch.Tensor, k: int | None, what: str) -> torch.Tensor:
+    """The first k indices (all when k is None): a subset for smoke runs."""
+    if k is None:
+        return idx
+    if k < 1:
+        raise ValueError(f"{what} must be >= 1 or None, got {k}")
+    return idx[:k]
+
+
 def uint8_mean_std(images: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (in [0, 1] units) of uint8 images (N, C, H, W), exact,
     from a 256-bin histogram per channel (no float copy of the data)."""

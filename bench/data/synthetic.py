@@ -40,7 +40,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .splits import mix_seed
+from .registry import Images, Request, register, serve
+from .splits import TensorSplits, mix_seed
 
 DEFAULTS = {
     "num_classes": 10,
@@ -56,6 +57,9 @@ DEFAULTS = {
     "clutter": 0.0,
     "min_difficulty": 0.0,
 }
+
+
+HELDOUT_SHARE = 5  # held out by default: a fifth of the training set
 
 
 def _smooth(n: int, channels: int, size: int, coarse: int, g: torch.Generator) -> torch.Tensor:
@@ -164,3 +168,29 @@ def make(options: dict) -> dict:
     xtr, ytr, dtr = generate(int(o["train_size"]), protos, stream=0, **kw)
     xte, yte, dte = generate(int(o["test_size"]), protos, stream=1, **kw)
     return {"train": (xtr, ytr, dtr), "test": (xte, yte, dte), "prototypes": protos}
+
+
+class SyntheticSplits(TensorSplits):
+    """TensorSplits plus the per-image difficulty in [0, 1] and the class prototypes."""
+
+    prototypes: torch.Tensor
+
+    def difficulty(self, split: str) -> torch.Tensor:
+        src, idx = self._index[split]
+        return self._difficulty[src][idx]
+
+
+@register("synthetic", options=DEFAULTS, input_size=(DEFAULTS["channels"],
+                                                     DEFAULTS["image_size"],
+                                                     DEFAULTS["image_size"]),
+          heldout=lambda options: options["train_size"] // HELDOUT_SHARE)
+def load(request: Request) -> SyntheticSplits:
+    """The data set generated from its options (nothing to download; root is ignored)."""
+    data = make(request.options)
+    (xtr, ytr, dtr), (xte, yte, dte) = data["train"], data["test"]
+    images = Images(xtr, ytr, xte, yte, int(request.options["num_classes"]), crop_padding=4,
+                    flip=False)
+    s = serve(images, request, SyntheticSplits)
+    s._difficulty = {"train": dtr, "test": dte}
+    s.prototypes = data["prototypes"]
+    return s

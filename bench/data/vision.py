@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DatasetNotFound, MissingDependency
+from .registry import Images, Request, register
 
 # Standard per-channel statistics of the CIFAR training sets (in [0, 1] units).
 CIFAR_STATS = {
@@ -42,12 +43,19 @@ def torchvision():
     return tv
 
 
-def load_arrays(name: str, root: Path, download: bool, opts: dict):
-    """-> (train uint8 (N,C,H,W), train labels, test images, test labels, num_classes,
-    TensorSplits keyword arguments)."""
-    if name in CIFAR_STATS:
-        return _cifar(name, root, download, opts["normalization"])
-    return _mnist(name, root, download, opts)
+@register("cifar10", options={"normalization": "standard"}, num_classes=10)
+@register("cifar100", options={"normalization": "standard"}, num_classes=100)
+def cifar(request: Request) -> Images:
+    """CIFAR-10/100 through torchvision's classes (the official python tarballs)."""
+    return _cifar(request.name, request.root, request.download,
+                  request.options["normalization"])
+
+
+@register("mnist", options={"image_size": 32, "channels": 3}, num_classes=10)
+@register("fashion_mnist", options={"image_size": 32, "channels": 3}, num_classes=10)
+def mnist(request: Request) -> Images:
+    """MNIST and Fashion-MNIST from their four IDX files."""
+    return _mnist(request.name, request.root, request.download, request.options)
 
 
 def cifar_stats(name: str, normalization: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -58,7 +66,7 @@ def cifar_stats(name: str, normalization: str) -> tuple[tuple[float, ...], tuple
     return NORMALIZATIONS[normalization][name]
 
 
-def _cifar(name: str, root: Path, download: bool, normalization: str):
+def _cifar(name: str, root: Path, download: bool, normalization: str) -> Images:
     mean, std = cifar_stats(name, normalization)  # checked before the files are read
     tv = torchvision()
     cls = tv.datasets.CIFAR10 if name == "cifar10" else tv.datasets.CIFAR100
@@ -77,8 +85,8 @@ def _cifar(name: str, root: Path, download: bool, normalization: str):
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N,32,32,3) -> (N,3,32,32)
         return x, torch.tensor(ds.targets, dtype=torch.long)
 
-    return (*arrays(tr), *arrays(te), len(tr.classes),
-            dict(mean=mean, std=std, crop_padding=4, flip=True))
+    return Images(*arrays(tr), *arrays(te), len(tr.classes), crop_padding=4, flip=True,
+                  mean=mean, std=std)
 
 
 def _has_idx(folder: Path) -> dict[str, Path] | None:
@@ -142,7 +150,7 @@ def _how_to_get(name: str, root: Path) -> str:
     return text + f"copy the four files into {root / sub / 'raw'}/ (dataset.root: {root})"
 
 
-def _mnist(name: str, root: Path, download: bool, opts: dict):
+def _mnist(name: str, root: Path, download: bool, opts: dict) -> Images:
     files = find_idx(name, root)
     error = None
     if files is None and download:  # only downloading needs torchvision
@@ -172,4 +180,5 @@ def _mnist(name: str, root: Path, download: bool, opts: dict):
     yte = read_idx(files[IDX_FILES[3]]).long()
     # stored with one channel; repeated to `channels` per batch. Mean/std are computed
     # from the (padded) training images. Digits are not flipped; clothes are.
-    return xtr, ytr, xte, yte, 10, dict(crop_padding=4, flip=name == "fashion_mnist", channels=channels)
+    return Images(xtr, ytr, xte, yte, 10, crop_padding=4, flip=name == "fashion_mnist",
+                  channels=channels)

@@ -1,52 +1,146 @@
-"""Progress output: a suite-level line per run and a tqdm bar per run (on stderr)."""
+"""Terminal output on stderr: one line per run of a suite, and while a run trains one tqdm
+bar in its place that moves with every training step.
+
+The bar counts training images over the whole run (all epochs and stages), so tqdm's rate
+is images per second and its ETA the rest of the run's training; its postfix shows the
+epoch, the step within the epoch, the running loss of the epoch so far (mean over the
+active exits) and the last epoch's held-out top-1 per exit. When the run ends the bar is
+replaced by the run's one line (``[run 2/6] <run id> -> done in 41 s``). Under torchrun
+only rank 0 draws (the trainer calls back on rank 0 only; rank 0 counts every rank's
+images). ``bench tune`` draws the same bar for each trial (:class:`TrainingBar`).
+
+The bar redraws at most every ``interval`` seconds: 0.2 on a terminal, 10 when stderr is
+a file or a pipe (a log would otherwise grow by every redraw).
+"""
 from __future__ import annotations
 
 import math
 import sys
+import time
 
 from tqdm import tqdm
 
 from bench.config import RunSpec
-from bench.store import Run
+
+TTY_INTERVAL, LOG_INTERVAL = 0.2, 10.0
+# "[run 2/6] joint s0  40%|███     | 412.50 img/s, ETA 00:23, epoch 2/5 step 13/47 loss ..."
+BAR = "{desc} {percentage:3.0f}%|{bar:8}| {rate_fmt}, ETA {remaining}{postfix}"
 
 
-def _fmt(values) -> str:
-    return " ".join("-" if math.isnan(v) else f"{v:.2f}" for v in values)
+def default_interval() -> float:
+    isatty = getattr(sys.stderr, "isatty", None)
+    return TTY_INTERVAL if isatty is not None and isatty() else LOG_INTERVAL
 
 
-class Progress:
-    def __init__(self, total_runs: int, enabled: bool = True):
-        self.total = total_runs
-        self.enabled = enabled
-        self.bar: tqdm | None = None
+def _top1(values) -> str:
+    return " ".join("-" if math.isnan(v) else f"{v:.1f}" for v in values)
 
-    def start_run(self, index: int, spec, note: str = "") -> None:
-        if self.enabled:
-            print(f"[run {index}/{self.total}] {spec.run_id}{note}", file=sys.stderr, flush=True)
 
-    def epoch_callback(self, spec: RunSpec, run: Run):
-        """The trainer's per-epoch callback drawing this run's bar (None when disabled);
-        a resumed run's bar starts at the epochs its checkpoint holds."""
-        if not self.enabled:
-            return None
-        epochs = spec.training.epochs
-        done = run.status.get("epoch", 0) if run.checkpoint_path.exists() else 0
-        self.bar = tqdm(total=epochs, initial=done, desc=f"{spec.method_label} s{spec.seed}",
-                        unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=False)
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(round(seconds), 60)
+    return f"{minutes} min {s:02d} s" if minutes else f"{s} s"
 
-        def on_epoch(info: dict) -> None:
-            rows = info["rows"]
-            self.bar.n = info["epoch"]
-            self.bar.set_postfix_str(
-                f"stage {info['stage']} | loss {_fmt(r['train_loss'] for r in rows)} | "
-                f"held-out top1 {_fmt(r['heldout_top1'] for r in rows)}")
-            self.bar.refresh()
 
-        return on_epoch
+class TrainingBar:
+    """One bar for one training (a run, or a tuning trial). ``on_step`` and ``on_epoch``
+    are the trainer's callbacks (bench.pipeline.train.Trainer); the bar opens at the first
+    step, where the steps per epoch are known, and starts where a resumed run stands."""
 
-    def end_run(self, state: str, message: str = "") -> None:
+    def __init__(self, desc: str, interval: float | None = None):
+        self.desc = desc
+        self.interval = default_interval() if interval is None else interval
+        # Until the first step: the description alone (data, model and method being set up).
+        self.bar: tqdm | None = tqdm(desc=desc, bar_format="{desc}: setting up",
+                                     file=sys.stderr, leave=False)
+        self.opened = False
+        self.heldout = ""  # the last epoch's held-out top-1, shown until the next epoch
+        self._shown = -math.inf  # when the postfix was last computed
+
+    def _open(self, info: dict) -> None:
+        self.close()
+        self.opened = True
+        steps = info["steps"]
+        self.bar = tqdm(total=info["epochs"] * steps,
+                        initial=info["epoch"] * steps + info["step"] - 1, desc=self.desc,
+                        unit=" img", unit_scale=info["images"], file=sys.stderr,
+                        bar_format=BAR,
+                        # redrawn by on_step alone, so that the count and the postfix drawn
+                        # together are of the same step (tqdm's own timer would draw the
+                        # count with a postfix up to one interval old); smoothing 0: the rate
+                        # and ETA are the average since the bar opened
+                        mininterval=math.inf, smoothing=0, dynamic_ncols=True,
+                        leave=False)
+
+    def on_step(self, info: dict) -> None:
+        """After every training step: ``epoch`` (0-based) of ``epochs``, ``step`` (1-based)
+        of ``steps`` in the epoch, ``images`` in this step over every rank, ``stage``
+        (1-based) of ``stages``, ``loss_sum``: per computed exit, the sum of the epoch's
+        step losses so far (a tensor, read only when the postfix is redrawn), and the
+        ``active`` exits (0-based)."""
+        if not self.opened:
+            self._open(info)
+        self.bar.update(1)
+        now = time.monotonic()
+        if now - self._shown >= self.interval:
+            self._shown = now
+            self.bar.set_postfix_str(self._postfix(info))  # and redraws
+
+    def _postfix(self, info: dict) -> str:
+        sums = info["loss_sum"].tolist()  # one device sync per redraw, not per step
+        active = [n for n in info["active"] if n < len(sums)]
+        loss = sum(sums[n] for n in active) / max(1, len(active)) / info["step"]
+        stage = f"stage {info['stage']}/{info['stages']} " if info["stages"] > 1 else ""
+        return (f"{stage}epoch {info['epoch'] + 1}/{info['epochs']} step {info['step']}/"
+                f"{info['steps']} loss {loss:.3f}{self.heldout}")
+
+    def on_epoch(self, info: dict) -> None:
+        """After every epoch (``rows``: the epoch's history rows, one per exit)."""
+        self.heldout = f" | held-out top-1 {_top1(r['heldout_top1'] for r in info['rows'])}"
+        self._shown = -math.inf  # the next step redraws the postfix
+
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.enabled:
-            print(f"  -> {state}{': ' + message if message else ''}", file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A suite's progress: one line per run, a :class:`TrainingBar` while a run trains."""
+
+    def __init__(self, total_runs: int, enabled: bool = True, interval: float | None = None):
+        self.total = total_runs
+        self.enabled = enabled
+        self.interval = interval
+        self.training: TrainingBar | None = None
+        self._run: tuple[str, float] | None = None  # (the run's line, its start time)
+
+    def start_run(self, index: int, spec: RunSpec, note: str = "") -> None:
+        """A run that is skipped (``note`` says why) gets its line now; a run that trains
+        gets a bar until :meth:`end_run` writes its line."""
+        line = f"[run {index}/{self.total}] {spec.run_id}"
+        if not self.enabled:
+            return
+        if note:
+            print(line + note, file=sys.stderr, flush=True)
+            return
+        self._run = (line, time.monotonic())
+        self.training = TrainingBar(f"[run {index}/{self.total}] {spec.method_label} "
+                                    f"s{spec.seed}", self.interval)
+
+    def callbacks(self):
+        """(on_step, on_epoch) for the trainer of the run just started, or (None, None)
+        when there is nothing to draw."""
+        if self.training is None:
+            return None, None
+        return self.training.on_step, self.training.on_epoch
+
+    def end_run(self, state: str, message: str = "") -> None:
+        if self.training is not None:
+            self.training.close()
+            self.training = None
+        if self.enabled and self._run is not None:
+            line, started = self._run
+            took = "" if message else f" in {_duration(time.monotonic() - started)}"
+            print(f"{line} -> {state}{took}{': ' + message if message else ''}",
+                  file=sys.stderr, flush=True)
+        self._run = None

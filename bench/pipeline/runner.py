@@ -137,7 +137,7 @@ def _train_and_evaluate(spec: RunSpec, run: store.Run, ctx: RunContext, options:
         run.write_environment(environment(s.device, ctx.code))
         run.write_heldout_index(s.splits.heldout_indices)
         run.write_costs(list(spec.exit_mmacs), s.params, list(spec.input_size))
-    show = ctx.progress.epoch_callback(spec, run) if ctx.progress else None
+    on_step, show = ctx.progress.callbacks() if ctx.progress else (None, None)
 
     def on_epoch(info: dict) -> None:
         run.set_status("running", epoch=info["epoch"], epochs=training.epochs,
@@ -146,7 +146,7 @@ def _train_and_evaluate(spec: RunSpec, run: store.Run, ctx: RunContext, options:
             show(info)
 
     trainer = Trainer(s.model, s.method, s.splits, training, spec.seed, s.device,
-                      run.checkpoint_path, dist, on_epoch=on_epoch,
+                      run.checkpoint_path, dist, on_epoch=on_epoch, on_step=on_step,
                       wrap=distributed.wrapper(dist, s.device),
                       after_epoch=(lambda m: distributed.average_buffers(m, dist))
                       if dist.world_size > 1 else None)

@@ -191,6 +191,7 @@ class Trainer:
     checkpoint: Path
     dist: Dist = field(default_factory=Dist)
     on_epoch: Callable[[dict], None] | None = None  # progress callback, rank 0
+    on_step: Callable[[dict], None] | None = None  # progress within the epoch, rank 0
     wrap: Callable[[nn.Module], nn.Module] | None = None  # e.g. DistributedDataParallel
     after_epoch: Callable[[nn.Module], None] | None = None  # e.g. average BN stats over ranks
 
@@ -342,6 +343,9 @@ class Trainer:
                                     epoch=epoch, seed=self.seed, rank=self.dist.rank,
                                     world_size=self.dist.world_size,
                                     drop_last=self._drop_last)
+        per_epoch = self.data.num_batches("train", self.training.batch_size,
+                                          world_size=self.dist.world_size,
+                                          drop_last=self._drop_last)
         for x, y in batches:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -350,6 +354,11 @@ class Trainer:
             loss_sum += sample_losses.mean(dim=1)
             share_sum += effective_shares(sample_losses)
             steps += 1
+            if self.on_step and self.dist.is_main:
+                self.on_step({"epoch": epoch, "epochs": self.training.epochs, "step": steps,
+                              "steps": per_epoch, "images": len(y) * self.dist.world_size,
+                              "stage": ctx.stage_index + 1, "stages": len(self.stages),
+                              "loss_sum": loss_sum, "active": stage.active_exits})
         return (loss_sum / steps).tolist(), (share_sum / steps).tolist(), steps
 
     @property

@@ -40,6 +40,7 @@ from bench.data.splits import mix_seed
 from bench.errors import SuiteError, UsageError
 from bench.pipeline.claims import locked
 from bench.pipeline.predict import predict
+from bench.pipeline.progress import TrainingBar
 from bench.pipeline.setup import DataCache, set_up
 from bench.pipeline.train import NonFiniteLoss, Trainer
 
@@ -118,8 +119,10 @@ def heldout_objective(logits: torch.Tensor, targets: torch.Tensor, exit_mmacs, b
     return out
 
 
-def objective(trial, spec: RunSpec, tc: TuneConfig, data: DataCache, workdir: Path) -> float:
-    """Train the run with the trial's option values; its held-out objective value."""
+def objective(trial, spec: RunSpec, tc: TuneConfig, data: DataCache, workdir: Path,
+              progress: bool = False) -> float:
+    """Train the run with the trial's option values; its held-out objective value
+    (``progress``: draw the training bar of bench.pipeline.progress on stderr)."""
     import optuna
 
     sp = tc.space
@@ -130,7 +133,11 @@ def objective(trial, spec: RunSpec, tc: TuneConfig, data: DataCache, workdir: Pa
     s = set_up(spec, options, data, training)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
 
+    bar = TrainingBar(f"[trial {trial.number}] {spec.method_label}") if progress else None
+
     def on_epoch(info: dict) -> None:
+        if bar:
+            bar.on_epoch(info)
         # Intermediate value: mean held-out top-1 over the exits after this epoch.
         value = statistics.fmean(r["heldout_top1"] for r in info["rows"])
         trial.report(value, info["epoch"])
@@ -140,8 +147,13 @@ def objective(trial, spec: RunSpec, tc: TuneConfig, data: DataCache, workdir: Pa
     workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir, prefix=f"trial{trial.number}-") as tmp:
         trainer = Trainer(s.model, s.method, s.splits, training, spec.seed, s.device,
-                          Path(tmp) / "checkpoint.pt", on_epoch=on_epoch)
-        trainer.fit()
+                          Path(tmp) / "checkpoint.pt", on_epoch=on_epoch,
+                          on_step=bar.on_step if bar else None)
+        try:
+            trainer.fit()
+        finally:
+            if bar:
+                bar.close()
     logits, targets = predict(s.model, s.method, s.splits.batches(
         "heldout", training.eval_batch_size, device=s.device),
         channels_last=trainer.channels_last)
@@ -277,10 +289,11 @@ def _enqueue_defaults(study, spec: RunSpec, tc: TuneConfig, log) -> None:
 
 
 def tune_one(spec: RunSpec, tc: TuneConfig, suite: store.Suite, storage_url: str,
-             data: DataCache, log=print, optimize: bool = True) -> dict:
+             data: DataCache, log=print, optimize: bool = True,
+             progress: bool = False) -> dict:
     """Run (or resume, or join) the study of one target run; returns a short summary.
     ``optimize=False`` only writes the best-trial file from the study as it is (a driver
-    whose workers tuned elsewhere)."""
+    whose workers tuned elsewhere); ``progress``: a training bar per trial on stderr."""
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -310,7 +323,7 @@ def tune_one(spec: RunSpec, tc: TuneConfig, suite: store.Suite, storage_url: str
     remaining = tc.trials - len(study.get_trials(deepcopy=False, states=counted))
     if optimize and remaining > 0:
         workdir = suite.tuning_dir / "work"
-        study.optimize(lambda trial: objective(trial, spec, tc, data, workdir),
+        study.optimize(lambda trial: objective(trial, spec, tc, data, workdir, progress),
                        n_trials=remaining, timeout=tc.timeout, catch=(NonFiniteLoss,),
                        callbacks=[MaxTrialsCallback(tc.trials, states=counted)])
     best = write_best(study, spec, tc, suite, storage_url)

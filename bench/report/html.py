@@ -24,7 +24,7 @@ import jinja2
 import pandas as pd
 
 from bench import fingerprint
-from bench.report import plots, tables
+from bench.report import plots, summary, tables
 from bench.report.common import (MACS_NOTE, dataset_of, make_table, safe, stale_footnote,
                                  status_of)
 from bench.report.leaderboard import PAGE as LEADERBOARD, render_leaderboard
@@ -99,8 +99,9 @@ def render(results_root: Path, reports_root: Path, suites: list[str] | None = No
 
 
 def index_card(suite: Suite, cmp: pd.DataFrame, reports_root: Path, stale: list[str]) -> dict:
-    """A suite on the index: status, data set, backbones, and per backbone the headline
-    (methods x budgets, mean ± std, difference to the baseline)."""
+    """A suite on the index: status, data set, backbones, what its numbers show (a sentence
+    per backbone), its description, and per backbone the headline (methods x budgets, mean
+    ± std, difference to the baseline)."""
     folder = reports_root / suite.slug
     heads = []
     for backbone in dict.fromkeys(cmp["backbone"]):
@@ -115,6 +116,8 @@ def index_card(suite: Suite, cmp: pd.DataFrame, reports_root: Path, stale: list[
                                     if isinstance(e, dict)]
     return {"slug": suite.slug, "name": suite.name, "status": status_of(suite, stale),
             "date": suite.date, "backbones": backbones, "dataset": dataset_of(suite),
+            "summary": summary.summary(suite, cmp),
+            "description": suite.config.get("description") or "",
             "baseline": suite.baseline, "headlines": heads,
             "has_page": (folder / "index.html").exists(),
             "has_leaderboard": (folder / LEADERBOARD).exists()}

@@ -58,9 +58,11 @@ def finish(procs, timeout=240):
 
 
 def started(stderr: str) -> list[str]:
-    """Run ids a worker trained (progress lines without a 'skipped' note)."""
+    """Run ids a worker trained: the runs' closing lines ("[run 2/4] <id> -> done in 5 s"),
+    not the training bar's frames (which text-mode pipes turn into lines of their own) nor
+    the lines of skipped runs."""
     return [line.split()[2] for line in stderr.splitlines()
-            if line.startswith("[run ") and not line.rstrip().endswith("skipped)")]
+            if line.startswith("[run ") and " -> " in line]
 
 
 def test_two_workers_share_a_suite_without_duplicated_work(tmp_path):
@@ -175,9 +177,14 @@ def test_ddp_two_processes_gloo_match_one_process(tmp_path, capsys):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc_per_node=2"]
     p2 = subprocess.run([*torchrun, "-m", "bench", "run", suite, "--results", str(r2),
-                         "--no-report", "--quiet"], cwd=ROOT, env=env(), capture_output=True,
+                         "--no-report"], cwd=ROOT, env=env(), capture_output=True,
                         text=True, timeout=300)
     assert p2.returncode == 0, p2.stderr[-3000:]
+    # Progress from rank 0 only: one bar and one final line per run.
+    lines = p2.stderr.replace("\r", "\n").splitlines()
+    assert [line.split()[:2] for line in lines if "-> done" in line] == \
+        [["[run", "1/2]"], ["[run", "2/2]"]]
+    assert sum("setting up" in line for line in lines) == 2
     run_here(capsys, "run", suite, "--results", str(r1), "--no-report", "--quiet",
              "--set", "training.batch_size=64")
     for method in ("boostnet", "sequential"):

@@ -1,27 +1,94 @@
-"""Progress output: a line per run and a bar per run that resumes where the run stands."""
+"""Progress output: one line per run, and while it trains one bar that moves with every
+step of the epoch (images/s, ETA, running loss), starting where a resumed run stands;
+nothing with --quiet."""
+import re
 
-from bench import store
+import torch
+
+from bench import cli, store
 from bench.config import build_suite
-from bench.pipeline.progress import Progress
+from bench.executors import local
+from bench.fingerprint import fingerprint
+from bench.pipeline.distributed import Dist
+from bench.pipeline.progress import Progress, TrainingBar
+from bench.pipeline.setup import DataCache
 
 SUITE = {"name": "p", "dataset": {"name": "synthetic", "heldout": 10,
                                   "options": {"train_size": 50}},
          "backbones": ["chain_tiny"], "methods": ["joint"], "training": {"epochs": 4}}
 
 
-def test_a_resumed_run_starts_its_bar_at_its_checkpoint(tmp_path, capsys):
-    (spec,) = build_suite(SUITE, "p.yaml").runs
-    run = store.Suite(tmp_path).run(spec.run_id)
-    run.set_status("running", epoch=3, epochs=4, fingerprint="x")
-    store.save_checkpoint(run.checkpoint_path, model={}, optimizer={}, scaler={}, stage=0,
-                          epoch=3, history=[])
-    progress = Progress(total_runs=1)
-    progress.start_run(1, spec)
-    show = progress.epoch_callback(spec, run)
-    assert (progress.bar.n, progress.bar.total) == (3, 4)
-    show({"epoch": 4, "stage": 1, "rows": [{"train_loss": 0.5, "heldout_top1": float("nan")}]})
-    assert progress.bar.n == 4
-    progress.end_run("done")
+def step_info(epoch: int, step: int, steps: int = 5, loss: float = 2.0) -> dict:
+    return {"epoch": epoch, "epochs": 4, "step": step, "steps": steps, "images": 8,
+            "stage": 1, "stages": 1, "loss_sum": torch.tensor([loss * step, 0.0]),
+            "active": (0,)}
+
+
+def test_the_bar_counts_images_over_the_run_and_starts_where_a_resumed_run_stands(capsys):
+    bar = TrainingBar("[run 1/1] joint s0", interval=0)
+    assert "[run 1/1] joint s0: setting up" in capsys.readouterr().err
+    bar.on_step(step_info(epoch=2, step=1))  # resumed after 2 of 4 epochs of 5 steps
+    assert (bar.bar.n, bar.bar.total) == (11, 20)
+    bar.on_epoch({"rows": [{"heldout_top1": 71.25}, {"heldout_top1": float("nan")}]})
+    bar.on_step(step_info(epoch=2, step=2, loss=1.5))
+    assert bar.bar.n == 12
     err = capsys.readouterr().err
-    assert f"[run 1/1] {spec.run_id}" in err and "-> done" in err
-    assert Progress(1, enabled=False).epoch_callback(spec, run) is None
+    assert "epoch 3/4 step 2/5 loss 1.500 | held-out top-1 71.2 -" in err
+    # 12 of the run's 20 steps; the rate in images (8 per step), and the ETA
+    assert re.search(r"\[run 1/1\] joint s0  60%\|.*\| +[\d.]+ img/s, ETA \d\d:\d\d, "
+                     r"epoch 3/4 step 2/5", err)
+    bar.close()
+
+
+def test_every_frame_shows_the_count_and_the_postfix_of_the_same_step(capsys):
+    # A log's interval: the bar redraws only when its postfix is recomputed, so a frame
+    # never pairs a step's count with an older step's epoch and step.
+    bar = TrainingBar("[run 1/1] joint s0", interval=3600)
+    for epoch in range(2):
+        for step in range(1, 6):
+            bar.on_step(step_info(epoch=epoch, step=step))
+        bar.on_epoch({"rows": [{"heldout_top1": 50.0}]})
+    bar.close()
+    frames = [f for f in capsys.readouterr().err.split("\r") if "epoch " in f]
+    shown = [tuple(map(int, re.search(r"(\d+)%.*epoch (\d)/4 step (\d)/5", f).groups()))
+             for f in frames]
+    # the first step of each epoch is drawn (then the interval holds the bar still)
+    assert shown == [(5, 1, 1), (30, 2, 1)]
+
+
+def test_a_suite_run_shows_steps_within_the_epoch_then_one_line(tmp_path, capsys):
+    suite = build_suite({**SUITE, "training": {"epochs": 2, "batch_size": 8}}, "p.yaml")
+    folder = store.Suite(tmp_path / "p")
+    progress = Progress(len(suite.runs), interval=0)
+    local.run_suite(suite, suite.runs, folder, DataCache(), Dist(), progress, fingerprint())
+    err = capsys.readouterr().err
+    run_id = suite.runs[0].run_id
+    for step in range(1, 6):  # 40 training images, batch 8: 5 steps per epoch
+        assert f"epoch 1/2 step {step}/5 loss " in err
+        assert f"epoch 2/2 step {step}/5 loss " in err
+    assert "img/s, ETA " in err
+    final = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("[run")
+             and "->" in line]
+    assert len(final) == 1 and re.fullmatch(
+        rf"\[run 1/1\] {run_id} -> done in \d+ s", final[0].strip())
+
+
+def test_quiet_prints_no_bar(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(
+        "name: q\ndataset: {name: synthetic, heldout: 10, options: {train_size: 30}}\n"
+        "backbones: [chain_tiny]\nmethods: [joint]\ntraining: {epochs: 1, batch_size: 8}\n")
+    args = ["run", str(tmp_path / "s.yaml"), "--results", str(tmp_path / "r"), "--no-report"]
+    assert cli.main(args + ["--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "step" not in err and "[run" not in err and "img" not in err
+    assert cli.main(args + ["--rerun-stale"]) == 0  # done: skipped, said in one line
+    assert "(done, skipped)" in capsys.readouterr().err
+
+
+def test_a_disabled_progress_draws_nothing(capsys):
+    (spec,) = build_suite(SUITE, "p.yaml").runs
+    progress = Progress(1, enabled=False)
+    progress.start_run(1, spec)
+    assert progress.callbacks() == (None, None)
+    progress.end_run("done")
+    assert capsys.readouterr().err == ""

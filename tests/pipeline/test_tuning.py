@@ -36,9 +36,9 @@ def write(tmp_path, raw, name="suite.yaml"):
     return str(path)
 
 
-def tune(suite, results, *overrides, storage=None):
+def tune(suite, results, *overrides, storage=None, quiet=False):
     """``bench tune`` in this process; its exit code."""
-    args = ["tune", suite, "--results", str(results)]
+    args = ["tune", suite, "--results", str(results)] + (["--quiet"] if quiet else [])
     args += [a for o in overrides for a in ("--set", o)]
     return cli.main(args + (["--storage", storage] if storage else []))
 
@@ -55,6 +55,7 @@ def test_study_baseline_pruning_resume_and_tuned_run(tmp_path, capsys):
     suite = write(tmp_path, BASE)
     results = tmp_path / "results"
     assert tune(suite, results) == 0
+    assert "[trial 0] boost-tuned" in capsys.readouterr().err  # a training bar per trial
     (spec,) = select_targets(load_suite(suite))
     assert spec.method_label == "boost-tuned"
     name = study_name(spec, load_suite(suite).config.tune)
@@ -75,7 +76,9 @@ def test_study_baseline_pruning_resume_and_tuned_run(tmp_path, capsys):
     assert 0.1 <= ts[1].params["temperature"] <= 1.5
 
     # Resume again (median pruner, the default): one more trial in the same study.
-    assert tune(suite, results, "tune.trials=3", "tune.pruner=median") == 0
+    capsys.readouterr()
+    assert tune(suite, results, "tune.trials=3", "tune.pruner=median", quiet=True) == 0
+    assert "[trial" not in capsys.readouterr().err
     ts = trials(name, storage)
     assert len(ts) == 3 and ts[0].params == {"temperature": 0.5}
     best = json.loads((results / "tiny-tune" / "tuning" / f"{name}.json").read_text())
