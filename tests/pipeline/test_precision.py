@@ -7,7 +7,6 @@ import torch
 
 import methods
 from bench import backbones, compiling, data, precision
-from bench.backbones.common import parameters_per_exit
 from bench.config.checker import Checker
 from bench.config.sections import training as training_config
 from bench.pipeline.train import Trainer
