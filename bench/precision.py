@@ -7,7 +7,9 @@ losses stay float32 (methods compute their losses on ``.float()`` logits). fp16'
 exponent range makes small gradients underflow, so fp16 scales the loss before backward
 (``torch.amp.GradScaler``) and unscales the gradients before the step; bf16 has float32's
 exponent range and needs no scaler. ``auto`` is bf16 on a CUDA GPU that supports it
-natively and fp32 everywhere else (on a CPU autocast rarely pays).
+natively and fp32 everywhere else (on a CPU autocast rarely pays). fp16 is a GPU precision:
+on a CPU it resolves to fp32, as ``training.amp: true`` (which it replaces, with the same
+run ids) always did there.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve(precision: str, device: torch.device | str) -> str:
-    """The precision ``precision`` means on ``device``: ``auto`` becomes bf16 or fp32, the
-    others stay as they are (bf16 on a GPU without bf16 support is an error)."""
+    """The precision ``precision`` means on ``device``: ``auto`` becomes bf16 or fp32, fp16
+    on a CPU fp32, the others stay as they are (bf16 on a GPU without native bf16 support is
+    an error)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, "
                          f"found {precision!r}")
@@ -34,7 +37,7 @@ def resolve(precision: str, device: torch.device | str) -> str:
             raise ValueError(f"precision bf16: {torch.cuda.get_device_name(device)} has no "
                              f"native bfloat16; use fp16 or fp32")
         return precision
-    return "fp32" if precision == "auto" else precision
+    return "fp32" if precision in ("auto", "fp16") else precision
 
 
 def autocast(resolved: str, device: torch.device | str) -> torch.autocast:
