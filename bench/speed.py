@@ -62,7 +62,7 @@ def stage_context(model: nn.Module, method: methods.Method, stage_index: int,
                   resolved_precision: str = "fp32") -> methods.StepContext:
     """The method installed on ``model`` and set up for one of its stages, as the trainer
     sets it up: what trains, the frozen parts' batch-norm policy, SGD over the rest, the
-    precision's autocast and (fp16) gradient scaler."""
+    precision's autocast and (fp16) gradient scaler, the check that the loss is finite."""
     method.install(model)
     device = next(model.parameters()).device
     groups = parameters_per_exit(model)  # in the inference configuration, as the trainer
@@ -75,7 +75,15 @@ def stage_context(model: nn.Module, method: methods.Method, stage_index: int,
     scaler = precision.grad_scaler(resolved_precision, device)
     return methods.StepContext(model, model, opt, stage, stage_index,
                                step=precision.optimizer_step(opt, scaler),
-                               autocast=precision.autocast(resolved_precision, device))
+                               autocast=precision.autocast(resolved_precision, device),
+                               check_finite=check_finite)
+
+
+def check_finite(loss: torch.Tensor, sample_losses: torch.Tensor) -> None:
+    """The trainer's check of every step's loss (on a GPU it waits for the step's forward:
+    one host-device synchronisation per step, timed here as the trainer pays it)."""
+    if not torch.isfinite(loss.detach()).item():
+        raise FloatingPointError(f"training loss is {loss.item()}")
 
 
 def method_step(model: nn.Module, method: methods.Method, *, stage_index: int = 0,

@@ -66,6 +66,16 @@ def test_other_steps_are_timed_in_turn_with_ours(capsys):
     assert joint.startswith("  joint: median") and "(median of per-round ratios)" in joint
 
 
+def test_a_step_checks_its_loss_as_the_trainer_does():
+    torch.manual_seed(0)
+    model = backbones.create("chain_tiny", num_classes=3)
+    with torch.no_grad():
+        model.heads[0][2].weight.fill_(float("nan"))
+    step = speed.stepper(model, methods.create("joint"), batch_size=2, num_classes=3)
+    with pytest.raises(FloatingPointError, match="training loss is nan"):
+        step()
+
+
 def test_alternate_reverses_the_order_every_other_round():
     calls = []
     times = speed.alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b"),
