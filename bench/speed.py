@@ -46,6 +46,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 import yaml
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
 import methods
 from bench import backbones, compiling, precision
@@ -274,6 +275,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="time the model under torch.compile as the trainer compiles it (CUDA "
                         "graphs on a GPU; the compiling steps are part of --warmup and take "
                         "minutes on a CPU)")
+    p.add_argument("--profile", action="store_true",
+                   help="after timing, profile one more round of ours (torch.profiler) and "
+                        "print where the time goes: the ops with the most device time (CPU "
+                        "time on a CPU), and the round's wall-clock against the device's "
+                        "busy time")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -305,7 +311,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         times = alternate(steps, args.rounds, args.warmup)
         where = f" stage {s + 1}/{len(stages)} ({stages[s].name})" if len(stages) > 1 else ""
         print_summary(args, resolved, where, method.passes(stages[s]).as_dict(), times)
+        if args.profile:
+            print(profile_round(steps["ours"], args.device))
     return 0
+
+
+def profile_round(one_round: Callable[[], None], device: str, rows: int = 15) -> str:
+    """Where one round's time goes: the ``rows`` ops with the most self time on the device
+    (on a CPU: CPU time), then the round's wall-clock beside the time the device was busy
+    (a GPU far less busy than the wall-clock is waiting for kernel launches)."""
+    cuda = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        wall = _timed(one_round)
+    events = prof.key_averages()
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    busy_s = sum(getattr(e, key) for e in events) / 1e6
+    table = events.table(sort_by=key, row_limit=rows)
+    return (f"{table}\nprofiled round: wall-clock {wall:.4f} s (profiler overhead included), "
+            f"{'device kernels' if cuda else 'CPU ops'} {busy_s:.4f} s")
 
 
 def _steps(args, num_classes: int, s: int) -> dict[str, Callable[[], None]]:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # GPU check: one CIFAR-sized epoch of msdnet10_cifar / BoostNet at batch 64 timed in fp32,
-# bf16 and bf16 + torch.compile (CUDA graphs), then the tests marked `cuda`. Each step prints
-# a header and runs under its own time limit; a failing step does not stop the others, and
-# the last lines list every step's exit status. About 4-6 minutes on one H100/H200-class GPU
-# (every limit together: under 8). Outputs (one log per step, summary.txt) go to $OUT when
+# bf16 and bf16 + torch.compile (CUDA graphs), a profile of the eager bf16 step (the ops
+# with the most GPU time, and the GPU's busy time against the wall-clock), then the tests
+# marked `cuda`. Each step prints a header and runs under its own time limit; a failing step
+# does not stop the others, and the last lines list every step's exit status. The limits
+# add up to 465 s, so the script ends within 8 minutes (not yet run on a GPU; the CPU run
+# below checks the script itself). Outputs (one log per step, summary.txt) go to $OUT when
 # it is set, else to ${TMPDIR:-/tmp}/gpu-check.
 #
 #   scripts/gpu-check.sh                       # on the GPU machine, from the repository root
@@ -12,7 +14,8 @@
 # Settings (environment): PYTHON (default .venv/bin/python, else python3), DEVICE (cuda),
 # BACKBONE (msdnet10_cifar), BATCH (64), EPOCH_STEPS (100 steps per timed round), ROUNDS (3),
 # WARMUP (2 rounds), REFERENCE_DIR (unset: the reference is not timed), LIMIT_S (seconds per
-# eager step, 90), COMPILE_LIMIT_S (200). A quick run of the script itself on a CPU:
+# eager timing, 75), COMPILE_LIMIT_S (180), PROFILE_LIMIT_S (45), PYTEST_LIMIT_S (60). A
+# quick run of the script itself on a CPU:
 #   DEVICE=cpu BACKBONE=chain_tiny EPOCH_STEPS=2 ROUNDS=1 WARMUP=1 scripts/gpu-check.sh
 set -u
 cd "$(dirname "$0")/.."
@@ -26,8 +29,10 @@ BATCH=${BATCH:-64}
 EPOCH_STEPS=${EPOCH_STEPS:-100}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2}
-LIMIT_S=${LIMIT_S:-90}
-COMPILE_LIMIT_S=${COMPILE_LIMIT_S:-200}
+LIMIT_S=${LIMIT_S:-75}  # limits: 30 + 2 x 75 + 180 + 45 + 60 = 465 s in all
+COMPILE_LIMIT_S=${COMPILE_LIMIT_S:-180}
+PROFILE_LIMIT_S=${PROFILE_LIMIT_S:-45}
+PYTEST_LIMIT_S=${PYTEST_LIMIT_S:-60}
 OUT_DIR=${OUT:-${TMPDIR:-/tmp}/gpu-check}
 mkdir -p "$OUT_DIR"
 SUMMARY="$OUT_DIR/summary.txt"
@@ -59,7 +64,7 @@ speed() {  # speed NAME LIMIT_S ARGS...: bench speed --epoch on the chosen backb
         --rounds "$ROUNDS" --warmup "$WARMUP" "${reference[@]}" "$@"
 }
 
-step environment 60 "$PYTHON" -c "
+step environment 30 "$PYTHON" -c "
 import torch, platform
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'python', platform.python_version())
 if torch.cuda.is_available():
@@ -70,7 +75,11 @@ else:
 speed speed-fp32 "$LIMIT_S" --precision fp32
 speed speed-bf16 "$LIMIT_S" --precision bf16
 speed speed-bf16-compile "$COMPILE_LIMIT_S" --precision bf16 --compile
-step pytest-cuda "$LIMIT_S" "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/pipeline
+# where the eager bf16 step's time goes: one profiled round of 20 steps, no reference
+REFERENCE_DIR="" speed profile-bf16 "$PROFILE_LIMIT_S" --precision bf16 --epoch-steps 20 \
+    --rounds 1 --warmup 1 --profile
+step pytest-cuda "$PYTEST_LIMIT_S" "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda \
+    tests/pipeline
 
 echo
 echo "=== summary ($OUT_DIR/summary.txt) ==="

@@ -121,6 +121,10 @@ def test_epoch_and_precision_on_the_command_line(capsys):
     assert speed.main(["--backbone", "chain_tiny", "--steps", "1", "--warmup", "0",
                        "--precision", "auto"]) == 0
     assert "cpu, fp32" in capsys.readouterr().out  # auto on a CPU
+    assert speed.main(["--backbone", "chain_tiny", "--steps", "1", "--warmup", "0",
+                       "--profile"]) == 0
+    out = capsys.readouterr().out
+    assert "aten::" in out and "Self CPU" in out and "profiled round: wall-clock" in out
     for bad in (["--precision", "fp64"], ["--epoch-steps", "0"]):
         with pytest.raises(SystemExit):
             speed.main(["--backbone", "chain_tiny", *bad])
