@@ -4,7 +4,7 @@ Nothing of the reference is part of this project. ``reference_dir`` is a checkou
 provides of SHI-Labs/Boosted-Dynamic-Networks; its ``models/msdnet_ge.py`` (MSDNet with
 IMTA's gradient equilibrium; ``models/msdnet.py`` without it) and ``models/dynamic_net.py``
 (DynamicNet) are imported from there at run time. The step is the one its
-``train_cifar100.py`` takes, on the CPU: ``DynamicNet.forward_all``, the sum over exits n of
+``train_cifar100.py`` takes: ``DynamicNet.forward_all``, the sum over exits n of
 CE(f_n + sg(P_{n-1}), y) with P_n = t_n (f_n + P_{n-1}) and P_0 = 0, backward, and SGD (lr
 0.1, momentum 0.9, weight decay 1e-4 in per-block parameter groups, as its ``main``).
 """
@@ -70,10 +70,11 @@ def _import_reference(reference_dir: Path, grad_rescale: bool):
     return msdnet.MSDNet, dynamic_net.DynamicNet
 
 
-def reference_step(reference_dir: str | Path, model: nn.Module, method, seed: int = 0
-                   ) -> Step:
+def reference_step(reference_dir: str | Path, model: nn.Module, method, seed: int = 0,
+                   device: str | torch.device = "cpu") -> Step:
     """A function (x, y) -> None taking one reference training step of the architecture of
-    our ``model`` under ``method`` (BoostNet, joint training of the boosted ensemble)."""
+    our ``model`` under ``method`` (BoostNet, joint training of the boosted ensemble), with
+    the reference's network on ``device`` (its ``cuda_all`` moves the same module)."""
     temperatures = getattr(method, "temperatures", None)
     if temperatures is None or not getattr(method, "joint", False):
         raise ValueError("--reference times BoostNet's reference training step; "
@@ -81,7 +82,7 @@ def reference_step(reference_dir: str | Path, model: nn.Module, method, seed: in
     args = reference_args(model, method.temperatures(model.num_exits))
     msdnet, dynamic_net = _import_reference(Path(reference_dir), method.grad_rescale)
     torch.manual_seed(seed)
-    net = dynamic_net(msdnet(args), args)
+    net = dynamic_net(msdnet(args).to(device), args)
     n = args.nBlocks
     groups = [{"params": net.parameters_m(i), "weight_decay": 1e-4} for i in range(n)]
     optimizer = torch.optim.SGD(groups, 0.1, momentum=0.9)

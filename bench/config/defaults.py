@@ -40,11 +40,17 @@ SUBSET = {"train": None, "test": None}  # first k images of a split (smoke runs)
 # The paper's recipe: SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 64; lr x0.1 at
 # 50% and 75% of the epochs (CIFAR: epochs 150 and 225 of 300).
 TRAINING = {"epochs": 300, "batch_size": 64, "eval_batch_size": 256, "optimizer": {},
-            "schedule": {}, "device": "auto", "amp": False, "workers": 0,
+            "schedule": {}, "device": "auto", "precision": "fp32", "workers": 0,
             "channels_last": False, "sync_bn": False, "compile": False,
             # True: the last partial training batch is dropped (unless the split holds less
             # than one batch); false keeps it, as the BoostNet reference's DataLoader does.
             "drop_last": True}
+# training.precision (bench.precision): fp32 by default, as runs trained before the key
+# existed; ``auto`` (bf16 on GPUs that support it) is the fast choice on a GPU.
+# training.amp, the key it replaced, is still read as an alias: amp true is fp16, false fp32.
+# Run ids hash the precisions amp could express as amp did (AMP_PRECISION inverted), so
+# every run made before keeps its id: fp32 as amp false, fp16 as amp true (fp16 on CUDA).
+AMP_PRECISION = {False: "fp32", True: "fp16"}
 OPTIMIZERS = {"sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False}}
 OPTIMIZER = "sgd"
 SCHEDULES = {"step": {"milestones": [0.5, 0.75], "gamma": 0.1}, "cosine": {}, "constant": {}}

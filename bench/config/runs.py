@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from bench.config.defaults import CODE_VERSION, HASHED_UNLESS, NOT_HASHED
+from bench.config.defaults import AMP_PRECISION, CODE_VERSION, HASHED_UNLESS, NOT_HASHED
 from bench.config.schema import (BackboneEntry, DatasetConfig, EvaluationConfig, MethodEntry,
                                  SuiteConfig, TrainingConfig, TuneConfig, freeze, thaw)
 
@@ -86,7 +86,17 @@ def run_hash(config: dict) -> str:
         _pop(hashed, keys)
     for keys, legacy in HASHED_UNLESS.items():
         _pop(hashed, keys, only_if=legacy)
+    _as_amp(hashed.get("training"))
     return hashlib.sha256(canonical(hashed).encode()).hexdigest()[:8]
+
+
+def _as_amp(training: Any) -> None:
+    """training.precision fp32 / fp16 hashed as training.amp false / true, the key it
+    replaced, so that runs made before it keep their ids (auto and bf16 are hashed as they
+    are)."""
+    amp = {p: a for a, p in AMP_PRECISION.items()}
+    if isinstance(training, dict) and training.get("precision") in amp:
+        training["amp"] = amp[training.pop("precision")]
 
 
 def _pop(config: dict, keys: tuple, only_if: Any = None) -> None:

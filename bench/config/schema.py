@@ -96,7 +96,7 @@ class TrainingConfig(Config):
     optimizer: OptimizerConfig
     schedule: ScheduleConfig
     device: str  # auto | cpu | cuda | cuda:N
-    amp: bool
+    precision: str  # auto | fp32 | bf16 | fp16 (bench.precision)
     workers: int
     channels_last: bool
     sync_bn: bool

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bench import data
+from bench import data, precision
 from bench.config import defaults as D
 from bench.config.checker import Checker, join
 from bench.config.schema import (BackboneEntry, BudgetsConfig, DatasetConfig,
@@ -68,17 +68,29 @@ def shape(ds: DatasetConfig) -> tuple[int, tuple[int, int, int]]:
 
 
 def training(c: Checker, value: Any) -> TrainingConfig:
-    t = c.mapping(value, "training", D.TRAINING)
+    t = c.mapping(value, "training", {**D.TRAINING, "amp": None})  # amp: the old spelling
     for key in ("epochs", "batch_size", "eval_batch_size"):
         c.integer(t[key], f"training.{key}", lo=1)
     c.integer(t["workers"], "training.workers", lo=0)
-    for key in ("amp", "channels_last", "sync_bn", "compile", "drop_last"):
+    for key in ("channels_last", "sync_bn", "compile", "drop_last"):
         c.boolean(t[key], f"training.{key}")
     c.string(t["device"], "training.device", DEVICE, "auto, cpu, cuda or cuda:N")
     return TrainingConfig(t["epochs"], t["batch_size"], t["eval_batch_size"],
                           optimizer(c, t["optimizer"]), schedule(c, t["schedule"]),
-                          t["device"], t["amp"], t["workers"], t["channels_last"], t["sync_bn"],
-                          t["compile"], t["drop_last"])
+                          t["device"], _precision(c, value or {}, t), t["workers"],
+                          t["channels_last"], t["sync_bn"], t["compile"], t["drop_last"])
+
+
+def _precision(c: Checker, given: dict, t: dict) -> str:
+    """training.precision, or what the old key training.amp says (true: fp16, false: fp32)."""
+    if t["amp"] is None:
+        return c.choice(t["precision"], "training.precision", list(precision.PRECISIONS),
+                        "precision")
+    c.boolean(t["amp"], "training.amp")
+    if given.get("precision") is not None:
+        c.fail("training.amp", "training.amp is the old spelling of training.precision (amp "
+                               "true: fp16, false: fp32); give only training.precision")
+    return D.AMP_PRECISION[t["amp"]]
 
 
 def _named_section(c: Checker, value: Any, path: str, default: str) -> dict:

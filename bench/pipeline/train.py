@@ -29,6 +29,7 @@ import torch.distributed as tdist
 from torch import nn
 
 import methods as methods_registry
+from bench import compiling, precision
 from bench.backbones.common import parameters_per_exit
 from bench.config import OptimizerConfig, ScheduleConfig, TrainingConfig
 from bench.data import unshard
@@ -203,9 +204,12 @@ class Trainer:
         self.channels_last = self.training.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        amp = self.training.amp and self.device.type == "cuda"
-        self.autocast = torch.autocast(self.device.type, dtype=torch.float16, enabled=amp)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp)
+        # Training runs under the precision's autocast. Evaluation stays float32: it is a
+        # forward pass only (a small share of the time), and bf16 logits (8 significant
+        # bits) would be coarser than the float16 predictions saved and thresholded.
+        self.precision = precision.resolve(self.training.precision, self.device)
+        self.autocast = precision.autocast(self.precision, self.device)
+        self.scaler = precision.grad_scaler(self.precision, self.device)
         self.memory_measure = PeakMemory(self.device).measure
         self._at = (0, 0)  # (epoch, step) being trained, for error messages
         self._optimizer_state: dict = {}
@@ -273,10 +277,10 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         net = self.wrap(self.model) if self.wrap else self.model
         if self.training.compile:
-            # torch.compile: msdnet10_cifar's CPU step 1.32 -> 1.14 s (2 threads), after a
-            # first step that compiles for minutes (once per stage: each stage's forward
-            # stops at another exit). Evaluation stays eager.
-            net = torch.compile(net)
+            # Compiled once per stage (each stage's forward stops at another exit); on CUDA
+            # with CUDA graphs for the fixed batch size (bench.compiling). Evaluation stays
+            # eager. Measured gains: docs/benchmarks.md.
+            net = compiling.compile_forward(net, self.device)
         ctx = methods_registry.StepContext(
             net, self.model, optimizer, stage, s, step=self._stepper(optimizer),
             autocast=self.autocast, check_finite=self._check_finite,
@@ -309,13 +313,7 @@ class Trainer:
                 self.on_epoch({"epoch": epoch + 1, "stage": s + 1, "rows": rows})
 
     def _stepper(self, optimizer) -> Callable[[torch.Tensor], None]:
-        def step(loss: torch.Tensor) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(optimizer)
-            self.scaler.update()
-
-        return step
+        return precision.optimizer_step(optimizer, self.scaler)
 
     def _check_finite(self, loss: torch.Tensor, sample_losses: torch.Tensor) -> None:
         if not self.dist.all_finite(loss):
@@ -350,6 +348,8 @@ class Trainer:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             self._at = (epoch, steps)
+            if self.training.compile:
+                compiling.begin_step(self.device)
             sample_losses = self.method.train_step(ctx, x, y)[:reach]
             loss_sum += sample_losses.mean(dim=1)
             share_sum += effective_shares(sample_losses)
@@ -439,5 +439,6 @@ class Trainer:
                            "passes_per_step": self.method.passes(stage).as_dict()})
         return {"method": self.method.name, "batch_size": self.training.batch_size,
                 "world_size": self.dist.world_size, "device": str(self.device),
+                "precision": self.precision,
                 "memory_measure": self.memory_measure, "stages": stages,
                 "epochs": list(state.epoch_costs), "post_training": state.post_training}

@@ -170,3 +170,19 @@ def test_keys_added_later_keep_old_ids_at_their_legacy_value(tmp_path):
     changed = text.replace("options: {", "options: {clutter: 0.5, ", 1)
     ids = [r.run_id for r in load_suite(write(tmp_path, changed)).runs]
     assert all(a != b for a, b in zip(ids, pinned))
+
+
+def test_precision_keeps_the_ids_of_runs_made_with_amp(tmp_path, msdnet10_costs):
+    """training.precision replaced training.amp: fp32 (the default) keeps the ids of amp
+    false, fp16 those of amp true; auto and bf16 train differently on a GPU and get ids of
+    their own."""
+    def ids(training_line):
+        text = CIFAR100.replace("  amp: false\n", training_line)
+        return [r.run_id for r in load_suite(write(tmp_path, text)).runs]
+
+    assert ids("") == ids("  precision: fp32\n") == CIFAR100_IDS
+    amp_true = ids("  amp: true\n")
+    assert ids("  precision: fp16\n") == amp_true
+    assert all(a != b for a, b in zip(amp_true, CIFAR100_IDS))
+    auto, bf16 = ids("  precision: auto\n"), ids("  precision: bf16\n")
+    assert len(set(auto + bf16 + amp_true + CIFAR100_IDS)) == 4 * len(CIFAR100_IDS)

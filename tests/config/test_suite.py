@@ -169,7 +169,7 @@ def test_minimal_suite_gets_every_default(tmp_path):
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
                       "nesterov": False},
         "schedule": {"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1},
-        "device": "auto", "amp": False, "workers": 0, "channels_last": False,
+        "device": "auto", "precision": "fp32", "workers": 0, "channels_last": False,
         "sync_bn": False, "compile": False, "drop_last": True}
     d = c["dataset"]
     assert (d["root"], d["download"], d["heldout"]) == ("data", False, 1000)
@@ -194,6 +194,16 @@ def test_method_defaults_are_filled(tmp_path):
     assert s.resolved()["methods"][2]["options"]["temperature"] == [0.25, 0.25]
     # the reference variant of each method is the one with its default options
     assert [m.reference for m in s.config.methods] == [True, True, False]
+
+
+@pytest.mark.parametrize("training,precision", [
+    ("{}", "fp32"), ("{precision: auto}", "auto"), ("{precision: bf16}", "bf16"),
+    ("{amp: true}", "fp16"), ("{amp: false}", "fp32"), ("{amp: null, precision: fp16}", "fp16")])
+def test_precision_and_its_old_spelling_amp(tmp_path, training, precision):
+    s = load_suite(write(tmp_path, MINIMAL + f"training: {training}\n"))
+    assert s.config.training.precision == precision
+    assert s.resolved()["training"]["precision"] == precision
+    assert "amp" not in s.resolved()["training"]
 
 
 def test_name_may_be_any_text(tmp_path):
@@ -225,6 +235,11 @@ BAD = [
      "training.schedule.milestones", "increasing"),
     (MINIMAL + "training: {device: gpu}\n", "training.device", "cuda:N"),
     (MINIMAL + "training: {drop_last: 'no'}\n", "training.drop_last", "true or false"),
+    (MINIMAL + "training: {precision: fp64}\n", "training.precision",
+     "known: auto, fp32, bf16, fp16"),
+    (MINIMAL + "training: {amp: 'yes'}\n", "training.amp", "true or false"),
+    (MINIMAL + "training: {amp: true, precision: bf16}\n", "training.amp",
+     "old spelling of training.precision (amp true: fp16, false: fp32); give only"),
     (MINIMAL.replace("{name: synthetic}", "{name: cifar10, options: {normalization: boost}}"),
      "dataset.options.normalization", "known: standard, reference"),
     (MINIMAL.replace("{name: synthetic}",
