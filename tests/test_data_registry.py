@@ -41,7 +41,7 @@ def broken(request: data.Request):
 def test_the_built_in_data_sets_are_registered_through_the_registry():
     built_in = [n for n in data.names() if data.get(n).module.startswith("bench.data")]
     assert built_in == BUILT_IN
-    assert data.options_of("cifar100") == {"augment": True}
+    assert data.options_of("cifar100") == {"augment": True, "normalization": "standard"}
     assert data.options_of("mnist") == {"augment": True, "image_size": 32, "channels": 3}
     assert data.get("imagenet").default_heldout({}) == 50000
     assert data.get("synthetic").default_heldout({"train_size": 3500}) == 700

@@ -258,14 +258,25 @@ def record(result: Result, folder: store.Suite, board: Board, out: Outcome) -> N
 
 
 class EpochHook:
-    """A run's per-epoch callback (the ``progress`` of bench.pipeline.runner.RunContext):
-    ``on_epoch(spec, run, info)`` after every epoch, once its checkpoint is written."""
+    """A run's per-epoch callback: ``on_epoch(spec, run, info)`` after every epoch, once its
+    checkpoint is written. ``for_run(spec, run)`` is what the pipeline takes as its
+    ``progress`` (bench.pipeline.runner.RunContext)."""
 
     def __init__(self, on_epoch: Callable[[RunSpec, store.Run, dict], None]):
         self.on_epoch = on_epoch
 
-    def epoch_callback(self, spec: RunSpec, run: store.Run):
-        return lambda info: self.on_epoch(spec, run, info)
+    def for_run(self, spec: RunSpec, run: store.Run) -> "_RunProgress":
+        return _RunProgress(lambda info: self.on_epoch(spec, run, info))
+
+
+class _RunProgress:
+    """The progress interface of one run's trainer: no per-step callback, one per epoch."""
+
+    def __init__(self, on_epoch: Callable[[dict], None]):
+        self.on_epoch = on_epoch
+
+    def callbacks(self):
+        return None, self.on_epoch
 
 
 def job_suite(job: Job) -> tuple[Suite, RunSpec]:
@@ -302,7 +313,9 @@ def work(job: Job, hook: EpochHook | None = None,
             return Result(spec.run_id, action, worker=worker)
         if on_start is not None:
             on_start(run)
-        ctx = runner.RunContext(folder, DataCache(), Dist(), code, hook, suite_file=job.file)
+        progress = hook.for_run(spec, run) if hook is not None else None
+        ctx = runner.RunContext(folder, DataCache(), Dist(), code, progress,
+                                suite_file=job.file)
         state = runner.run_one(spec, ctx)
         error = run.refresh().status.get("error") or ""
         return Result(spec.run_id, "run", state, error, worker,
