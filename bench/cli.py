@@ -85,6 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where the data set lives (for its normalization), if not where "
                           "config.json says")
 
+    ev = sub.add_parser("evaluate", help="evaluate a run of a suite from a checkpoint or from "
+                                         "per-exit logits instead of training")
+    _add_suite_args(ev)
+    source = ev.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="weights of the run's backbone (reference formats: "
+                             "docs/checkpoints.md)")
+    source.add_argument("--logits", type=Path, metavar="FILE",
+                        help=".pt or .npz with held-out and test logits per exit, targets "
+                             "and exit_mmacs (docs/results-format.md)")
+    ev.add_argument("--reports", type=Path, default=REPORTS, help="reports folder (reports/)")
+    ev.add_argument("--no-report", action="store_true", help="do not render HTML at the end")
+
     sub.add_parser("speed", help="time training steps (see python -m bench.speed --help)",
                    add_help=False)
     return parser
