@@ -5,7 +5,9 @@ k"); per fixed budget of the suite, every image leaves at the first exit whose c
 reaches the budget's threshold (fitted on the held-out split when the run was evaluated)
 and nothing past its exit runs (bench.early_exit). Times are ms per image: per batch, the
 batch's time over its size; median and p95 over every timed batch of every repeat, and the
-mean (total time over images, whose inverse is the throughput).
+mean (total time over images, whose inverse is the throughput). Every configuration (each
+exit, each budget) is timed on a batch before the next batch is taken, so that a shared
+machine's changing load falls on all of them alike.
 
 Each budget's decisions are checked twice (fractions in [0, 1]):
 
@@ -118,21 +120,25 @@ def summarize(ms_per_image: Sequence[float], sizes: Sequence[int]) -> dict:
             "timed_batches": len(ms_per_image)}
 
 
-def time_batches(run_batch: Callable[[torch.Tensor], object], batches: list[torch.Tensor],
-                 timer, warmup: int, repeats: int) -> dict:
-    """Warm up on ``warmup`` batches, then time ``run_batch`` on every batch ``repeats``
-    times: :func:`summarize` of the per-batch ms per image."""
-    for i in range(warmup):
-        run_batch(batches[i % len(batches)])
-    ms, sizes = [], []
+def time_interleaved(runners: Sequence[Callable[[torch.Tensor], object]],
+                     batches: list[torch.Tensor], timer, warmup: int, repeats: int
+                     ) -> list[dict]:
+    """:func:`summarize` per runner. Each runner first gets ``warmup`` untimed batches;
+    then, ``repeats`` times over the batches, every runner is timed on a batch before the
+    next batch: the runners' times are taken alternately, so a change of the machine's
+    load (a shared machine) falls on all of them alike and their ratios stay fair."""
+    for run_batch in runners:
+        for i in range(warmup):
+            run_batch(batches[i % len(batches)])
+    ms = [[] for _ in runners]
     for _ in range(repeats):
         for x in batches:
-            timer.start()
-            run_batch(x)
-            seconds = timer.stop()
-            ms.append(1000.0 * seconds / len(x))
-            sizes.append(len(x))
-    return summarize(ms, sizes)
+            for k, run_batch in enumerate(runners):
+                timer.start()
+                run_batch(x)
+                ms[k].append(1000.0 * timer.stop() / len(x))
+    sizes = [len(x) for x in batches] * repeats
+    return [summarize(times, sizes) for times in ms]
 
 
 # -- decisions ------------------------------------------------------------------------
@@ -252,18 +258,18 @@ def measure(r: Restored, settings: Settings, data_root: Path | None = None,
             raise UsageError(f"{r.run.path}: predictions.pt has {saved.shape[1]} test images, "
                              f"the data set {len(targets)}")
         timer = timer or timer_for(device)
-        exits = [_exit_row(r, k, batches, timer, settings)
-                 for k in range(r.model.num_exits)]
+        n = r.model.num_exits
+        plans = [forced_exit(k, n) for k in range(n)] + [thresholds_of(e) for e in r.budgets]
+        timed = time_interleaved([_runner(r, t) for t in plans], batches, timer,
+                                 settings.warmup, settings.repeats)
+        exits = [{"exit": k + 1, "mmacs": r.exit_mmacs[k], **timed[k]} for k in range(n)]
         full = full_forward(r, batches)
         budgets, decisions = [], {}
-        for entry in r.budgets:
-            thresholds = thresholds_of(entry)
-            real = decide(r, thresholds, batches)
-            row = budget_result(r, entry, real, full, saved, targets)
-            row.update(time_batches(lambda x: early_exit(r.model, r.method.combine,
-                                                         thresholds, x),
-                                    batches, timer, settings.warmup, settings.repeats))
+        for entry, stats in zip(r.budgets, timed[n:]):
+            real = decide(r, thresholds_of(entry), batches)
+            row = {**budget_result(r, entry, real, full, saved, targets), **stats}
             row["speedup"] = exits[-1]["mean_ms"] / row["mean_ms"]
+            row["speedup_median"] = exits[-1]["median_ms"] / row["median_ms"]
             row["mmacs_ratio"] = r.exit_mmacs[-1] / row["mmacs"]
             budgets.append(row)
             decisions[row["budget_mmacs"]] = real
@@ -280,8 +286,5 @@ def measure(r: Restored, settings: Settings, data_root: Path | None = None,
     return result, decisions
 
 
-def _exit_row(r: Restored, k: int, batches, timer, settings: Settings) -> dict:
-    thresholds = forced_exit(k, r.model.num_exits)
-    stats = time_batches(lambda x: early_exit(r.model, r.method.combine, thresholds, x),
-                         batches, timer, settings.warmup, settings.repeats)
-    return {"exit": k + 1, "mmacs": r.exit_mmacs[k], **stats}
+def _runner(r: Restored, thresholds: list[float]) -> Callable[[torch.Tensor], object]:
+    return lambda x: early_exit(r.model, r.method.combine, thresholds, x)

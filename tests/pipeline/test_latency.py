@@ -55,6 +55,8 @@ def test_cli_writes_latency_json_with_agreement_per_budget(run_dir, batch_size, 
         assert sum(b["exit_shares"]) == pytest.approx(1.0)
         assert 0 < b["median_ms"] <= b["p95_ms"] and b["mean_ms"] > 0
         assert b["speedup"] == pytest.approx(result["exits"][-1]["mean_ms"] / b["mean_ms"])
+        assert b["speedup_median"] == pytest.approx(result["exits"][-1]["median_ms"]
+                                                    / b["median_ms"])
         if b["saved_differences"] == 0:  # same decisions as the saved-logit evaluation
             assert b["accuracy"] == pytest.approx(m["accuracy"])
             assert b["mmacs"] == pytest.approx(m["mmacs"])
@@ -131,9 +133,26 @@ def test_cuda_timer_synchronizes_and_reads_events_in_seconds():
     seconds = timer.stop()
     assert cuda.calls == ["synchronize", "record", "record", "synchronize"]
     assert seconds == pytest.approx(0.0125)
-    stats = L.time_batches(lambda x: None, [torch.zeros(2, 1), torch.zeros(3, 1)], timer,
-                           warmup=0, repeats=1)
+    (stats,) = L.time_interleaved([lambda x: None], [torch.zeros(2, 1), torch.zeros(3, 1)],
+                                  timer, warmup=0, repeats=1)
     assert stats["median_ms"] == pytest.approx((6.25 + 12.5 / 3) / 2)
+
+
+def test_runners_are_timed_alternately_batch_by_batch():
+    calls = []
+
+    class Clock:
+        def start(self):
+            pass
+
+        def stop(self):
+            return 0.001
+
+    runners = [lambda x, k=k: calls.append((k, len(x))) for k in range(2)]
+    out = L.time_interleaved(runners, [torch.zeros(1, 1), torch.zeros(2, 1)], Clock(),
+                             warmup=1, repeats=2)
+    assert calls == [(0, 1), (1, 1)] + [(0, 1), (1, 1), (0, 2), (1, 2)] * 2
+    assert [o["timed_batches"] for o in out] == [4, 4]
 
 
 @pytest.mark.parametrize("settings, word", [
