@@ -15,7 +15,8 @@ from bench.store import Run, Suite
 NOTE = ("Measured by python -m bench latency RUN_DIR with real early exits: nothing past an "
         "image's exit is computed for it. ms per image is the mean (total time over images); "
         "the table adds the median and p95 of the per-batch ms per image. Speed-up: the mean "
-        "time of running every image to the last exit over the budget's mean time; MACs "
+        "time of running every image to the last exit over the budget's mean time (and the "
+        "same ratio of medians); MACs "
         "ratio: the last exit's MMACs over the budget's realized MMACs. Agreement: share of "
         "test images whose real exit and class equal the simulation from the same forward "
         "(must be 1) and from the saved predictions (differences only within rounding of a "
@@ -74,7 +75,9 @@ def speedup_table(runs: list[Run], folder: Path, filename: str) -> Table:
                          "budget_mmacs": b.get("budget_mmacs"), "mmacs": b.get("mmacs"),
                          "accuracy": b.get("accuracy"), "mean_ms": b.get("mean_ms"),
                          "median_ms": b.get("median_ms"), "p95_ms": b.get("p95_ms"),
-                         "speedup": b.get("speedup"), "mmacs_ratio": b.get("mmacs_ratio"),
+                         "speedup": b.get("speedup"),
+                         "speedup_median": b.get("speedup_median"),
+                         "mmacs_ratio": b.get("mmacs_ratio"),
                          "agreement": b.get("agreement"),
                          "agreement_saved": b.get("agreement_saved")})
     raw = pd.DataFrame(rows)
@@ -86,7 +89,8 @@ def speedup_table(runs: list[Run], folder: Path, filename: str) -> Table:
         "top-1 %": raw.accuracy.map(fmt), "ms/image": raw.mean_ms.map(lambda v: fmt(v, 3)),
         "median / p95 ms": [f"{fmt(a, 3)} / {fmt(b, 3)}" for a, b in
                             zip(raw.median_ms, raw.p95_ms)],
-        "speed-up": raw.speedup.map(lambda v: fmt(v) + "x"),
+        "speed-up (mean / median)": [f"{fmt(a)}x / {fmt(m)}x" for a, m in
+                                     zip(raw.speedup, raw.speedup_median)],
         "MACs ratio": raw.mmacs_ratio.map(lambda v: fmt(v) + "x"),
         "agreement": [f"{fmt(a, 3)} / {fmt(s, 3)}" for a, s in
                       zip(raw.agreement, raw.agreement_saved)]}) if len(raw) else raw
