@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {run,results,report,tune,speed} ...``.
+"""Command line: ``python -m bench {run,results,report,tune,latency,export,evaluate,speed} ...``.
 
 Exit codes: 0 success, 2 bad suite / bad arguments / missing data / a results or reports
 folder that cannot be used (message names the file and the key, no traceback, nothing
@@ -68,6 +68,42 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--storage", help="SQLAlchemy URL of the study database "
                       "(default: SQLite in the results folder)")
     tune.add_argument("--quiet", action="store_true", help="no training bar per trial")
+
+    lat = sub.add_parser("latency", help="time a finished run with real early exits "
+                                         "(writes RUN_DIR/latency.json)")
+    lat.add_argument("run_dir", type=Path, help="a finished run folder (anywhere)")
+    lat.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    lat.add_argument("--batch-size", type=int, default=1,
+                     help="1: image by image (default); more: exited images leave the batch")
+    lat.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    lat.add_argument("--warmup", type=int, default=10,
+                     help="untimed batches before each timed configuration (default 10)")
+    lat.add_argument("--repeats", type=int, default=3,
+                     help="timed passes over the images (default 3)")
+    lat.add_argument("--images", type=int, help="time the first N test images (default all)")
+    lat.add_argument("--data-root", type=Path,
+                     help="where the data set lives, if not where config.json says")
+
+    exp = sub.add_parser("export", help="write a finished run as one deployable file "
+                                        "(docs/deploy.md)")
+    exp.add_argument("run_dir", type=Path, help="a finished run folder (anywhere)")
+    exp.add_argument("--out", type=Path, required=True, help="the file to write, e.g. model.pt")
+    exp.add_argument("--data-root", type=Path,
+                     help="where the data set lives (for its normalization), if not where "
+                          "config.json says")
+
+    ev = sub.add_parser("evaluate", help="evaluate a run of a suite from a checkpoint or from "
+                                         "per-exit logits instead of training")
+    _add_suite_args(ev)
+    source = ev.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="weights of the run's backbone (reference formats: "
+                             "docs/checkpoints.md)")
+    source.add_argument("--logits", type=Path, metavar="FILE",
+                        help=".pt or .npz with held-out and test logits per exit, targets "
+                             "and exit_mmacs (docs/results-format.md)")
+    ev.add_argument("--reports", type=Path, default=REPORTS, help="reports folder (reports/)")
+    ev.add_argument("--no-report", action="store_true", help="do not render HTML at the end")
 
     sub.add_parser("speed", help="time training steps (see python -m bench.speed --help)",
                    add_help=False)

@@ -103,7 +103,19 @@ def _run(model: nn.Module, combine: Combine | None, t: torch.Tensor, x: torch.Te
         stay_dev = stay.to(f.device)
         raw = [r[stay_dev] for r in raw]
         state = state.select(stay_dev)
+        _select_transient(model, stay_dev)
     return classes, exits, conf
+
+
+def _select_transient(model: nn.Module, keep: torch.Tensor) -> None:
+    """Keep the rows ``keep`` of per-forward tensors that modules hold between exits (a
+    method's exit heads keep the previous exit's output, named in their ``TRANSIENT``), so
+    that the next exit sees the samples still running, like the backbone's state."""
+    for module in model.modules():
+        for name in getattr(module, "TRANSIENT", ()):
+            value = getattr(module, name, None)
+            if isinstance(value, torch.Tensor) and value.shape[:1] == keep.shape:
+                setattr(module, name, value[keep])
 
 
 def early_exit(model: nn.Module, combine: Combine | None, thresholds: Sequence[float],

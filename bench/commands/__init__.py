@@ -1,6 +1,8 @@
 """The CLI's commands: one module each, ``main(args) -> exit code``."""
-from bench.commands import report, results, run, tune
+from bench.commands import evaluate, export, latency, report, results, run, tune
 
-COMMANDS = {"run": run.main, "results": results.main, "report": report.main, "tune": tune.main}
+COMMANDS = {"run": run.main, "results": results.main, "report": report.main, "tune": tune.main,
+            "latency": latency.main, "export": export.main,
+            "evaluate": evaluate.main}
 
 __all__ = ["COMMANDS"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import fingerprint, paper
-from bench.report import plots, stats, summary, tables, tuning
+from bench.report import latency, plots, stats, summary, tables, tuning
 from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, dataset_of, fmt, fmt_p,
                                  make_table, missing, point_label, safe, stale_footnote,
                                  status_of)
@@ -34,7 +34,8 @@ def render_suite(env, suite: Suite, cmp: pd.DataFrame, folder: Path, stale: list
         summary=summary.summary(suite, cmp),
         dataset=dataset_of(suite), sections=sections, runs=runs,
         environments=environments(suite), baseline=base, stale=stale,
-        tuning=tuning.section(suite), config=suite.config, logits_note=LOGITS_NOTE,
+        tuning=tuning.section(suite), latency=latency.section(suite, folder),
+        config=suite.config, logits_note=LOGITS_NOTE,
         macs_note=MACS_NOTE), encoding="utf-8")
 
 

@@ -6,7 +6,8 @@ The layout (docs/results-format.md)::
     results/<suite slug>/suite.json, summary.csv, tuning/
     results/<suite slug>/<run id>/config.json, status.json, environment.json, costs.json,
                                   history.csv, training.json, heldout_index.json,
-                                  predictions.pt, metrics.json, checkpoint.pt
+                                  predictions.pt, metrics.json, checkpoint.pt,
+                                  latency.json
 """
 from __future__ import annotations
 
@@ -39,11 +40,12 @@ HELDOUT_INDEX = "heldout_index.json"
 PREDICTIONS = "predictions.pt"
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
+LATENCY = "latency.json"  # bench latency: measured time per image, real exits
 RUN_LOCK = ".lock"
 PREVIOUS = "previous"  # outputs of a stale run moved aside by --rerun-stale
 
 RUN_FILES = (CONFIG, STATUS, ENVIRONMENT, COSTS, HISTORY, TRAINING, HELDOUT_INDEX,
-             PREDICTIONS, METRICS, CHECKPOINT)
+             PREDICTIONS, METRICS, CHECKPOINT, LATENCY)
 
 # One row per (run, exit rule, fit, exit or budget): Suite.rule_rows, the leaderboard's data.
 RULE_COLUMNS = ["run_id", "backbone", "method", "method_name", "seed", "rule", "combiner",

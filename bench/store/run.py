@@ -87,6 +87,21 @@ class Run:
         value = F.read_json_or(self.file(F.TRAINING), {})
         return value if isinstance(value, dict) else {}
 
+    @cached_property
+    def latency(self) -> dict | None:
+        """latency.json (``bench latency``: measured ms per image with real exits), or None
+        where it was not measured or is unreadable."""
+        value = F.read_json_or(self.file(F.LATENCY), None, "its latency is left out")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def imported(self) -> dict | None:
+        """Where an imported run's predictions came from (``bench evaluate --checkpoint`` or
+        ``--logits``: config.json's ``imported``, with ``kind`` and ``file``), or None for a
+        run this harness trained."""
+        value = self.config.get("imported")
+        return value if isinstance(value, dict) else None
+
     @property
     def rules(self) -> list[dict]:
         """The exit-rule entries of metrics.json (bench.store.rules); older metrics read as
@@ -96,7 +111,7 @@ class Run:
     def refresh(self) -> "Run":
         """Forget what was read (another worker may have written since)."""
         for key in ("config", "status", "environment", "costs", "metrics", "history",
-                    "training"):
+                    "training", "latency"):
             self.__dict__.pop(key, None)
         return self
 
@@ -303,6 +318,11 @@ class Run:
         except UnreadableFile as err:
             F.report_unreadable(err.path, err.reason, "left out")
             return None
+
+    def write_latency(self, latency: dict) -> None:
+        """``bench latency``'s measurements (docs/results-format.md); replaces the last."""
+        write_json(self.file(F.LATENCY), latency)
+        self._wrote("latency", latency)
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.file(F.METRICS), metrics)

@@ -77,6 +77,10 @@ def results(tmp_path_factory):
     out = tmp / "results"
     assert cli.main(["run", str(suite), "--results", str(out), "--no-report", "--quiet"]) == 0
     assert cli.main(["tune", str(suite), "--results", str(out)]) == 0
+    for run in (out / "fmt").iterdir():  # latency.json: bench latency on each run
+        if run.is_dir() and run.name != "tuning":
+            assert cli.main(["latency", str(run), "--images", "8", "--warmup", "0",
+                             "--repeats", "1"]) == 0
     return out
 
 

@@ -1,0 +1,198 @@
+"""Runs whose predictions come from elsewhere, evaluated and stored like trained ones
+(``bench evaluate``):
+
+- a checkpoint (``--checkpoint``): weights saved by the reference implementations or by
+  this harness, loaded into the run's backbone (bench.checkpoints), then predicted on the
+  held-out and test splits exactly as the runner does after training;
+- per-exit logits (``--logits``): a ``.pt`` or ``.npz`` file from any tool with held-out
+  and test logits, targets and per-exit costs (docs/results-format.md, "Imported logits").
+
+Either becomes a run folder ``<run id>--imported-<sha8 of the file>`` beside the suite's
+runs, its method label suffixed with `` [imported]`` (so the report shows it as its own
+entry) and config.json's ``imported`` saying from where. Metrics are computed by the same
+code as a trained run's (thresholds fitted on the held-out split only).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench import checkpoints, flops, store
+from bench.config import RunSpec, SuiteConfig
+from bench.errors import UsageError
+from bench.pipeline import distributed
+from bench.pipeline.distributed import Dist
+from bench.pipeline.evaluation import compute_metrics, rule_options
+from bench.pipeline.setup import DataCache, environment, pick_device, seed_everything
+from bench.store import now
+
+LOGIT_KEYS = ("heldout_logits", "heldout_targets", "test_logits", "test_targets", "exit_mmacs")
+IMPORTED = " [imported]"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def imported_run(folder: store.Suite, spec: RunSpec, kind: str, path: Path, extra: dict
+                 ) -> tuple[store.Run, dict]:
+    """The run folder of ``spec`` imported from ``path`` and its config.json content."""
+    sha = file_sha256(path)
+    run_id = f"{spec.run_id}--imported-{sha[:8]}"
+    config = spec.config
+    config["method"] = {**config["method"], "label": config["method"]["label"] + IMPORTED}
+    config.update(suite=spec.suite_slug, run_id=run_id,
+                  imported={"kind": kind, "file": str(Path(path).resolve()), "sha256": sha,
+                            "date": now(), "replaces_run": spec.run_id, **extra})
+    return folder.run(run_id), config
+
+
+def _finish(run: store.Run, preds: dict, exit_mmacs: list[float],
+            budgets: list[float], spec: RunSpec, code: dict) -> None:
+    """Metrics from ``preds`` (float16, as the runner saves them), then status done."""
+    run.save_predictions(preds)
+    metrics = compute_metrics(preds, exit_mmacs, budgets, **rule_options(spec.evaluation))
+    run.write_metrics(metrics)
+    run.set_status("done", epoch=0, epochs=0, fingerprint=code["sha256"])
+
+
+# -- checkpoints ------------------------------------------------------------------------
+def load_weights(spec: RunSpec, path: Path, method):
+    """The run's backbone with the checkpoint's weights and the method installed."""
+    try:
+        model = checkpoints.load(path, spec.backbone_name, num_classes=spec.num_classes,
+                                 **spec.overrides)
+    except (checkpoints.CheckpointError, OSError) as err:
+        raise UsageError(str(err)) from None
+    method.install(model)
+    if getattr(method, "exit_heads", None) is not None:
+        raise UsageError(f"method {spec.method_name!r} adds modules at the exits, which a "
+                         f"backbone checkpoint ({path}) does not hold: evaluate it with a "
+                         "method without exit modules (joint, boostnet, ...)")
+    method.configure(model, None)
+    return model
+
+
+def import_checkpoint(spec: RunSpec, folder: store.Suite, path: Path, data: DataCache,
+                      method, code: dict) -> store.Run:
+    """Evaluate the checkpoint at ``path`` as run ``spec`` (no training); its run folder."""
+    training = spec.training
+    device = pick_device(training.device)
+    seed_everything(spec.seed)
+    splits = data.get(spec.dataset, spec.seed)
+    model = load_weights(spec, path, method).to(device)
+    run, config = imported_run(folder, spec, "checkpoint", path, {})
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(config)
+    run.write_environment(environment(device, code))
+    run.write_heldout_index(splits.heldout_indices)
+    preds = {}
+    for split in ("heldout", "test"):
+        logits, raw, targets = distributed.gather_predict(
+            model, method, splits, split, training.eval_batch_size, device, Dist(),
+            dtype=torch.float16)
+        preds[split] = {"logits": logits, "raw_logits": raw, "targets": targets.long()}
+    run.write_costs(list(spec.exit_mmacs), flops.params_per_exit(model), list(spec.input_size))
+    _finish(run, preds, list(spec.exit_mmacs), list(spec.budgets_mmacs), spec, code)
+    return run
+
+
+# -- logits -----------------------------------------------------------------------------
+def read_logits(path: Path) -> dict:
+    """The five arrays of a logits file (``.pt``: a dict of tensors, loaded with
+    ``weights_only=True``; ``.npz``: numpy arrays), checked; a UsageError names the file,
+    the key and what was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--logits {path}: no such file")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                raw = {k: torch.from_numpy(f[k]) for k in f.files}
+        elif path.suffix == ".pt":
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise UsageError(f"--logits {path}: expected a .pt or .npz file")
+    except UsageError:
+        raise
+    except Exception as err:
+        raise UsageError(f"--logits {path}: cannot be read ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"--logits {path}: expected a dict of arrays with keys "
+                         f"{', '.join(LOGIT_KEYS)}, found {type(raw).__name__}")
+    missing = [k for k in LOGIT_KEYS if k not in raw]
+    if missing:
+        raise UsageError(f"--logits {path}: missing key(s) {', '.join(missing)} (expected "
+                         f"{', '.join(LOGIT_KEYS)})")
+    return check_logits({k: torch.as_tensor(raw[k]) for k in LOGIT_KEYS}, path)
+
+
+def check_logits(f: dict, path: Path) -> dict:
+    exits = f["exit_mmacs"].double().flatten()
+    n = len(exits)
+    for split in ("heldout", "test"):
+        logits, targets = f[f"{split}_logits"], f[f"{split}_targets"]
+        if logits.dim() != 3 or logits.shape[0] != n or not logits.is_floating_point():
+            raise UsageError(f"--logits {path}: {split}_logits must be floating point "
+                             f"[exits={n}, images, classes], found shape {tuple(logits.shape)} "
+                             f"{logits.dtype}")
+        if targets.shape != logits.shape[1:2] or targets.is_floating_point():
+            raise UsageError(f"--logits {path}: {split}_targets must be integers [images="
+                             f"{logits.shape[1]}], found shape {tuple(targets.shape)} "
+                             f"{targets.dtype}")
+        if len(targets) and (targets.min() < 0 or targets.max() >= logits.shape[2]):
+            raise UsageError(f"--logits {path}: {split}_targets must lie in 0.."
+                             f"{logits.shape[2] - 1}")
+    if f["heldout_logits"].shape[2] != f["test_logits"].shape[2]:
+        raise UsageError(f"--logits {path}: heldout_logits and test_logits have different "
+                         "numbers of classes")
+    if len(f["heldout_targets"]) == 0:
+        raise UsageError(f"--logits {path}: heldout_logits holds no image; thresholds are "
+                         "fitted on the held-out split")
+    if n < 1 or not bool((exits > 0).all()) or bool((exits[1:] < exits[:-1]).any()):
+        raise UsageError(f"--logits {path}: exit_mmacs must be positive cumulative costs, "
+                         f"non-decreasing, one per exit; found {exits.tolist()}")
+    return {**f, "exit_mmacs": exits}
+
+
+def logit_budgets(config: SuiteConfig, exit_mmacs: list[float], path: Path) -> list[float]:
+    """The suite's budgets for the file's costs: fractions of its last exit's cost, or the
+    absolute MMACs, which must lie within its exits' costs."""
+    b = config.budgets
+    if b.fractions is not None:
+        return [f * exit_mmacs[-1] for f in b.fractions]
+    budgets = list(b.mmacs or [])
+    outside = [m for m in budgets if not exit_mmacs[0] <= m <= exit_mmacs[-1]]
+    if outside:
+        raise UsageError(f"--logits {path}: the suite's budgets {outside} (MMACs) lie outside "
+                         f"the file's exit costs {exit_mmacs[0]:.4g}..{exit_mmacs[-1]:.4g}; "
+                         "give budgets as fractions in the suite")
+    return budgets
+
+
+def import_logits(spec: RunSpec, suite: SuiteConfig, folder: store.Suite, path: Path,
+                  code: dict) -> store.Run:
+    """Evaluate the logits file at ``path`` as run ``spec``; its run folder."""
+    f = read_logits(path)
+    exit_mmacs = f["exit_mmacs"].tolist()
+    budgets = logit_budgets(suite, exit_mmacs, path)
+    shape = tuple(f["test_logits"].shape)
+    run, config = imported_run(folder, spec, "logits", path,
+                               {"exits": shape[0], "classes": shape[2]})
+    config["budgets_mmacs"] = budgets
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(config)
+    run.write_environment({"date": now(), "code": code, "imported": str(path)})
+    run.write_costs(exit_mmacs, [], list(spec.input_size))
+    preds = {split: {"logits": f[f"{split}_logits"].to(torch.float16),
+                     "targets": f[f"{split}_targets"].long()} for split in ("heldout", "test")}
+    _finish(run, preds, exit_mmacs, budgets, spec, code)
+    return run

@@ -1,0 +1,177 @@
+"""bench latency: real early exits on a finished run, timed; latency.json's contract."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import cli, store
+from bench.early_exit import early_exit
+from bench.errors import UsageError
+from bench.pipeline import latency as L
+from bench.pipeline.restore import restore, thresholds_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/run_fixtures.py
+from run_fixtures import finished_run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return finished_run(tmp_path_factory.mktemp("latency"))
+
+
+def _agreement_keys(tree, path=""):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from ([f"{path}{k}"] if k.startswith("agreement") else [])
+            yield from _agreement_keys(v, f"{path}{k}.")
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            yield from _agreement_keys(v, f"{path}{i}.")
+
+
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_cli_writes_latency_json_with_agreement_per_budget(run_dir, batch_size, capsys):
+    code = cli.main(["latency", str(run_dir), "--batch-size", str(batch_size), "--threads", "1",
+                     "--warmup", "1", "--repeats", "2"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "fixed budgets" in out and "every image to exit k" in out
+    result = json.loads((run_dir / "latency.json").read_text())
+    assert store.Run(run_dir).latency == result
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert result["batch_size"] == batch_size and result["threads"] == 1
+    assert result["images"] == 40 and result["device"] == "cpu"
+    assert len(result["load_before"]) == 3 and result["machine"]["threads"] == 1
+    assert [e["exit"] for e in result["exits"]] == [1, 2, 3]
+    assert len(result["budgets"]) == len(metrics["budgeted"]) == 2
+    for b, m in zip(result["budgets"], metrics["budgeted"]):
+        assert b["agreement"] == 1.0
+        assert 0.0 <= b["agreement_saved"] <= 1.0
+        assert b["saved_differences"] == round((1 - b["agreement_saved"]) * 40)
+        assert b["saved_differences_near_threshold"] == b["saved_differences"]
+        assert b["thresholds"] == m["thresholds"]
+        assert sum(b["exit_shares"]) == pytest.approx(1.0)
+        assert 0 < b["median_ms"] <= b["p95_ms"] and b["mean_ms"] > 0
+        assert b["speedup"] == pytest.approx(result["exits"][-1]["mean_ms"] / b["mean_ms"])
+        assert b["speedup_median"] == pytest.approx(result["exits"][-1]["median_ms"]
+                                                    / b["median_ms"])
+        if b["saved_differences"] == 0:  # same decisions as the saved-logit evaluation
+            assert b["accuracy"] == pytest.approx(m["accuracy"])
+            assert b["mmacs"] == pytest.approx(m["mmacs"])
+    keys = sorted(_agreement_keys(result))
+    assert keys == [f"budgets.{i}.{k}" for i in range(2) for k in ("agreement",
+                                                                    "agreement_saved")]
+
+
+def test_measured_decisions_are_early_exit_on_the_test_images(run_dir):
+    r = restore(run_dir)
+    settings = L.Settings(batch_size=7, warmup=0, repeats=1, images=20)
+    result, decisions = L.measure(r, settings)
+    batches, targets = L.test_images(r, settings, torch.device("cpu"), None)
+    assert [len(b) for b in batches] == [7, 7, 6] and len(targets) == 20 == result["images"]
+    for entry in r.budgets:
+        real = early_exit(r.model, r.method.combine, thresholds_of(entry), torch.cat(batches))
+        got = decisions[float(entry["budget_mmacs"])]
+        assert torch.equal(got[0], real[0]) and torch.equal(got[1], real[1])
+
+
+def test_forced_exit_sends_everyone_to_exit_k(run_dir):
+    r = restore(run_dir)
+    x = torch.cat(L.test_images(r, L.Settings(images=8), torch.device("cpu"), None)[0])
+    for k in range(3):
+        _, exits, _ = early_exit(r.model, r.method.combine, L.forced_exit(k, 3), x)
+        assert exits.tolist() == [k] * 8
+
+
+def test_summary_statistics():
+    s = L.summarize([1.0, 2.0, 3.0, 4.0], [1, 1, 1, 1])
+    assert s["median_ms"] == 2.5 and s["mean_ms"] == 2.5
+    assert s["p95_ms"] == pytest.approx(3.85) and s["images_per_s"] == pytest.approx(400.0)
+    weighted = L.summarize([1.0, 3.0], [3, 1])  # mean weighs images: (3*1 + 1*3) / 4
+    assert weighted["mean_ms"] == 1.5
+
+
+def test_near_threshold_counts_thresholds_between_the_two_confidences():
+    now = torch.tensor([[0.50, 0.70], [0.9, 0.9]], dtype=torch.float64)
+    saved = torch.tensor([[0.52, 0.75], [0.9, 0.9]], dtype=torch.float64)
+    assert L.near_threshold(now, saved, [0.51, -1.0]).tolist() == [True, False]
+    assert L.near_threshold(now, saved, [0.75, -1.0]).tolist() == [False, True]
+    assert L.near_threshold(now, saved, [0.6, 0.9]).tolist() == [False, False]  # last exit
+
+
+class FakeCuda:
+    """torch.cuda's timing surface, recording the calls."""
+
+    def __init__(self):
+        self.calls, self.clock = [], 0.0
+
+    def synchronize(self):
+        self.calls.append("synchronize")
+
+    def Event(self, enable_timing=False):
+        assert enable_timing
+        cuda = self
+
+        class Event:
+            def record(self):
+                cuda.clock += 12.5
+                self.at = cuda.clock
+                cuda.calls.append("record")
+
+            def elapsed_time(self, end):
+                return end.at - self.at
+
+        return Event()
+
+
+def test_cuda_timer_synchronizes_and_reads_events_in_seconds():
+    cuda = FakeCuda()
+    timer = L.CudaTimer(cuda)
+    timer.start()
+    seconds = timer.stop()
+    assert cuda.calls == ["synchronize", "record", "record", "synchronize"]
+    assert seconds == pytest.approx(0.0125)
+    (stats,) = L.time_interleaved([lambda x: None], [torch.zeros(2, 1), torch.zeros(3, 1)],
+                                  timer, warmup=0, repeats=1)
+    assert stats["median_ms"] == pytest.approx((6.25 + 12.5 / 3) / 2)
+
+
+def test_runners_are_timed_alternately_batch_by_batch():
+    calls = []
+
+    class Clock:
+        def start(self):
+            pass
+
+        def stop(self):
+            return 0.001
+
+    runners = [lambda x, k=k: calls.append((k, len(x))) for k in range(2)]
+    out = L.time_interleaved(runners, [torch.zeros(1, 1), torch.zeros(2, 1)], Clock(),
+                             warmup=1, repeats=2)
+    assert calls == [(0, 1), (1, 1)] + [(0, 1), (1, 1), (0, 2), (1, 2)] * 2
+    assert [o["timed_batches"] for o in out] == [4, 4]
+
+
+@pytest.mark.parametrize("settings, word", [
+    (L.Settings(batch_size=0), "--batch-size"), (L.Settings(threads=0), "--threads"),
+    (L.Settings(warmup=-1), "--warmup"), (L.Settings(device="tpu"), "--device"),
+    (L.Settings(images=0), "--images")])
+def test_bad_settings_name_the_option(settings, word):
+    with pytest.raises(UsageError, match=word):
+        settings.check()
+
+
+def test_a_folder_that_is_no_finished_run_is_named(tmp_path, capsys):
+    assert cli.main(["latency", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "checkpoint.pt" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_latency_agrees(run_dir):
+    result, _ = L.measure(restore(run_dir), L.Settings(device="cuda", warmup=1, repeats=1))
+    assert result["timing"] == "cuda events" and result["machine"]["gpu"]
+    assert all(b["agreement"] == 1.0 for b in result["budgets"])
