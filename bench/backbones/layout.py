@@ -102,14 +102,16 @@ class _TrainBatchNormRows(torch.autograd.Function):
         # y = x * scale + (b - mean * scale), the NCHW kernel's form
         torch.addcmul(_per_column(bias - mean * scale, k), rows, _per_column(scale, k),
                       out=y_rows)
-        ctx.save_for_backward(centred, invstd, scale)
-        ctx.k = k
+        ctx.save_for_backward(centred, invstd, scale, x, weight, bias)
+        ctx.k, ctx.eps = k, eps
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
     def backward(ctx, grad, _grad_mean, _grad_var):
-        centred, invstd, scale = ctx.saved_tensors
+        centred, invstd, scale, x, weight, bias = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the gradient itself must be differentiable
+            return _differentiable_backward(grad, x, weight, bias, ctx.eps)
         k = ctx.k
         g = _rows(grad, k)
         m = g.shape[0] * k
@@ -122,6 +124,17 @@ class _TrainBatchNormRows(torch.autograd.Function):
         dx_rows.addcmul_(centred, _per_column(invstd * grad_weight / m, k), value=-1)
         dx_rows.mul_(_per_column(scale, k))
         return dx, grad_weight, grad_bias, None
+
+
+def _differentiable_backward(grad, x, weight, bias, eps):
+    """The same gradients with a graph, for second-order methods (L2W's lookahead takes
+    the gradient of a gradient): batch norm recomputed by PyTorch's own (twice
+    differentiable) kernel, its gradients taken with create_graph."""
+    inputs = [t for t in (x, weight, bias) if t.requires_grad]
+    with torch.enable_grad():
+        y = nn.functional.batch_norm(x, None, None, weight, bias, True, 0.0, eps)
+        grads = iter(torch.autograd.grad(y, inputs, grad, create_graph=True))
+    return (*(next(grads) if t.requires_grad else None for t in (x, weight, bias)), None)
 
 
 class BatchNorm2d(nn.BatchNorm2d):

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 import methods
 from bench import backbones
 from bench.backbones import layout
+from methods.lib.l2w import meta_step
 
 torch.set_num_threads(1)
 
@@ -128,3 +129,41 @@ def test_msdnet_logits_float32_within_rounding_of_plain_layout():
                 want = model(x)
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_second_order_gradients_match_plain_batch_norm():
+    """L2W's lookahead differentiates a gradient (create_graph): the channels_last batch
+    norm's backward must itself be differentiable, and give PyTorch's numbers."""
+    torch.manual_seed(0)
+    ours = layout.BatchNorm2d(3).double()
+    plain = torch.nn.BatchNorm2d(3).double()
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 3, 5, 6, dtype=torch.double)
+    x_cl = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradgradcheck(ours, (x_cl,))
+
+    def curvature(bn, inp):
+        g = torch.autograd.grad((bn(inp) ** 3).sum(), inp, create_graph=True)[0]
+        return torch.autograd.grad(g.pow(2).sum(), (inp, bn.weight, bn.bias))
+
+    for a, b in zip(curvature(ours, x_cl), curvature(plain, x.clone().requires_grad_())):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_l2w_meta_step_runs_on_a_channels_last_msdnet():
+    """The meta step (second-order, through torch.func.functional_call) on a CPU MSDNet,
+    whose batch norms take the channels_last path: it failed with 'functions with out=...
+    arguments don't support automatic differentiation' before the backward had a
+    differentiable form."""
+    torch.manual_seed(0)
+    model = backbones.create("msdnet_tiny", num_classes=10)
+    method = methods.create("l2w")
+    method.install(model)
+    method.begin_training(model, torch.device("cpu"))
+    wpn_before = [p.detach().clone() for p in method.wpn.parameters()]
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    model.train()
+    loss = meta_step(model, method.wpn, method.wpn_optimizer, sgd, x[:4], y[:4], x[4:], y[4:])
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(wpn_before, method.wpn.parameters()))
