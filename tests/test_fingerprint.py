@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench import fingerprint
+from bench import fingerprint, paper
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,8 @@ def test_plugin_files_count_by_content_not_place(tmp_path):
     gone = fingerprint.fingerprint([str(b)], git=False)["sha256"]
     assert gone not in (base, with_a["sha256"])
     # a module plugin contributes its file
-    assert fingerprint.plugin_files(["bench.paper"]) == [ROOT / "bench" / "paper.py"]
+    # (the installed module's file: under tox the package is a wheel in site-packages)
+    assert fingerprint.plugin_files(["bench.paper"]) == [Path(paper.__file__)]
     assert fingerprint.plugin_files(["no.such.module"]) == []
 
 
