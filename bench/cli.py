@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -129,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RanksDisagree as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        # Exit at once: the process group still holds the collective the other ranks never
+        # joined, and on torch 2.12 and 2.13 its teardown at interpreter exit waits for it
+        # forever, so torchrun never saw this rank end (the job hung).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
