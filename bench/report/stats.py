@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -124,9 +125,20 @@ def _values(runs: list[Run], kind: str, point: float) -> dict[int, float]:
 def compare(suite: Suite, backbone: str, method: str, reference: str, kind: str,
             point: float) -> Test:
     """``method`` minus ``reference`` at one exit or budget, with the fitting test."""
-    runs_a = {r.seed: r for r in suite.runs_of(backbone, method, "done")}
-    runs_b = {r.seed: r for r in suite.runs_of(backbone, reference, "done")}
-    a, b = _values(runs_a.values(), kind, point), _values(runs_b.values(), kind, point)
+    return _paired(suite.runs_of(backbone, method, "done"),
+                   suite.runs_of(backbone, reference, "done"),
+                   lambda r: _values([r], kind, point).get(r.seed),
+                   lambda r: correctness(r, kind, point))
+
+
+def _paired(runs_a: list[Run], runs_b: list[Run], value: Callable[[Run], float | None],
+            correct: Callable[[Run], np.ndarray | None]) -> Test:
+    """The test of a - b over the seeds both sides finished: a paired t-test over two or
+    more seeds; for one seed a paired bootstrap over the test images (``correct``: a run's
+    per-image correctness), when both have predictions on the same test set."""
+    by_seed_a, by_seed_b = {r.seed: r for r in runs_a}, {r.seed: r for r in runs_b}
+    a = {s: v for s, r in by_seed_a.items() if (v := value(r)) is not None}
+    b = {s: v for s, r in by_seed_b.items() if (v := value(r)) is not None}
     seeds = sorted(set(a) & set(b), key=lambda s: (s is None, s))
     if not seeds:
         return Test("no common seed", 0, math.nan)
@@ -134,11 +146,11 @@ def compare(suite: Suite, backbone: str, method: str, reference: str, kind: str,
         return paired_ttest([a[s] for s in seeds], [b[s] for s in seeds])
     s = seeds[0]
     diff = a[s] - b[s]
-    ca, cb = correctness(runs_a[s], kind, point), correctness(runs_b[s], kind, point)
+    ca, cb = correct(by_seed_a[s]), correct(by_seed_b[s])
     if ca is None or cb is None:
         return Test("none (one seed, no predictions.pt)", 1, diff)
-    ta, tb = predictions(runs_a[s])["targets"], predictions(runs_b[s])["targets"]
-    if len(ta) != len(tb) or not np.array_equal(ta, tb):
+    if not np.array_equal(predictions(by_seed_a[s])["targets"],
+                          predictions(by_seed_b[s])["targets"]):
         return Test("none (test sets differ)", 1, diff)
     return paired_bootstrap(ca, cb)
 
@@ -220,32 +232,15 @@ def rule_correctness(run: Run, rule: str, fit: str, point: float) -> np.ndarray 
 def compare_rule(suite: Suite, backbone: str, method: str, reference: str, rule: str,
                  fit: str, point: float) -> Test:
     """``method`` minus ``reference`` under one exit rule and fit at one budget."""
-    runs_a = {r.seed: r for r in suite.runs_of(backbone, method, "done")}
-    runs_b = {r.seed: r for r in suite.runs_of(backbone, reference, "done")}
+    def value(run: Run) -> float | None:
+        row = _budget_row(rule_entry(run, rule), fit, point)
+        if row is None or row.get("accuracy") is None:
+            return None
+        return float(row["accuracy"])
 
-    def values(runs):
-        out = {}
-        for seed, r in runs.items():
-            row = _budget_row(rule_entry(r, rule), fit, point)
-            if row is not None and row.get("accuracy") is not None:
-                out[seed] = float(row["accuracy"])
-        return out
-
-    a, b = values(runs_a), values(runs_b)
-    seeds = sorted(set(a) & set(b), key=lambda s: (s is None, s))
-    if not seeds:
-        return Test("no common seed", 0, math.nan)
-    if len(seeds) >= 2:
-        return paired_ttest([a[s] for s in seeds], [b[s] for s in seeds])
-    s = seeds[0]
-    diff = a[s] - b[s]
-    ca = rule_correctness(runs_a[s], rule, fit, point)
-    cb = rule_correctness(runs_b[s], rule, fit, point)
-    if ca is None or cb is None:
-        return Test("none (one seed, no predictions.pt)", 1, diff)
-    if not np.array_equal(predictions(runs_a[s])["targets"], predictions(runs_b[s])["targets"]):
-        return Test("none (test sets differ)", 1, diff)
-    return paired_bootstrap(ca, cb)
+    return _paired(suite.runs_of(backbone, method, "done"),
+                   suite.runs_of(backbone, reference, "done"), value,
+                   lambda r: rule_correctness(r, rule, fit, point))
 
 
 SIG_COLUMNS = ["backbone", "method", "reference", "rule", "fit", "point", "mean",
