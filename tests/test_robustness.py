@@ -17,26 +17,9 @@ import pytest
 import torch
 
 from bench import cli
+from suite_fixtures import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-
-TINY = """
-name: tiny
-dataset:
-  name: synthetic
-  heldout: 64
-  options: {train_size: 160, test_size: 64, image_size: 16}
-backbones:
-  - {name: chain_tiny, overrides: {image_size: 16}}
-methods: [joint, boostnet]
-seeds: [0]
-training:
-  epochs: 3
-  batch_size: 32
-  device: cpu
-budgets:
-  fractions: [0.7, 0.9]
-"""
 
 
 # -- bad inputs: exit 2, one line naming what is wrong --------------------------------------

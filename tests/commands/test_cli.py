@@ -10,25 +10,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from suite_fixtures import TINY
 
-TINY = """
-name: tiny
-dataset:
-  name: synthetic
-  heldout: 64
-  options: {train_size: 160, test_size: 64, image_size: 16}
-backbones:
-  - {name: chain_tiny, overrides: {image_size: 16}}
-methods: [joint, boostnet]
-seeds: [0]
-training:
-  epochs: 3
-  batch_size: 32
-  device: cpu
-budgets:
-  fractions: [0.7, 0.9]
-"""
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def bench(*args, cwd, timeout=300, **popen):
