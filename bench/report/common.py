@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import tables
+from bench.report import stats, tables
 from bench.store import Suite
 
 LOGITS_NOTE = ("Budgeted batch results are computed from the saved logits of all exits "
@@ -85,3 +85,15 @@ def stale_footnote(raw: pd.DataFrame) -> str:
         return ""
     return (f"{tables.STALE_MARK.strip()} includes finished runs made by other code than the "
             "current (stale; see the runs table).")
+
+
+def test_columns(sig: pd.DataFrame) -> dict[str, list]:
+    """The columns every significance table shows for rows of bench.report.stats tests:
+    difference, 95% CI, p, test and n (seeds, or images for the bootstrap)."""
+    return {
+        "difference": [fmt(v, sign=True) for v in sig["diff"]],
+        "95% CI": [f"[{fmt(a, sign=True)}, {fmt(b, sign=True)}]" if not missing(a) else "–"
+                   for a, b in zip(sig.ci_low, sig.ci_high)],
+        "p": list(sig.p.map(fmt_p)), "test": list(sig.test),
+        "n": [f"{n} {'images' if t == stats.BOOTSTRAP else 'seeds'}"
+              for n, t in zip(sig.n, sig.test)]}

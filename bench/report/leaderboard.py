@@ -12,8 +12,8 @@ import pandas as pd
 
 from bench import paper
 from bench.report import plots, rules, stats
-from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, fmt, fmt_p, make_table,
-                                 missing, safe, status_of)
+from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, fmt, make_table, missing,
+                                 safe, status_of, test_columns)
 from bench.report.tables import STALE_MARK, fmt_cell
 from bench.store import Suite
 from bench.store import rules as R
@@ -154,12 +154,7 @@ def significance_table(sig: pd.DataFrame, folder: Path, filename: str) -> Table:
         "exit rule": sig.rule, "thresholds": sig.fit, "method": sig.method,
         "budget": [f"{p:g} MMACs" for p in sig.point], "top-1 %": sig["mean"].map(fmt),
         f"{sig.reference.iloc[0]} %": sig.reference_mean.map(fmt),
-        "difference": [fmt(v, sign=True) for v in sig["diff"]],
-        "95% CI": [f"[{fmt(a, sign=True)}, {fmt(b, sign=True)}]" if not missing(a) else "–"
-                   for a, b in zip(sig.ci_low, sig.ci_high)],
-        "p": sig.p.map(fmt_p), "test": sig.test,
-        "n": [f"{n} {'images' if t == stats.BOOTSTRAP else 'seeds'}"
-              for n, t in zip(sig.n, sig.test)]})
+        **test_columns(sig)})
     return make_table(display, sig, folder, filename,
                       f"Difference to the baseline ({sig.reference.iloc[0]}) per exit rule",
                       note="Percentage points, method minus baseline, both under the same "

@@ -12,9 +12,9 @@ import pandas as pd
 
 from bench import fingerprint, paper
 from bench.report import latency, plots, stats, summary, tables, tuning
-from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, dataset_of, fmt, fmt_p,
-                                 make_table, missing, point_label, safe, stale_footnote,
-                                 status_of)
+from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, dataset_of, fmt, make_table,
+                                 point_label, safe, stale_footnote, status_of,
+                                 test_columns)
 from bench.report.run_page import render_run
 from bench.store import Suite
 
@@ -176,12 +176,7 @@ def sig_table(sig: pd.DataFrame, folder: Path, filename: str, title: str,
     disp = pd.DataFrame({
         "method": sig.method, "at": [point_label(k, p) for k, p in zip(sig.kind, sig.point)],
         "top-1 %": sig["mean"].map(fmt), **ref_cols,
-        "difference": [fmt(v, sign=True) for v in sig["diff"]],
-        "95% CI": [f"[{fmt(a, sign=True)}, {fmt(b, sign=True)}]" if not missing(a) else "–"
-                   for a, b in zip(sig.ci_low, sig.ci_high)],
-        "p": sig.p.map(fmt_p), "test": sig.test,
-        "n": [f"{n} {'images' if t == stats.BOOTSTRAP else 'seeds'}"
-              for n, t in zip(sig.n, sig.test)]})
+        **test_columns(sig)})
     note = (f"Difference in percentage points (mean over seeds). Test: {stats.TTEST} "
             "(scipy.stats.ttest_rel) where several seeds are paired, "
             f"{stats.BOOTSTRAP} ({stats.N_BOOT} resamples; per-image correctness from "
