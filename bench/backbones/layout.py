@@ -11,9 +11,12 @@ PyTorch's own channels_last batch norm is not good enough for training, though: 
 batch statistics and the weight and bias gradients row after row in float32, 10-40x less
 accurately than its NCHW kernel (which accumulates in double): for a [64, 6, 32, 32] input
 its gradients are 4e-6 away from float64, the NCHW kernel's 1e-7. :class:`BatchNorm2d`
-computes training-mode batch norm of a channels_last tensor on its pixel rows with pairwise
-(cascade) sums instead, and with the NCHW kernel's formulas: as accurate as that kernel, and
-faster than converting to NCHW and back around every batch norm. In eval mode batch norm is
+computes training-mode batch norm of a channels_last tensor with the NCHW kernel's formulas
+and sums as exact as its double accumulators: by the fused C kernel of
+:mod:`bench.backbones.native` (float32, double accumulators, 3 passes forward and 2 backward)
+where a C compiler is there, else with PyTorch ops on the tensor's pixel rows with pairwise
+(cascade) sums (5-7 passes each way, and float64). :class:`Sequential` hands the ReLU that
+follows a batch norm to it, and the kernel fuses that in too. In eval mode batch norm is
 elementwise (running statistics) and PyTorch's kernel is used as is. Values differ from an
 all-NCHW run only by float rounding; :func:`plain_layout` switches the layout off, for
 comparisons (tests/backbones/test_layout.py).
@@ -24,6 +27,8 @@ import contextlib
 
 import torch
 from torch import nn
+
+from bench.backbones import native
 
 _ENABLED = [True]
 
@@ -126,37 +131,88 @@ class _TrainBatchNormRows(torch.autograd.Function):
         return dx, grad_weight, grad_bias, None
 
 
-def _differentiable_backward(grad, x, weight, bias, eps):
+class _TrainBatchNormNative(torch.autograd.Function):
+    """The same batch norm by the fused C kernel (:mod:`bench.backbones.native`): float32,
+    double accumulators, the NCHW kernel's formulas; 3 passes forward and 2 backward. With
+    ``relu`` the ReLU after it is fused in too (its mask recomputed in the backward)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, relu):
+        y, mean, invstd, var = native.forward(x, weight, bias, eps, relu)
+        ctx.save_for_backward(x, mean, invstd, weight, bias)
+        ctx.eps, ctx.relu = eps, relu
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, grad, _grad_mean, _grad_var):
+        x, mean, invstd, weight, bias = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph
+            return (*_differentiable_backward(grad, x, weight, bias, ctx.eps, ctx.relu), None)
+        dx, grad_weight, grad_bias = native.backward(grad, x, mean, invstd, weight, bias,
+                                                     ctx.relu)
+        return dx, grad_weight, grad_bias, None, None
+
+
+def _differentiable_backward(grad, x, weight, bias, eps, relu=False):
     """The same gradients with a graph, for second-order methods (L2W's lookahead takes
-    the gradient of a gradient): batch norm recomputed by PyTorch's own (twice
-    differentiable) kernel, its gradients taken with create_graph."""
+    the gradient of a gradient): batch norm (and ReLU) recomputed by PyTorch's own (twice
+    differentiable) kernels, its gradients taken with create_graph."""
     inputs = [t for t in (x, weight, bias) if t.requires_grad]
     with torch.enable_grad():
         y = nn.functional.batch_norm(x, None, None, weight, bias, True, 0.0, eps)
+        if relu:
+            y = nn.functional.relu(y)
         grads = iter(torch.autograd.grad(y, inputs, grad, create_graph=True))
     return (*(next(grads) if t.requires_grad else None for t in (x, weight, bias)), None)
 
 
 class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same arguments, parameters, buffers and state-dict keys) whose
-    training-mode forward on a channels_last float CPU tensor uses exact pairwise sums
-    (module doc). Every other case is ``nn.BatchNorm2d``'s own forward."""
+    training-mode forward on a channels_last float CPU tensor uses exact sums (module doc).
+    Every other case is ``nn.BatchNorm2d``'s own forward. ``relu=True`` (as
+    :class:`Sequential` calls it) returns the ReLU of the result, fused into the C kernel
+    where that runs."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
         if not (self.training and self.affine and self.track_running_stats
                 and _cpu_channels_last(x) and not x.is_contiguous()
                 and x.is_contiguous(memory_format=torch.channels_last)
                 and x.dtype in (torch.float32, torch.float64)
                 and self.weight.dtype == x.dtype and x.numel() > x.shape[1]):
-            return super().forward(x)
+            y = super().forward(x)
+            return nn.functional.relu(y, inplace=True) if relu else y
         # running statistics, as nn.BatchNorm2d updates them
         factor = self.momentum
         self.num_batches_tracked.add_(1)
         if factor is None:  # cumulative moving average
             factor = 1.0 / float(self.num_batches_tracked)
-        y, mean, var = _TrainBatchNormRows.apply(x, self.weight, self.bias, self.eps)
+        if native.usable(x):
+            y, mean, var = _TrainBatchNormNative.apply(x, self.weight, self.bias, self.eps, relu)
+        else:
+            y, mean, var = _TrainBatchNormRows.apply(x, self.weight, self.bias, self.eps)
+            y = nn.functional.relu(y, inplace=True) if relu else y
         m = x.numel() // x.shape[1]
         with torch.no_grad():  # r <- (1 - factor) r + factor * batch value (unbiased var)
             self.running_mean.lerp_(mean, factor)
             self.running_var.lerp_(var.mul_(m / (m - 1)), factor)
         return y
+
+
+class Sequential(nn.Sequential):
+    """``nn.Sequential`` (same children, indices and state-dict keys) that hands a ReLU right
+    after a :class:`BatchNorm2d` to the batch norm (``bn(x, relu=True)``), which fuses it
+    into its kernel; the ReLU module itself is then not called."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            if (isinstance(layers[i], BatchNorm2d) and i + 1 < len(layers)
+                    and type(layers[i + 1]) is nn.ReLU):
+                x = layers[i](x, relu=True)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x

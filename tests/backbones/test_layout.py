@@ -1,16 +1,31 @@
-"""CPU layout: channels_last convolutions with exact training-mode batch statistics."""
+"""CPU layout: channels_last convolutions with exact training-mode batch statistics.
+
+The batch-norm tests run twice: with the compiled kernel (bench/backbones/native.py) and with
+the PyTorch-op version used where no C compiler is (``native.disabled()``)."""
+import contextlib
+
 import pytest
 import torch
-import torch.nn.functional as F
 
 import methods
 from bench import backbones
-from bench.backbones import layout
+from bench.backbones import layout, native
 from methods.lib.l2w import meta_step
 
 torch.set_num_threads(1)
 
-SHAPES = [(8, 6, 32, 32), (8, 12, 16, 16), (5, 48, 8, 8), (8, 128, 2, 2), (3, 5, 7, 7)]
+SHAPES = [(8, 6, 32, 32), (8, 12, 16, 16), (5, 48, 8, 8), (8, 128, 2, 2), (3, 5, 7, 7),
+          (2, 200, 3, 5)]
+
+
+@pytest.fixture(params=["compiled kernel", "pytorch ops"])
+def batch_norm_version(request):
+    """Runs a test with each batch-norm implementation of the channels_last path."""
+    if request.param == "compiled kernel" and native.kernel() is None:
+        pytest.skip("no C compiler here: the compiled batch norm is unavailable")
+    with (contextlib.nullcontext() if request.param == "compiled kernel"
+          else native.disabled()):
+        yield request.param
 
 
 def _bn_pair(c, momentum=0.1):
@@ -33,7 +48,8 @@ def _run(bn, x, g):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_train_batch_norm_on_channels_last_matches_nchw_kernel(shape, momentum):
+def test_train_batch_norm_on_channels_last_matches_nchw_kernel(shape, momentum,
+                                                              batch_norm_version):
     x = torch.randn(*shape) * 3 + 1
     g = torch.randn(*shape)
     ours, plain = _bn_pair(shape[1], momentum)
@@ -48,7 +64,7 @@ def test_train_batch_norm_on_channels_last_matches_nchw_kernel(shape, momentum):
 
 
 @pytest.mark.parametrize("shape", SHAPES[:3])
-def test_batch_statistics_as_accurate_as_the_nchw_kernel(shape):
+def test_batch_statistics_as_accurate_as_the_nchw_kernel(shape, batch_norm_version):
     # PyTorch's own channels_last kernel is ~10x further from float64 here (module doc)
     x = torch.randn(*shape) * 3 + 1
     g = torch.randn(*shape)
@@ -103,7 +119,7 @@ def _step(model, x, y):
                                         for p in model.parameters()]
 
 
-def test_msdnet_training_step_equals_plain_layout_in_float64():
+def test_msdnet_training_step_equals_plain_layout_in_float64(batch_norm_version):
     # Same math: in float64 the two layouts agree to ~1e-12 (float32 only adds rounding)
     torch.manual_seed(0)
     model = backbones.create("msdnet_tiny", num_classes=5).double()
@@ -117,7 +133,7 @@ def test_msdnet_training_step_equals_plain_layout_in_float64():
     assert buffers["blocks.0.0.layers.0.1.num_batches_tracked"].item() == 2
 
 
-def test_msdnet_logits_float32_within_rounding_of_plain_layout():
+def test_msdnet_logits_float32_within_rounding_of_plain_layout(batch_norm_version):
     torch.manual_seed(0)
     model = backbones.create("msdnet_tiny", num_classes=5)
     x = torch.randn(4, 3, 32, 32)
@@ -131,7 +147,7 @@ def test_msdnet_logits_float32_within_rounding_of_plain_layout():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_second_order_gradients_match_plain_batch_norm():
+def test_second_order_gradients_match_plain_batch_norm(batch_norm_version):
     """L2W's lookahead differentiates a gradient (create_graph): the channels_last batch
     norm's backward must itself be differentiable, and give PyTorch's numbers."""
     torch.manual_seed(0)
@@ -150,7 +166,7 @@ def test_second_order_gradients_match_plain_batch_norm():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
-def test_l2w_meta_step_runs_on_a_channels_last_msdnet():
+def test_l2w_meta_step_runs_on_a_channels_last_msdnet(batch_norm_version):
     """The meta step (second-order, through torch.func.functional_call) on a CPU MSDNet,
     whose batch norms take the channels_last path: it failed with 'functions with out=...
     arguments don't support automatic differentiation' before the backward had a
