@@ -279,7 +279,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="after timing, profile one more round of ours (torch.profiler) and "
                         "print where the time goes: the ops with the most device time (CPU "
                         "time on a CPU), and the round's wall-clock against the device's "
-                        "busy time")
+                        "busy time; with --plain, --against or --reference also a table of "
+                        "self time per op of every timed implementation side by side")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -313,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_summary(args, resolved, where, method.passes(stages[s]).as_dict(), times)
         if args.profile:
             print(profile_round(steps["ours"], args.device))
+            if len(steps) > 1:
+                print(compare_profiles(steps, args.device))
     return 0
 
 
@@ -330,6 +333,40 @@ def profile_round(one_round: Callable[[], None], device: str, rows: int = 15) ->
     table = events.table(sort_by=key, row_limit=rows)
     return (f"{table}\nprofiled round: wall-clock {wall:.4f} s (profiler overhead included), "
             f"{'device kernels' if cuda else 'CPU ops'} {busy_s:.4f} s")
+
+
+def op_times(one_round: Callable[[], None], device: str, rounds: int = 3) -> dict[str, float]:
+    """Self time per op (ms per round, the mean of ``rounds`` profiled rounds): device time
+    on a GPU, CPU time on a CPU."""
+    cuda = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    total: dict[str, float] = {}
+    for _ in range(rounds):
+        with profile(activities=activities) as prof:
+            one_round()
+        for event in prof.key_averages():
+            total[event.key] = total.get(event.key, 0.0) + getattr(event, key) / 1e3 / rounds
+    return total
+
+
+def compare_profiles(steps: dict[str, Callable[[], None]], device: str, rows: int = 20,
+                     rounds: int = 3) -> str:
+    """Where each timed implementation's time goes, side by side: self time per op in ms
+    per round (profiled in turn, ``rounds`` rounds each), the ``rows`` ops with the largest
+    time in any column, then every op's total."""
+    times = {name: op_times(step, device, rounds) for name, step in steps.items()}
+    ops = sorted(set().union(*times.values()),
+                 key=lambda op: -max(t.get(op, 0.0) for t in times.values()))
+    width = max(12, *(len(name) + 2 for name in times))
+    lines = [f"self time per op, ms per round (mean of {rounds} profiled rounds each)",
+             f"{'op':<48}" + "".join(f"{name:>{width}}" for name in times)]
+    for op in ops[:rows]:
+        lines.append(f"{op[:47]:<48}" + "".join(f"{t.get(op, 0.0):>{width}.1f}"
+                                                for t in times.values()))
+    lines.append(f"{'total (all ops)':<48}" + "".join(f"{sum(t.values()):>{width}.1f}"
+                                                      for t in times.values()))
+    return "\n".join(lines)
 
 
 def _steps(args, num_classes: int, s: int) -> dict[str, Callable[[], None]]:

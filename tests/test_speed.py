@@ -66,6 +66,24 @@ def test_other_steps_are_timed_in_turn_with_ours(capsys):
     assert joint.startswith("  joint: median") and "(median of per-round ratios)" in joint
 
 
+def test_profile_sets_the_implementations_side_by_side(capsys):
+    assert speed.main(["--backbone", "msdnet_tiny", "--method", "joint", "--plain",
+                       "--batch-size", "4", "--steps", "1", "--warmup", "1", "--threads", "1",
+                       "--profile"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("self time per op"):].splitlines()
+    assert table[1].split()[-3:] == ["ours", "ours,", "NCHW"]
+    rows = {line[:48].strip(): [float(v) for v in line[48:].split()] for line in table[2:]}
+    # ours runs channels_last with the batch norm in our own kernel; the NCHW model calls
+    # PyTorch's batch norm
+    bn_ours = [op for op in rows if op.startswith("_TrainBatchNorm")]
+    assert bn_ours and all(rows[op][0] > 0 and rows[op][1] == 0 for op in bn_ours)
+    assert rows["aten::native_batch_norm"][0] == 0 < rows["aten::native_batch_norm"][1]
+    total = rows["total (all ops)"]
+    assert all(t > 0 for t in total)
+    assert all(max(v) <= max(total) for v in rows.values())
+
+
 def test_a_step_checks_its_loss_as_the_trainer_does():
     torch.manual_seed(0)
     model = backbones.create("chain_tiny", num_classes=3)
@@ -125,6 +143,7 @@ def test_epoch_and_precision_on_the_command_line(capsys):
                        "--profile"]) == 0
     out = capsys.readouterr().out
     assert "aten::" in out and "Self CPU" in out and "profiled round: wall-clock" in out
+    assert "self time per op" not in out  # only ours was timed: nothing to set beside it
     for bad in (["--precision", "fp64"], ["--epoch-steps", "0"]):
         with pytest.raises(SystemExit):
             speed.main(["--backbone", "chain_tiny", *bad])
