@@ -9,8 +9,10 @@ replaced by the run's one line (``[run 2/6] <run id> -> done in 41 s``). Under t
 only rank 0 draws (the trainer calls back on rank 0 only; rank 0 counts every rank's
 images). ``bench tune`` draws the same bar for each trial (:class:`TrainingBar`).
 
-The bar redraws at most every ``interval`` seconds: 0.2 on a terminal, 10 when stderr is
-a file or a pipe (a log would otherwise grow by every redraw).
+On a terminal the bar redraws in place at most every 0.2 s. When stderr is a file or a pipe
+(a batch job's log, ``| tee``) there is no bar to redraw: the same text is written as a
+line of its own every 10 s (no carriage returns, no erasing), so that the log reads line by
+line in an editor, ``less`` or ``tail -f``.
 """
 from __future__ import annotations
 
@@ -27,9 +29,13 @@ TTY_INTERVAL, LOG_INTERVAL = 0.2, 10.0
 BAR = "{desc} {percentage:3.0f}%|{bar:8}| {rate_fmt}, ETA {remaining}{postfix}"
 
 
-def default_interval() -> float:
+def on_terminal() -> bool:
     isatty = getattr(sys.stderr, "isatty", None)
-    return TTY_INTERVAL if isatty is not None and isatty() else LOG_INTERVAL
+    return bool(isatty is not None and isatty())
+
+
+def default_interval() -> float:
+    return TTY_INTERVAL if on_terminal() else LOG_INTERVAL
 
 
 def _top1(values) -> str:
@@ -44,14 +50,17 @@ def _duration(seconds: float) -> str:
 class TrainingBar:
     """One bar for one training (a run, or a tuning trial). ``on_step`` and ``on_epoch``
     are the trainer's callbacks (bench.pipeline.train.Trainer); the bar opens at the first
-    step, where the steps per epoch are known, and starts where a resumed run stands."""
+    step, where the steps per epoch are known, and starts where a resumed run stands.
+    ``lines`` (default: stderr is not a terminal) writes each frame as a line of its own."""
 
-    def __init__(self, desc: str, interval: float | None = None):
+    def __init__(self, desc: str, interval: float | None = None, lines: bool | None = None):
         self.desc = desc
         self.interval = default_interval() if interval is None else interval
+        self.lines = not on_terminal() if lines is None else lines
         # Until the first step: the description alone (data, model and method being set up).
-        self.bar: tqdm | None = tqdm(desc=desc, bar_format="{desc}: setting up",
-                                     file=sys.stderr, leave=False)
+        self.bar: tqdm | LogLines | None = (
+            LogLines(desc) if self.lines else
+            tqdm(desc=desc, bar_format="{desc}: setting up", file=sys.stderr, leave=False))
         self.opened = False
         self.heldout = ""  # the last epoch's held-out top-1, shown until the next epoch
         self._shown = -math.inf  # when the postfix was last computed
@@ -60,6 +69,11 @@ class TrainingBar:
         self.close()
         self.opened = True
         steps = info["steps"]
+        if self.lines:
+            self.bar = LogLines(self.desc, total=info["epochs"] * steps,
+                                initial=info["epoch"] * steps + info["step"] - 1,
+                                images=info["images"])
+            return
         self.bar = tqdm(total=info["epochs"] * steps,
                         initial=info["epoch"] * steps + info["step"] - 1, desc=self.desc,
                         unit=" img", unit_scale=info["images"], file=sys.stderr,
@@ -102,6 +116,31 @@ class TrainingBar:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class LogLines:
+    """The bar's frames as lines, for logs: the same text as the tqdm bar (tqdm's own
+    formatter), written with a newline when the postfix is set, never redrawn or erased."""
+
+    def __init__(self, desc: str, total: int | None = None, initial: int = 0,
+                 images: int = 1):
+        self.desc, self.total, self.initial, self.images = desc, total, initial, images
+        self.n = initial
+        self.start = time.monotonic()
+        if total is None:  # before the first step
+            print(f"{desc}: setting up", file=sys.stderr, flush=True)
+
+    def update(self, steps: int) -> None:
+        self.n += steps
+
+    def set_postfix_str(self, postfix: str) -> None:
+        line = tqdm.format_meter(self.n, self.total, time.monotonic() - self.start,
+                                 prefix=self.desc, unit=" img", unit_scale=self.images,
+                                 bar_format=BAR, postfix=postfix, initial=self.initial)
+        print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
 
 
 class Progress:

@@ -25,7 +25,7 @@ def step_info(epoch: int, step: int, steps: int = 5, loss: float = 2.0) -> dict:
 
 
 def test_the_bar_counts_images_over_the_run_and_starts_where_a_resumed_run_stands(capsys):
-    bar = TrainingBar("[run 1/1] joint s0", interval=0)
+    bar = TrainingBar("[run 1/1] joint s0", interval=0, lines=False)  # a terminal's bar
     assert "[run 1/1] joint s0: setting up" in capsys.readouterr().err
     bar.on_step(step_info(epoch=2, step=1))  # resumed after 2 of 4 epochs of 5 steps
     assert (bar.bar.n, bar.bar.total) == (11, 20)
@@ -43,7 +43,7 @@ def test_the_bar_counts_images_over_the_run_and_starts_where_a_resumed_run_stand
 def test_every_frame_shows_the_count_and_the_postfix_of_the_same_step(capsys):
     # A log's interval: the bar redraws only when its postfix is recomputed, so a frame
     # never pairs a step's count with an older step's epoch and step.
-    bar = TrainingBar("[run 1/1] joint s0", interval=3600)
+    bar = TrainingBar("[run 1/1] joint s0", interval=3600, lines=False)
     for epoch in range(2):
         for step in range(1, 6):
             bar.on_step(step_info(epoch=epoch, step=step))
@@ -54,6 +54,37 @@ def test_every_frame_shows_the_count_and_the_postfix_of_the_same_step(capsys):
              for f in frames]
     # the first step of each epoch is drawn (then the interval holds the bar still)
     assert shown == [(5, 1, 1), (30, 2, 1)]
+
+
+def test_in_a_log_every_frame_is_a_line_of_its_own(capsys):
+    # stderr captured by pytest is not a terminal: the default for a log or a pipe
+    bar = TrainingBar("[run 1/1] joint s0", interval=0)
+    assert bar.lines
+    bar.on_step(step_info(epoch=2, step=1))  # resumed after 2 of 4 epochs of 5 steps
+    bar.on_epoch({"rows": [{"heldout_top1": 71.25}]})
+    bar.on_step(step_info(epoch=2, step=2, loss=1.5))
+    bar.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err  # nothing redrawn, nothing erased
+    lines = err.splitlines()
+    assert lines[0] == "[run 1/1] joint s0: setting up"
+    assert re.fullmatch(r"\[run 1/1\] joint s0  55%\|.*\| +[\d.]+ img/s, ETA \d\d:\d\d, "
+                        r"epoch 3/4 step 1/5 loss 2\.000", lines[1])
+    assert lines[2].endswith("epoch 3/4 step 2/5 loss 1.500 | held-out top-1 71.2")
+    assert " 60%|" in lines[2] and len(lines) == 3
+
+
+def test_a_log_gets_a_line_per_interval_not_per_step(capsys):
+    bar = TrainingBar("[run 1/1] joint s0", interval=3600, lines=True)
+    for epoch in range(2):
+        for step in range(1, 6):
+            bar.on_step(step_info(epoch=epoch, step=step))
+        bar.on_epoch({"rows": [{"heldout_top1": 50.0}]})
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    # the first step of each epoch (its held-out top-1 just changed), then the interval
+    assert [re.search(r"epoch (\d)/4 step (\d)/5", line).groups() for line in lines[1:]] \
+        == [("1", "1"), ("2", "1")]
 
 
 def test_a_suite_run_shows_steps_within_the_epoch_then_one_line(tmp_path, capsys):
