@@ -107,6 +107,18 @@ def executor(options: SlurmConfig, training: TrainingConfig, folder: store.Suite
     return ex
 
 
+def drop_placeholder(folder: store.Suite) -> None:
+    """submitit makes the folder it is given, "%j" and all, before a job has an id (its
+    local cluster's controller at every start of a job); each job logs in a folder named
+    after its id, and the empty placeholder goes once the jobs are submitted and again
+    once they are done."""
+    placeholder = folder.path / LOGS / "%j"
+    try:
+        placeholder.rmdir()  # only if empty
+    except OSError:
+        pass
+
+
 def _jobs(suite: Suite, folder: store.Suite, run_ids: Sequence[str], rerun_stale: bool,
           threads: int) -> list[Job]:
     raw, file = read_raw(suite.path), str(Path(suite.path).resolve())
@@ -131,6 +143,7 @@ def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite,
             record(skipped(spec.run_id, action), folder, board, out)
     jobs = ex.map_array(RunJob(), _jobs(suite, folder, [r.run_id for r in left], rerun_stale,
                                         options.cpus)) if left else []
+    drop_placeholder(folder)
     for spec, job in zip(left, jobs):
         log(f"{spec.run_id}: job {job.job_id}, logs in {job.paths.folder}")
     if not options.wait:
@@ -142,6 +155,7 @@ def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite,
         return _wait(dict(zip((r.run_id for r in left), jobs)), folder, board, out)
     finally:
         board.close()
+        drop_placeholder(folder)  # (submitit's local controller makes it at every start)
 
 
 def _wait(jobs: dict, folder: store.Suite, board: Board, out: Outcome) -> Outcome:
@@ -180,6 +194,7 @@ def tune(suite: Suite, targets: Sequence[RunSpec], folder: store.Suite, storage_
     jobs = ex.map_array(TuneJob(), [job] * options.tune_workers,
                         [run_ids] * options.tune_workers,
                         [storage_url] * options.tune_workers)
+    drop_placeholder(folder)
     log(f"{len(jobs)} tuning job(s): {', '.join(j.job_id for j in jobs)}; logs in "
         f"{folder.path / LOGS}")
     if not options.wait:
@@ -187,6 +202,7 @@ def tune(suite: Suite, targets: Sequence[RunSpec], folder: store.Suite, storage_
     for i, j in enumerate(jobs, 1):
         for line in j.result():
             log(f"[tuning job {i}] {line}")
+    drop_placeholder(folder)
     data = DataCache()
     for spec in targets:
         tune_one(spec, suite.config.tune, folder, storage_url, data, optimize=False,

@@ -38,6 +38,7 @@ def test_a_preempted_job_is_requeued_and_resumes_with_the_same_metrics(tmp_path,
                                                   f"[run 2/2] {other} -> done"]
 
     logs = tmp_path / "results" / "spread" / "_slurm"
+    assert not (logs / "%j").exists()  # submitit's placeholder folder is removed
     said = {p.name: p.read_text() for p in logs.glob("*/*_log.*")}
     assert len({name.split("_log")[0] for name in said}) == 2  # one job per run
     assert any("preempted" in text and "Requeued" in text for text in said.values())
@@ -90,5 +91,6 @@ def test_tuning_jobs_share_one_study(tmp_path):
     best = json.loads((tmp_path / "results" / "spread" / "tuning" / f"{name}.json").read_text())
     assert best["trial"] == max(trials, key=lambda t: t.value).number
     assert f"study {name}: {len(trials)} complete" in out.stdout
-    logs = tmp_path / "results" / "spread" / "_slurm"  # (submitit leaves an empty "%j" too)
+    logs = tmp_path / "results" / "spread" / "_slurm"
+    assert not (logs / "%j").exists()
     assert len({p.name.split("_log")[0] for p in logs.glob("*/*_log.out")}) == 2  # 2 jobs
