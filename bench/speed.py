@@ -341,13 +341,10 @@ def op_times(one_round: Callable[[], None], device: str, rounds: int = 3) -> dic
     cuda = torch.device(device).type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    total: dict[str, float] = {}
-    for _ in range(rounds):
-        with profile(activities=activities) as prof:
+    with profile(activities=activities) as prof:
+        for _ in range(rounds):
             one_round()
-        for event in prof.key_averages():
-            total[event.key] = total.get(event.key, 0.0) + getattr(event, key) / 1e3 / rounds
-    return total
+    return {event.key: getattr(event, key) / 1e3 / rounds for event in prof.key_averages()}
 
 
 def compare_profiles(steps: dict[str, Callable[[], None]], device: str, rows: int = 20,
