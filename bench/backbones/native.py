@@ -66,7 +66,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: floa
             relu: bool = False):
     """(y, mean, invstd, biased var) of training-mode batch norm of channels_last ``x``;
     with ``relu`` y is the ReLU of the batch norm."""
-    n, c, h, w = x.shape
+    n, c, h, w = _checked(x).shape
     weight, bias = _flat(weight), _flat(bias)  # (held here while the kernel reads them)
     y = torch.empty_like(x, memory_format=torch.channels_last)
     mean, invstd, var = (torch.empty(c) for _ in range(3))
@@ -80,7 +80,7 @@ def backward(grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, invstd: to
              weight: torch.Tensor, bias: torch.Tensor, relu: bool = False):
     """(dx, dw, db) of training-mode batch norm (followed by a ReLU with ``relu``) for the
     output gradient ``grad``."""
-    n, c, h, w = x.shape
+    n, c, h, w = _checked(x).shape
     weight, bias = _flat(weight), _flat(bias)
     grad = grad.contiguous(memory_format=torch.channels_last)
     dx = torch.empty_like(x, memory_format=torch.channels_last)
@@ -89,6 +89,16 @@ def backward(grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, invstd: to
                                 _ptr(weight), _ptr(bias), int(relu), _ptr(dx), _ptr(dw),
                                 _ptr(db), torch.get_num_threads()))
     return dx, dw, db
+
+
+def _checked(x: torch.Tensor) -> torch.Tensor:
+    """``x`` if the kernel can read it: a float32 CPU tensor, channels_last-contiguous."""
+    if not (x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last)):
+        raise ValueError(f"the batch-norm kernel reads 4-d channels_last float32 CPU tensors; "
+                         f"got {x.dtype} on {x.device}, shape {tuple(x.shape)}, "
+                         f"strides {x.stride()}")
+    return x
 
 
 def _ptr(t: torch.Tensor) -> int:

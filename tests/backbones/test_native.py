@@ -71,6 +71,13 @@ def test_kernel_as_accurate_as_pytorchs_nchw_kernel(shape, relu):
         assert err_ours <= max(2 * err_nchw, 2e-7), (err_ours, err_nchw)
 
 
+def test_a_tensor_the_kernel_cannot_read_is_refused():
+    x, grad, weight, bias = _inputs((2, 4, 3, 3))
+    for bad in (x, _cl(x).double()):  # NCHW; float64
+        with pytest.raises(ValueError, match="channels_last float32"):
+            native.forward(bad, weight, bias, 1e-5)
+
+
 def test_fused_relu_masks_exactly_where_the_output_is_not_positive():
     x, grad, weight, bias = _inputs((4, 8, 6, 6), seed=3)
     y_plain, *_ = _kernel(x, grad, weight, bias, relu=False)
