@@ -50,7 +50,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import methods
 from bench import backbones, compiling, precision
-from bench.backbones import layout
+from bench.backbones import layout, native
 from bench.backbones.common import parameters_per_exit
 from bench.data.splits import TensorSplits
 from bench.speed_reference import reference_step
@@ -434,7 +434,8 @@ def print_summary(args, resolved: str, where: str, passes: dict,
           f"{f' of {per_step} steps' if args.epoch else ''}); passes per step: "
           f"{passes['forward']:g} forward, {passes['backward']:g} backward, "
           f"{passes['optimizer_steps']} optimizer steps{_epoch_text(args, times['ours'])}; "
-          f"threads {ours['threads']}; torch {ours['torch']}; loadavg {ours['loadavg']}")
+          f"threads {ours['threads']}; torch {ours['torch']}; loadavg {ours['loadavg']}"
+          f"{_batch_norm_text(args.device)}")
     for name, t in times.items():
         if name == "ours":
             continue
@@ -444,6 +445,13 @@ def print_summary(args, resolved: str, where: str, passes: dict,
               f"max {other['max_s']:.4f}{_epoch_text(args, t)}; ours / {name}: "
               f"{of_medians:.3f} (ratio of medians), {per_round:.3f} (median of per-round "
               f"ratios)")
+
+
+def _batch_norm_text(device: str) -> str:
+    """On a CPU, which version of the channels_last batch norm ran (bench.backbones.native)."""
+    if torch.device(device).type != "cpu":
+        return ""
+    return "; batch norm: " + ("C kernel" if native.kernel() is not None else "PyTorch ops")
 
 
 def _epoch_text(args, round_times: Sequence[float]) -> str:

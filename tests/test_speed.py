@@ -10,6 +10,7 @@ import torch
 
 import methods
 from bench import backbones, speed
+from bench.backbones import native
 from bench.speed_reference import reference_args, reference_step
 
 torch.set_num_threads(1)
@@ -138,7 +139,11 @@ def test_epoch_and_precision_on_the_command_line(capsys):
         assert word in out
     assert speed.main(["--backbone", "chain_tiny", "--steps", "1", "--warmup", "0",
                        "--precision", "auto"]) == 0
-    assert "cpu, fp32" in capsys.readouterr().out  # auto on a CPU
+    out = capsys.readouterr().out
+    assert "cpu, fp32" in out  # auto on a CPU
+    # which batch norm ran is said with every CPU figure
+    assert out.rstrip().endswith("; batch norm: C kernel" if native.kernel() is not None
+                                 else "; batch norm: PyTorch ops")
     assert speed.main(["--backbone", "chain_tiny", "--steps", "1", "--warmup", "0",
                        "--profile"]) == 0
     out = capsys.readouterr().out
