@@ -202,17 +202,24 @@ class BatchNorm2d(nn.BatchNorm2d):
 class Sequential(nn.Sequential):
     """``nn.Sequential`` (same children, indices and state-dict keys) that hands a ReLU right
     after a :class:`BatchNorm2d` to the batch norm (``bn(x, relu=True)``), which fuses it
-    into its kernel; the ReLU module itself is then not called."""
+    into its kernel; the ReLU module itself is then not called, unless it has hooks (which
+    then see its input and output as usual)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layers = list(self)
         i = 0
         while i < len(layers):
             if (isinstance(layers[i], BatchNorm2d) and i + 1 < len(layers)
-                    and type(layers[i + 1]) is nn.ReLU):
+                    and _plain_relu(layers[i + 1])):
                 x = layers[i](x, relu=True)
                 i += 2
             else:
                 x = layers[i](x)
                 i += 1
         return x
+
+
+def _plain_relu(module: nn.Module) -> bool:
+    """An ``nn.ReLU`` that nobody watches: no forward hooks or pre-hooks of its own."""
+    return (type(module) is nn.ReLU and not module._forward_hooks
+            and not module._forward_pre_hooks)

@@ -136,7 +136,8 @@ def test_sequential_fuses_the_relu_and_keeps_the_modules_and_their_hooks():
     assert list(fused.state_dict()) == list(plain.state_dict())
     calls = []
     fused[1].register_forward_hook(lambda *a: calls.append("bn"))
-    fused[2].register_forward_hook(lambda *a: calls.append("relu"))
+    relu_forward = fused[2].forward
+    fused[2].forward = lambda t: calls.append("relu") or relu_forward(t)  # (not a hook)
     x = torch.randn(4, 3, 8, 8)
     grads = []
     for model in (fused, plain):
@@ -148,6 +149,18 @@ def test_sequential_fuses_the_relu_and_keeps_the_modules_and_their_hooks():
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fused[1].running_var, plain[1].running_var)
+
+
+def test_a_relu_with_hooks_is_called_not_fused():
+    fused = _conv_bn_relu(layout.Sequential)
+    plain = _conv_bn_relu(nn.Sequential)
+    seen = []
+    fused[2].register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].clone()))
+    x = _cl(torch.randn(2, 3, 8, 8))
+    y = fused(x)
+    assert len(seen) == 1  # the hook saw the batch norm's output, before the ReLU
+    assert (seen[0] < 0).any() and torch.equal(seen[0].clamp_min(0), y)
+    torch.testing.assert_close(y, plain(x), rtol=1e-5, atol=1e-6)
 
 
 def test_second_order_gradients_through_the_fused_relu():
