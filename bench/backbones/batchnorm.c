@@ -39,6 +39,17 @@ static void spread(const float* per_channel, int64_t C, int64_t L, float* per_co
   for (int64_t j = 0; j < L; j++) per_column[j] = per_channel[j % C];
 }
 
+/* y = x*alpha + beta per column: alpha = invstd*w, beta = b - mean*alpha (forward, and the
+ * backward's recomputed ReLU mask) */
+static void affine_columns(const float* mean, const float* invstd, const float* w,
+                           const float* b, int64_t C, int64_t L, float* alpha, float* beta) {
+  for (int64_t j = 0; j < L; j++) {
+    const int64_t c = j % C;
+    alpha[j] = invstd[c] * w[c];
+    beta[j] = b[c] - mean[c] * alpha[j];
+  }
+}
+
 /* column sums of all blocks -> channel sums (blocks in order, then the k column groups) */
 static double channel_sum(const double* partial, int64_t L, int64_t C, int64_t k, int64_t c) {
   double s = 0;
@@ -92,11 +103,7 @@ int bn_forward(const float* x, int64_t M, int64_t C, const float* w, const float
     invstd[c] = (float)(1.0 / sqrt(v + eps));
   }
 
-  for (int64_t j = 0; j < L; j++) {
-    const int64_t c = j % C;
-    alpha[j] = invstd[c] * w[c];
-    beta[j] = b[c] - mean[c] * alpha[j];
-  }
+  affine_columns(mean, invstd, w, b, C, L, alpha, beta);
   #pragma omp parallel for num_threads(threads) schedule(static) if (R * L >= PARALLEL_MIN)
   for (int64_t blk = 0; blk < BLOCKS; blk++)
     for (int64_t r = block_start(R, blk); r < block_start(R, blk + 1); r++) {
@@ -155,11 +162,7 @@ int bn_backward(const float* g, const float* x, int64_t M, int64_t C, const floa
         *w_col = col + 4 * L, *alpha = col + 5 * L, *beta = col + 6 * L;
 
   spread(mean, C, L, mean_col);
-  for (int64_t j = 0; j < L; j++) {  /* as in bn_forward */
-    const int64_t c = j % C;
-    alpha[j] = invstd[c] * w[c];
-    beta[j] = b[c] - mean[c] * alpha[j];
-  }
+  affine_columns(mean, invstd, w, b, C, L, alpha, beta);
   #pragma omp parallel for num_threads(threads) schedule(static) if (R * L >= PARALLEL_MIN)
   for (int64_t blk = 0; blk < BLOCKS; blk++) {
     double *s = sum_g + blk * L, *d = dot + blk * L;

@@ -181,17 +181,20 @@ class BatchNorm2d(nn.BatchNorm2d):
                 and x.dtype in (torch.float32, torch.float64)
                 and self.weight.dtype == x.dtype and x.numel() > x.shape[1]):
             y = super().forward(x)
-            return nn.functional.relu(y, inplace=True) if relu else y
-        # running statistics, as nn.BatchNorm2d updates them
+        elif native.usable(x):  # the ReLU fused in
+            return self._exact(_TrainBatchNormNative, x, relu)
+        else:
+            y = self._exact(_TrainBatchNormRows, x)
+        return nn.functional.relu(y, inplace=True) if relu else y
+
+    def _exact(self, function, x: torch.Tensor, *extra) -> torch.Tensor:
+        """Training-mode batch norm of ``x`` by the autograd ``function`` (``extra``: its
+        arguments after eps), and the running statistics updated as nn.BatchNorm2d does."""
         factor = self.momentum
         self.num_batches_tracked.add_(1)
         if factor is None:  # cumulative moving average
             factor = 1.0 / float(self.num_batches_tracked)
-        if native.usable(x):
-            y, mean, var = _TrainBatchNormNative.apply(x, self.weight, self.bias, self.eps, relu)
-        else:
-            y, mean, var = _TrainBatchNormRows.apply(x, self.weight, self.bias, self.eps)
-            y = nn.functional.relu(y, inplace=True) if relu else y
+        y, mean, var = function.apply(x, self.weight, self.bias, self.eps, *extra)
         m = x.numel() // x.shape[1]
         with torch.no_grad():  # r <- (1 - factor) r + factor * batch value (unbiased var)
             self.running_mean.lerp_(mean, factor)

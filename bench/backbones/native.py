@@ -57,6 +57,11 @@ def kernel() -> ctypes.CDLL | None:
     return _loaded["lib"]
 
 
+def implementation() -> str:
+    """Which training-mode channels_last batch norm runs: "C kernel" or "PyTorch ops"."""
+    return "C kernel" if kernel() is not None else "PyTorch ops"
+
+
 def usable(x: torch.Tensor) -> bool:
     """Whether the kernel computes batch norm of ``x`` (float32 on CPU), and is available."""
     return x.dtype == torch.float32 and x.device.type == "cpu" and kernel() is not None
@@ -115,14 +120,21 @@ def _check(status: int) -> None:
 
 
 def _load() -> ctypes.CDLL | None:
+    """The library from the cache, built first when it is not there or does not load."""
     try:
-        path = _build()
-        lib = _open(path)
+        cc = _compiler()
+        path = _library_path(cc)
+        if path.is_file():
+            try:
+                return _open(path)
+            except OSError:  # a broken file: build it again
+                pass
+        _compile(cc, path)
+        return _open(path)
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
         warnings.warn(f"the compiled batch norm ({SOURCE.name}) is unavailable, using the "
                       f"slower PyTorch-op version: {err}", RuntimeWarning, stacklevel=3)
         return None
-    return lib
 
 
 def _open(path: Path) -> ctypes.CDLL:
@@ -145,22 +157,13 @@ def _compiler() -> str:
     return found
 
 
-def _build() -> Path:
-    """The compiled library's path, built unless the cache has it (and it loads)."""
-    cc = _compiler()
+def _library_path(cc: str) -> Path:
+    """Where the library that ``cc`` builds from this source for this CPU is cached."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True,
                              timeout=60).stdout
     key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, *FLAGS,
                                     platform.machine(), _cpu_flags()]).encode()).hexdigest()
-    path = _cache_dir() / f"batchnorm-{key[:20]}.so"
-    if path.is_file():
-        try:
-            ctypes.CDLL(str(path))
-            return path
-        except OSError:  # a broken file: build it again
-            pass
-    _compile(cc, path)
-    return path
+    return _cache_dir() / f"batchnorm-{key[:20]}.so"
 
 
 def _compile(cc: str, path: Path) -> None:
@@ -169,7 +172,7 @@ def _compile(cc: str, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        errors = ""
+        errors: list[str] = []
         for extra in (["-march=native", "-fopenmp"], []):
             done = subprocess.run([cc, *FLAGS, *extra, str(SOURCE), "-o", tmp],
                                   capture_output=True, text=True, timeout=120)
