@@ -77,7 +77,7 @@ def _elsewhere(executor, suite: Suite, runs, folder: store.Suite, code: dict, ar
     if executor.name == "ray":
         return ray_executor.run_suite(suite, runs, folder, executor.ray, code, board,
                                       rerun_stale=args.rerun_stale)
-    return slurm_executor.run_suite(suite, runs, folder, executor.slurm, board,
+    return slurm_executor.run_suite(suite, runs, folder, executor.slurm, code, board,
                                     rerun_stale=args.rerun_stale)
 
 

@@ -33,11 +33,16 @@ def main(args) -> int:
             folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
     storage_url = normalize_storage(args.storage or folder.default_storage())
     executor = chosen(suite, args.executor, args.ray_address)
-    if executor.name == "ray":  # tuning workers as actors
-        ray_executor.tune(suite, targets, folder, storage_url, executor.ray)
-        return 0
-    if executor.name == "slurm":  # tuning workers as jobs
-        slurm_executor.tune(suite, targets, folder, storage_url, executor.slurm)
+    if executor.name != "local":  # tuning workers as Ray actors or SLURM jobs
+        if executor.name == "ray":
+            done = ray_executor.tune(suite, targets, folder, storage_url, executor.ray)
+        else:
+            done = slurm_executor.tune(suite, targets, folder, storage_url, executor.slurm)
+        if done:  # each study's best-trial file, written by the driver, and how it stands
+            data = DataCache()
+            for spec in targets:
+                tune_one(spec, tc, folder, storage_url, data, optimize=False,
+                         log=lambda *a, **k: print(*a))
         return 0
     data = DataCache()
     data.get(suite.config.dataset, tc.seed)  # missing data fails before any study

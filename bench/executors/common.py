@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +27,7 @@ import torch
 
 from bench import store
 from bench.config import ExecutorConfig, RunSpec, Suite, build_suite
+from bench.config.loading import read_raw
 from bench.errors import UsageError
 from bench.executors.board import Board
 from bench.fileio import UnreadableFile
@@ -34,6 +35,7 @@ from bench.fingerprint import fingerprint, short
 from bench.pipeline import claims, runner
 from bench.pipeline.distributed import Dist
 from bench.pipeline.setup import DataCache
+from bench.pipeline.tuning import tune_one
 
 SKIPPED = {"skip": " (done, skipped)", "busy": " (taken by another worker, skipped)"}
 
@@ -101,9 +103,7 @@ def decide(spec: RunSpec, run: store.Run, current: str, rerun_stale: bool
     try:
         return _decide(spec, run, current, rerun_stale)  # releases its claim if it raises
     except Exception as err:
-        message = f"{type(err).__name__}: {err}"
-        log(f"{spec.run_id} failed: {one_line(message)}")
-        return None, ("failed", message)
+        return None, _failure(spec, err)
 
 
 def if_finished(spec: RunSpec, run: store.Run, current: str, rerun_stale: bool
@@ -112,13 +112,22 @@ def if_finished(spec: RunSpec, run: store.Run, current: str, rerun_stale: bool
     without claiming anything; None for a run that a worker should take. A driver uses it
     to hand out only what is left to do."""
     try:
-        if run.is_done() and not (rerun_stale and run.is_stale(current)):
+        if _is_finished(run, current, rerun_stale):
             return _finished(spec, run, current)
     except Exception as err:
-        message = f"{type(err).__name__}: {err}"
-        log(f"{spec.run_id} failed: {one_line(message)}")
-        return "failed", message
+        return _failure(spec, err)
     return None
+
+
+def _is_finished(run: store.Run, current: str, rerun_stale: bool) -> bool:
+    return run.is_done() and not (rerun_stale and run.is_stale(current))
+
+
+def _failure(spec: RunSpec, err: Exception) -> tuple[str, str]:
+    """("failed", message) for an error that ends this run alone, said in one line."""
+    message = f"{type(err).__name__}: {err}"
+    log(f"{spec.run_id} failed: {one_line(message)}")
+    return "failed", message
 
 
 def _decide(spec: RunSpec, run: store.Run, current: str, rerun_stale: bool
@@ -126,17 +135,15 @@ def _decide(spec: RunSpec, run: store.Run, current: str, rerun_stale: bool
     """A finished run gets any evaluation it lacks, from its saved predictions. A claimed
     run is tidied first: temporary files of killed writes deleted, unreadable files set
     aside."""
-    def finished() -> bool:
-        return run.is_done() and not (rerun_stale and run.is_stale(current))
-
-    if finished():
+    if _is_finished(run, current, rerun_stale):
         return None, _finished(spec, run, current)
     claim = claims.try_claim(run.lock_path)
     if claim is None:
         return None, "busy"
     try:
         # Finished by another worker meanwhile, or only a broken metrics.json was missing.
-        if finished() or (tidy_run(spec, run) and finished()):
+        if (_is_finished(run, current, rerun_stale)
+                or (tidy_run(spec, run) and _is_finished(run, current, rerun_stale))):
             claim.release()
             return None, _finished(spec, run, current)
         if run.made_by_other_code(current):
@@ -257,18 +264,6 @@ def record(result: Result, folder: store.Suite, board: Board, out: Outcome) -> N
         rebuild_summary(folder)
 
 
-class EpochHook:
-    """A run's per-epoch callback: ``on_epoch(spec, run, info)`` after every epoch, once its
-    checkpoint is written. ``for_run(spec, run)`` is what the pipeline takes as its
-    ``progress`` (bench.pipeline.runner.RunContext)."""
-
-    def __init__(self, on_epoch: Callable[[RunSpec, store.Run, dict], None]):
-        self.on_epoch = on_epoch
-
-    def for_run(self, spec: RunSpec, run: store.Run) -> "_RunProgress":
-        return _RunProgress(lambda info: self.on_epoch(spec, run, info))
-
-
 class _RunProgress:
     """The progress interface of one run's trainer: no per-step callback, one per epoch."""
 
@@ -277,6 +272,28 @@ class _RunProgress:
 
     def callbacks(self):
         return None, self.on_epoch
+
+
+def make_jobs(suite: Suite, results: str, run_ids: list[str], rerun_stale: bool = False,
+         **options) -> list[Job]:
+    """A job for each of ``run_ids`` of ``suite``, writing under the results root
+    ``results``; ``options``: the other fields of :class:`Job`."""
+    raw, file = read_raw(suite.path), str(Path(suite.path).resolve())
+    return [Job(raw, file, suite.overrides, run_id, results, rerun_stale, **options)
+            for run_id in run_ids]
+
+
+def tune_work(job: Job, run_ids: list[str], storage_url: str) -> list[str]:
+    """A tuning worker (like one ``bench tune`` process): joins the study of each of
+    ``run_ids``; returns what it said, line by line."""
+    torch.set_num_threads(max(1, job.threads))
+    lines: list[str] = []
+    data = DataCache()
+    for run_id in run_ids:
+        suite, spec = job_suite(replace(job, run_id=run_id))
+        tune_one(spec, suite.config.tune, store.Suite(Path(job.results) / suite.slug),
+                 storage_url, data, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    return lines
 
 
 def job_suite(job: Job) -> tuple[Suite, RunSpec]:
@@ -289,11 +306,12 @@ def job_suite(job: Job) -> tuple[Suite, RunSpec]:
                      f"{job.run_id} (is it on another commit than the driver?)")
 
 
-def work(job: Job, hook: EpochHook | None = None,
+def work(job: Job, on_epoch: Callable[[RunSpec, store.Run, dict], None] | None = None,
          on_start: Callable[[store.Run], None] | None = None, send_files: bool = False
          ) -> Result:
     """Do one run in this process, as a local worker would: rebuild the suite, decide and
-    claim (unless the driver did), run, release. ``on_start(run)`` before the run starts
+    claim (unless the driver did), run, release. ``on_epoch(spec, run, info)`` after every
+    epoch, once its checkpoint is written; ``on_start(run)`` before the run starts
     (e.g. to put the checkpoint to resume from in its folder); ``send_files``: the run
     folder's files come back in the result. The run's own failures are recorded in its
     status.json by the pipeline; anything else raises."""
@@ -313,7 +331,8 @@ def work(job: Job, hook: EpochHook | None = None,
             return Result(spec.run_id, action, worker=worker)
         if on_start is not None:
             on_start(run)
-        progress = hook.for_run(spec, run) if hook is not None else None
+        progress = (None if on_epoch is None
+                    else _RunProgress(lambda info: on_epoch(spec, run, info)))
         ctx = runner.RunContext(folder, DataCache(), Dist(), code, progress,
                                 suite_file=job.file)
         state = runner.run_one(spec, ctx)

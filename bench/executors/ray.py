@@ -27,19 +27,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from bench import store
 from bench.config import RayConfig, RunSpec, Suite, TrainingConfig
-from bench.config.loading import read_raw
 from bench.errors import UsageError
 from bench.executors.board import Board
-from bench.executors.common import (EpochHook, Job, Outcome, Result, decide, if_finished,
-                                    job_suite, log, prepare_folder, rebuild_summary, record,
-                                    skipped, work)
+from bench.executors.common import (Job, Outcome, Result, decide, if_finished, log,
+                                    make_jobs, prepare_folder, rebuild_summary, record,
+                                    skipped, tune_work, work)
 from bench.fileio import atomic_write
-from bench.pipeline.setup import DataCache
-from bench.pipeline.tuning import tune_one
 
 POLL_S = 0.5  # how often the driver looks for progress and finished tasks
 RESUME_FILES = (store.files.CHECKPOINT, store.files.STATUS)  # what a driver-mode worker
@@ -150,9 +145,8 @@ def run_task(job: Job, relay, to_driver: bool) -> Result:
     import ray
 
     if not to_driver:
-        hook = EpochHook(lambda spec, run, info: relay.epoch.remote(
+        return work(job, lambda spec, run, info: relay.epoch.remote(
             spec.run_id, info["epoch"], _epoch_text(info)))
-        return work(job, hook)
 
     def on_epoch(spec: RunSpec, run: store.Run, info: dict) -> None:
         files = {n: run.file(n).read_bytes() for n in RESUME_FILES if run.file(n).is_file()}
@@ -166,8 +160,7 @@ def run_task(job: Job, relay, to_driver: bool) -> Result:
     scratch = Path(tempfile.gettempdir()) / f"bench-ray-{os.getuid()}" / job.run_id
     shutil.rmtree(scratch, ignore_errors=True)  # a dead attempt's leftovers
     try:
-        return work(replace(job, results=str(scratch)), EpochHook(on_epoch), on_start,
-                    send_files=True)
+        return work(replace(job, results=str(scratch)), on_epoch, on_start, send_files=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -190,12 +183,10 @@ def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite, option
         relay = _relay(folder.path.parent)
         task = ray.remote(run_task).options(max_retries=options.max_retries,
                                             retry_exceptions=False, **need)
-        raw, file = read_raw(suite.path), str(Path(suite.path).resolve())
+        jobs = make_jobs(suite, str(folder.path.parent.resolve()), [r.run_id for r in runs],
+                         rerun_stale, decide=not to_driver, threads=max(1, int(need["num_cpus"])))
         out, pending, claims_held = Outcome(), {}, {}
-        for spec in runs:
-            job = Job(raw, file, suite.overrides, spec.run_id,
-                      str(folder.path.parent.resolve()), rerun_stale, decide=not to_driver,
-                      threads=max(1, int(need["num_cpus"])))
+        for spec, job in zip(runs, jobs):
             run = folder.run(spec.run_id)
             if to_driver:  # the driver decides and claims, as a local worker would
                 claim, action = decide(spec, run, code["sha256"], rerun_stale)
@@ -257,24 +248,14 @@ def _ray_error(err: Exception) -> str:
 class TuneWorker:
     """A tuning worker: like one ``bench tune`` process, on a node of the cluster."""
 
-    def tune(self, raw: dict, file: str, overrides: tuple, run_ids: list[str], results: str,
-             storage_url: str, threads: int) -> list[str]:
-        torch.set_num_threads(max(1, threads))
-        lines: list[str] = []
-        data = DataCache()
-        for run_id in run_ids:
-            suite, spec = job_suite(Job(raw, file, overrides, run_id, results))
-            folder = store.Suite(Path(results) / suite.slug)
-            tune_one(spec, suite.config.tune, folder, storage_url, data,
-                     log=lambda *a, **k: lines.append(" ".join(map(str, a))))
-        return lines
+    def tune(self, job: Job, run_ids: list[str], storage_url: str) -> list[str]:
+        return tune_work(job, run_ids, storage_url)
 
 
 def tune(suite: Suite, targets: Sequence[RunSpec], folder: store.Suite, storage_url: str,
-         options: RayConfig) -> None:
-    """``options.tune_workers`` actors share every study of ``targets``; the driver then
-    writes each study's best-trial file into its own results root and says how it
-    stands."""
+         options: RayConfig) -> bool:
+    """``options.tune_workers`` actors share every study of ``targets``; True once they
+    are done."""
     import ray
 
     started = connect(options)
@@ -284,12 +265,12 @@ def tune(suite: Suite, targets: Sequence[RunSpec], folder: store.Suite, storage_
         scratch = None if shared else tempfile.mkdtemp(prefix="bench-ray-tune-")
         actor = ray.remote(TuneWorker).options(max_restarts=options.max_retries,
                                                max_task_retries=options.max_retries, **need)
-        raw, file = read_raw(suite.path), str(Path(suite.path).resolve())
         results = str(folder.path.parent.resolve()) if shared else scratch
+        (job,) = make_jobs(suite, results, [targets[0].run_id],
+                           threads=max(1, int(need["num_cpus"])))
         workers = [actor.remote() for _ in range(options.tune_workers)]
         started_at = time.monotonic()
-        calls = [w.tune.remote(raw, file, suite.overrides, [t.run_id for t in targets],
-                               results, storage_url, max(1, int(need["num_cpus"])))
+        calls = [w.tune.remote(job, [t.run_id for t in targets], storage_url)
                  for w in workers]
         for i, lines in enumerate(ray.get(calls), 1):
             for line in lines:
@@ -300,7 +281,4 @@ def tune(suite: Suite, targets: Sequence[RunSpec], folder: store.Suite, storage_
     finally:
         if started:
             ray.shutdown()
-    data = DataCache()
-    for spec in targets:  # the best-trial files, written by the driver
-        tune_one(spec, suite.config.tune, folder, storage_url, data, optimize=False,
-                 log=lambda *a, **k: print(*a))
+    return True

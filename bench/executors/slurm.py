@@ -21,21 +21,17 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from bench import store
 from bench.config import RunSpec, SlurmConfig, Suite, TrainingConfig
-from bench.config.loading import read_raw
 from bench.errors import UsageError
 from bench.executors.board import Board
-from bench.executors.common import (Job, Outcome, Result, if_finished, job_suite, log,
-                                    prepare_folder, rebuild_summary, record, skipped, work)
-from bench.fingerprint import fingerprint
-from bench.pipeline.setup import DataCache
-from bench.pipeline.tuning import tune_one
+from bench.executors.common import (Job, Outcome, Result, if_finished, log, make_jobs,
+                                    prepare_folder, rebuild_summary, record, skipped,
+                                    tune_work, work)
 
 POLL_S = 2.0  # how often the driver looks at the jobs and the runs' status.json
 LOGS = "_slurm"  # under results/<suite>/ (a folder the store does not take for a run)
@@ -59,14 +55,7 @@ class TuneJob:
     (the study resumes; a trial that was cut off is marked failed by its heartbeat)."""
 
     def __call__(self, job: Job, run_ids: list[str], storage_url: str) -> list[str]:
-        torch.set_num_threads(max(1, job.threads))
-        lines: list[str] = []
-        data = DataCache()
-        for run_id in run_ids:
-            suite, spec = job_suite(Job(job.raw, job.file, job.overrides, run_id, job.results))
-            tune_one(spec, suite.config.tune, store.Suite(Path(job.results) / suite.slug),
-                     storage_url, data, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
-        return lines
+        return tune_work(job, run_ids, storage_url)
 
     def checkpoint(self, job: Job, run_ids: list[str], storage_url: str):
         import submitit
@@ -121,20 +110,19 @@ def drop_placeholder(folder: store.Suite) -> None:
 
 def _jobs(suite: Suite, folder: store.Suite, run_ids: Sequence[str], rerun_stale: bool,
           threads: int) -> list[Job]:
-    raw, file = read_raw(suite.path), str(Path(suite.path).resolve())
-    return [Job(raw, file, suite.overrides, run_id, str(folder.path.parent.resolve()),
-                rerun_stale, threads=threads) for run_id in run_ids]
+    return make_jobs(suite, str(folder.path.parent.resolve()), list(run_ids), rerun_stale,
+                     threads=threads)
 
 
 def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite,
-              options: SlurmConfig, board: Board, rerun_stale: bool = False
+              options: SlurmConfig, code: dict, board: Board, rerun_stale: bool = False
               ) -> Outcome | None:
     """Submit one array job over ``runs`` and (``options.wait``) wait for it; None when it
     was only submitted."""
     prepare_folder(suite, folder)
     ex = executor(options, suite.config.training, folder, f"bench-{suite.slug}")
     out, left = Outcome(), []
-    current = fingerprint(suite.config.plugins)["sha256"]
+    current = code["sha256"]
     for spec in runs:  # finished runs are not submitted
         action = if_finished(spec, folder.run(spec.run_id), current, rerun_stale)
         if action is None:
@@ -185,9 +173,9 @@ def _wait(jobs: dict, folder: store.Suite, board: Board, out: Outcome) -> Outcom
 
 
 def tune(suite: Suite, targets: Sequence[RunSpec], folder: store.Suite, storage_url: str,
-         options: SlurmConfig) -> None:
-    """``options.tune_workers`` jobs (one array) share every study of ``targets``; then
-    the driver writes each study's best-trial file and says how it stands."""
+         options: SlurmConfig) -> bool:
+    """``options.tune_workers`` jobs (one array) share every study of ``targets``; True
+    once they are done, False when they were only submitted (``options.wait`` false)."""
     ex = executor(options, suite.config.training, folder, f"bench-tune-{suite.slug}")
     (job,) = _jobs(suite, folder, [targets[0].run_id], False, options.cpus)
     run_ids = [t.run_id for t in targets]
@@ -198,12 +186,9 @@ def tune(suite: Suite, targets: Sequence[RunSpec], folder: store.Suite, storage_
     log(f"{len(jobs)} tuning job(s): {', '.join(j.job_id for j in jobs)}; logs in "
         f"{folder.path / LOGS}")
     if not options.wait:
-        return
+        return False
     for i, j in enumerate(jobs, 1):
         for line in j.result():
             log(f"[tuning job {i}] {line}")
     drop_placeholder(folder)
-    data = DataCache()
-    for spec in targets:
-        tune_one(spec, suite.config.tune, folder, storage_url, data, optimize=False,
-                 log=lambda *a, **k: print(*a))
+    return True

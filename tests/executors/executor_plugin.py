@@ -108,3 +108,26 @@ def metrics(results: Path) -> dict[str, dict]:
 
 def progress_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("[run ")]
+
+
+# a tune: section for the shared-study tests (3 one-epoch trials in all)
+TUNE = {"trials": 3, "objective": "anytime", "epochs": 1, "pruner": "none"}
+
+
+def checked_study(tmp_path: Path, stdout: str) -> list:
+    """The trials of the one study that the tuning workers shared (results/spread/tuning/
+    optuna.db), after the checks both executors must pass."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'results' / 'spread' / 'tuning' / 'optuna.db'}"
+    (name,) = optuna.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    numbers = sorted(t.number for t in trials)  # 3 in all, not 3 per worker
+    assert numbers == list(range(len(numbers))) and 3 <= len(numbers) <= 4  # (the last may
+    # be one over: two workers that end a trial at the same instant each start another)
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.params["temperature"] for t in trials}) == len(trials)  # none twice
+    best = json.loads((tmp_path / "results" / "spread" / "tuning" / f"{name}.json").read_text())
+    assert best["trial"] == max(trials, key=lambda t: t.value).number
+    assert f"study {name}: {len(trials)} complete" in stdout
+    return trials

@@ -10,7 +10,8 @@ import shutil
 
 import pytest
 
-from executor_plugin import bench, events, metrics, progress_lines, write_suite
+from executor_plugin import (TUNE, bench, checked_study, events, metrics, progress_lines,
+                             write_suite)
 
 optuna = pytest.importorskip("optuna")
 
@@ -70,27 +71,15 @@ def test_without_sbatch_the_slurm_cluster_is_a_clear_error(tmp_path):
 
 
 def test_tuning_jobs_share_one_study(tmp_path):
-    raw = {"tune": {"trials": 3, "objective": "anytime", "epochs": 1, "pruner": "none"},
-           "methods": [{"name": "boostnet", "label": "boost-tuned",
-                        "options": {"temperature": "tuned"}}]}
+    raw = {"tune": TUNE, "methods": [{"name": "boostnet", "label": "boost-tuned",
+                                      "options": {"temperature": "tuned"}}]}
     suite = write_suite(tmp_path, **raw)
     out = bench("tune", str(suite), "--executor", "slurm",
                 "--set", "executor.slurm.cluster=local", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "2 tuning job(s)" in out.stderr  # executor.slurm.tune_workers, one array
-
-    storage = f"sqlite:///{tmp_path / 'results' / 'spread' / 'tuning' / 'optuna.db'}"
-    (name,) = optuna.get_all_study_names(storage)
-    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
-    numbers = sorted(t.number for t in trials)  # 3 in all, not 3 per job
-    assert numbers == list(range(len(numbers))) and 3 <= len(numbers) <= 4  # (the last may
-    # be one over: two workers that end a trial at the same instant each start another)
-    assert all(t.state.name == "COMPLETE" for t in trials)
-    assert len({t.params["temperature"] for t in trials}) == len(trials)  # none twice
+    trials = checked_study(tmp_path, out.stdout)
     assert len({t.user_attrs["worker"] for t in trials}) <= 2
-    best = json.loads((tmp_path / "results" / "spread" / "tuning" / f"{name}.json").read_text())
-    assert best["trial"] == max(trials, key=lambda t: t.value).number
-    assert f"study {name}: {len(trials)} complete" in out.stdout
     logs = tmp_path / "results" / "spread" / "_slurm"
     assert not (logs / "%j").exists()
     assert len({p.name.split("_log")[0] for p in logs.glob("*/*_log.out")}) == 2  # 2 jobs

@@ -22,6 +22,8 @@ import yaml
 
 optuna = pytest.importorskip("optuna")
 
+from bench.pipeline.tuning import open_storage  # noqa: E402 (needs optuna)
+
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,12 +130,9 @@ def finish(worker: subprocess.Popen) -> str:
 
 def load(storage: str):
     """The one study in ``storage`` (a URL, or journal:PATH as bench tune takes it)."""
-    if storage.startswith("journal:"):
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-        storage = JournalStorage(JournalFileBackend(storage[len("journal:"):]))
-    (summary,) = optuna.get_all_study_summaries(storage)
-    return optuna.load_study(study_name=summary.study_name, storage=storage)
+    opened = open_storage(storage)
+    (summary,) = optuna.get_all_study_summaries(opened)
+    return optuna.load_study(study_name=summary.study_name, storage=opened)
 
 
 def check_shared_study(tmp_path: Path, storage: str) -> None:
