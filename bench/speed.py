@@ -122,8 +122,13 @@ def stepper(model: nn.Module, method: methods.Method, *, batch_size: int, num_cl
     torch.manual_seed(seed)
     step = method_step(model, method, stage_index=stage_index, channels_last=channels_last,
                        device=device, precision_setting=precision_setting, compiled=compiled)
-    x, y = random_batch(batch_size, input_size or model.input_size, num_classes, seed, device)
+    return fixed_round(step, *random_batch(batch_size, input_size or model.input_size,
+                                           num_classes, seed, device), device)
 
+
+def fixed_round(step: Step, x: torch.Tensor, y: torch.Tensor, device: str
+                ) -> Callable[[], None]:
+    """``step`` on the batch (x, y) as a function of no arguments that waits for the GPU."""
     def fixed() -> None:
         step(x, y)
         synchronize(device)
@@ -296,16 +301,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error(f"--{key.replace('_', '-')}: expected at least 1")
     num_classes = args.num_classes or (1000 if "imagenet" in args.backbone else 100)
     try:
-        method = methods.create(args.method, **parse_options(args.option))
+        options = parse_options(args.option)
+        method = methods.create(args.method, **options)
         resolved = precision.resolve(args.precision, args.device)
     except ValueError as err:
         p.error(str(err))
-    stages = method.stages(backbones.create(args.backbone, num_classes=num_classes).num_exits)
+    probe = backbones.create(args.backbone, num_classes=num_classes)  # its shape, its exits
+    stages = method.stages(probe.num_exits)
     if args.stage is not None and not 1 <= args.stage <= len(stages):
         p.error(f"--stage: method {args.method!r} has stages 1..{len(stages)}")
     for s in ([args.stage - 1] if args.stage else range(len(stages))):
         try:
-            steps = _steps(args, num_classes, s)
+            steps = _steps(args, num_classes, s, options, probe.input_size)
         except (ValueError, FileNotFoundError, RuntimeError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -319,32 +326,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _profiled(one_round: Callable[[], None], device: str, rounds: int = 1):
+    """(per-op events, the name of their self-time field, wall-clock seconds) of
+    ``rounds`` rounds under torch.profiler: device time on a GPU, CPU time on a CPU."""
+    cuda = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        wall = _timed(lambda: [one_round() for _ in range(rounds)])
+    return prof.key_averages(), "self_device_time_total" if cuda else "self_cpu_time_total", wall
+
+
 def profile_round(one_round: Callable[[], None], device: str, rows: int = 15) -> str:
     """Where one round's time goes: the ``rows`` ops with the most self time on the device
     (on a CPU: CPU time), then the round's wall-clock beside the time the device was busy
     (a GPU far less busy than the wall-clock is waiting for kernel launches)."""
-    cuda = torch.device(device).type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
-        wall = _timed(one_round)
-    events = prof.key_averages()
-    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events, key, wall = _profiled(one_round, device)
     busy_s = sum(getattr(e, key) for e in events) / 1e6
     table = events.table(sort_by=key, row_limit=rows)
+    busy = "device kernels" if key == "self_device_time_total" else "CPU ops"
     return (f"{table}\nprofiled round: wall-clock {wall:.4f} s (profiler overhead included), "
-            f"{'device kernels' if cuda else 'CPU ops'} {busy_s:.4f} s")
+            f"{busy} {busy_s:.4f} s")
 
 
 def op_times(one_round: Callable[[], None], device: str, rounds: int = 3) -> dict[str, float]:
     """Self time per op (ms per round, the mean of ``rounds`` profiled rounds): device time
     on a GPU, CPU time on a CPU."""
-    cuda = torch.device(device).type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    with profile(activities=activities) as prof:
-        for _ in range(rounds):
-            one_round()
-    return {event.key: getattr(event, key) / 1e3 / rounds for event in prof.key_averages()}
+    events, key, _ = _profiled(one_round, device, rounds)
+    return {event.key: getattr(event, key) / 1e3 / rounds for event in events}
 
 
 def compare_profiles(steps: dict[str, Callable[[], None]], device: str, rows: int = 20,
@@ -366,35 +374,37 @@ def compare_profiles(steps: dict[str, Callable[[], None]], device: str, rows: in
     return "\n".join(lines)
 
 
-def _steps(args, num_classes: int, s: int) -> dict[str, Callable[[], None]]:
+def _steps(args, num_classes: int, s: int, options: dict, input_size: Sequence[int]
+           ) -> dict[str, Callable[[], None]]:
     """The timed implementations in stage ``s``, each a round as a function of no
     arguments: ours, then those ``--plain``, ``--against`` and ``--reference`` add."""
-    steps = {"ours": _ours(args, num_classes, args.method, parse_options(args.option), s)}
+    steps = {"ours": _ours(args, num_classes, args.method, options, s, input_size)}
     if args.plain:
-        steps["ours, NCHW"] = _ours(args, num_classes, args.method,
-                                    parse_options(args.option), s, plain=True)
+        steps["ours, NCHW"] = _ours(args, num_classes, args.method, options, s, input_size,
+                                    plain=True)
     if args.against:
-        steps[args.against] = _ours(args, num_classes, args.against, {}, 0)
+        steps[args.against] = _ours(args, num_classes, args.against, {}, 0, input_size)
     if args.reference:
-        steps["reference"] = _as_round(args, num_classes, _reference(args, num_classes))
+        steps["reference"] = _as_round(args, num_classes, _reference(args, num_classes, options),
+                                       input_size)
     return steps
 
 
 def _ours(args, num_classes: int, name: str, options: dict, stage_index: int,
-          plain: bool = False) -> Callable[[], None]:
+          input_size: Sequence[int], plain: bool = False) -> Callable[[], None]:
     """A fresh model (seeded) under method ``name``, as a round."""
     torch.manual_seed(args.seed)
     model = backbones.create(args.backbone, num_classes=num_classes)
     step = method_step(model, methods.create(name, **options), stage_index=stage_index,
                        channels_last=args.channels_last, device=args.device,
                        precision_setting=args.precision, compiled=args.compile, plain=plain)
-    return _as_round(args, num_classes, step)
+    return _as_round(args, num_classes, step, input_size)
 
 
-def _reference(args, num_classes: int) -> Step:
+def _reference(args, num_classes: int, options: dict) -> Step:
     """The reference's step on ``args.device``, under the same autocast as ours."""
     model = backbones.create(args.backbone, num_classes=num_classes)
-    method = methods.create(args.method, **parse_options(args.option))
+    method = methods.create(args.method, **options)
     step = reference_step(args.reference, model, method, args.seed, device=args.device)
     autocast = precision.autocast(precision.resolve(args.precision, args.device), args.device)
 
@@ -405,22 +415,17 @@ def _reference(args, num_classes: int) -> Step:
     return under_autocast
 
 
-def _as_round(args, num_classes: int, step: Step) -> Callable[[], None]:
+def _as_round(args, num_classes: int, step: Step, input_size: Sequence[int]
+              ) -> Callable[[], None]:
     """A step as one timed round: on a fixed random batch, or with ``--epoch`` a run of
     ``--epoch-steps`` steps over freshly augmented batches."""
-    input_size = backbones.create(args.backbone, num_classes=num_classes).input_size
     if args.epoch:
         data = epoch_data(args.batch_size, args.epoch_steps, input_size, num_classes,
                           args.seed)
         return epoch_rounds(step, data, batch_size=args.batch_size, device=args.device,
                             seed=args.seed)
-    x, y = random_batch(args.batch_size, input_size, num_classes, args.seed, args.device)
-
-    def fixed() -> None:
-        step(x, y)
-        synchronize(args.device)
-
-    return fixed
+    return fixed_round(step, *random_batch(args.batch_size, input_size, num_classes,
+                                           args.seed, args.device), args.device)
 
 
 def print_summary(args, resolved: str, where: str, passes: dict,
@@ -451,7 +456,7 @@ def _batch_norm_text(device: str) -> str:
     """On a CPU, which version of the channels_last batch norm ran (bench.backbones.native)."""
     if torch.device(device).type != "cpu":
         return ""
-    return "; batch norm: " + ("C kernel" if native.kernel() is not None else "PyTorch ops")
+    return "; batch norm: " + native.implementation()
 
 
 def _epoch_text(args, round_times: Sequence[float]) -> str:

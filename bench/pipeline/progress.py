@@ -34,10 +34,6 @@ def on_terminal() -> bool:
     return bool(isatty is not None and isatty())
 
 
-def default_interval() -> float:
-    return TTY_INTERVAL if on_terminal() else LOG_INTERVAL
-
-
 def _top1(values) -> str:
     return " ".join("-" if math.isnan(v) else f"{v:.1f}" for v in values)
 
@@ -55,8 +51,9 @@ class TrainingBar:
 
     def __init__(self, desc: str, interval: float | None = None, lines: bool | None = None):
         self.desc = desc
-        self.interval = default_interval() if interval is None else interval
         self.lines = not on_terminal() if lines is None else lines
+        self.interval = ((LOG_INTERVAL if self.lines else TTY_INTERVAL) if interval is None
+                         else interval)
         # Until the first step: the description alone (data, model and method being set up).
         self.bar: tqdm | LogLines | None = (
             LogLines(desc) if self.lines else
@@ -69,13 +66,11 @@ class TrainingBar:
         self.close()
         self.opened = True
         steps = info["steps"]
+        total, initial = info["epochs"] * steps, info["epoch"] * steps + info["step"] - 1
         if self.lines:
-            self.bar = LogLines(self.desc, total=info["epochs"] * steps,
-                                initial=info["epoch"] * steps + info["step"] - 1,
-                                images=info["images"])
+            self.bar = LogLines(self.desc, total=total, initial=initial, images=info["images"])
             return
-        self.bar = tqdm(total=info["epochs"] * steps,
-                        initial=info["epoch"] * steps + info["step"] - 1, desc=self.desc,
+        self.bar = tqdm(total=total, initial=initial, desc=self.desc,
                         unit=" img", unit_scale=info["images"], file=sys.stderr,
                         bar_format=BAR,
                         # redrawn by on_step alone, so that the count and the postfix drawn

@@ -57,7 +57,7 @@ def cpu_batch_norm(device: torch.device) -> str | None:
     MSDNets): the C kernel, or PyTorch ops where it cannot be built; None on a GPU."""
     if device.type != "cpu":
         return None
-    return "C kernel" if native.kernel() is not None else "PyTorch ops"
+    return native.implementation()
 
 
 class DataCache:

@@ -282,7 +282,8 @@ class Trainer:
             # eager. Measured gains: docs/benchmarks.md.
             net = compiling.compile_forward(net, self.device)
         ctx = methods_registry.StepContext(
-            net, self.model, optimizer, stage, s, step=self._stepper(optimizer),
+            net, self.model, optimizer, stage, s,
+            step=precision.optimizer_step(optimizer, self.scaler),
             autocast=self.autocast, check_finite=self._check_finite,
             all_reduce_mean=self._all_reduce_mean)
         base_lr = self.training.optimizer.lr
@@ -311,9 +312,6 @@ class Trainer:
             self._save(state, s)
             if self.on_epoch and self.dist.is_main:
                 self.on_epoch({"epoch": epoch + 1, "stage": s + 1, "rows": rows})
-
-    def _stepper(self, optimizer) -> Callable[[torch.Tensor], None]:
-        return precision.optimizer_step(optimizer, self.scaler)
 
     def _check_finite(self, loss: torch.Tensor, sample_losses: torch.Tensor) -> None:
         if not self.dist.all_finite(loss):
