@@ -10,8 +10,9 @@ from bench import store
 from bench.commands.common import folder_option, render, selected_runs
 from bench.config import load_suite
 from bench.errors import UsageError
+from bench.executors.common import rebuild_summary
 from bench.fingerprint import fingerprint
-from bench.pipeline import importing
+from bench.pipeline import claims, importing
 from bench.pipeline.runner import method_options
 from bench.pipeline.setup import DataCache
 
@@ -36,8 +37,9 @@ def main(args) -> int:
         folder_option(Path(args.reports), "--reports", create=True)
     folder = store.Suite(results / suite.slug)
     folder.path.mkdir(parents=True, exist_ok=True)
-    if not folder.has_suite_json():
-        folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
+    with claims.locked(folder.summary_lock_path):  # suite-folder files are written under it
+        if not folder.has_suite_json():
+            folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
     code = fingerprint(suite.config.plugins)
     if args.checkpoint:
         options, _ = method_options(spec, folder, suite.path)
@@ -45,7 +47,7 @@ def main(args) -> int:
                                           methods.create(spec.method_name, **options), code)
     else:
         run = importing.import_logits(spec, suite.config, folder, Path(args.logits), code)
-    folder.write_summary()
+    rebuild_summary(folder)
     budgeted = ", ".join(f"{b['accuracy']:.2f}% at {b['mmacs']:.3g} MMACs"
                          for b in (run.metrics or {}).get("budgeted") or [])
     print(f"{run.run_id}: imported ({run.imported['kind']}); top-1 of the last exit "

@@ -23,8 +23,7 @@ from pathlib import Path
 
 from .errors import DatasetNotFound, MissingDependency
 from .registry import (Dataset, Images, Request, get, names, options_of, register, serve)
-from .splits import (Splits, TensorSplits, mix_seed, shard, split_indices, uint8_mean_std,
-                     unshard)
+from .splits import Splits, TensorSplits, shard, split_indices, unshard
 # Importing a module registers its data sets.
 from . import imagenet, synthetic, vision  # noqa: E402,F401
 from .synthetic import SyntheticSplits

@@ -26,7 +26,6 @@ import torch
 from .splits import Splits, TensorSplits, first, split_indices, uint8_mean_std
 
 AUGMENT = {"augment": True}  # an option of every data set
-SHAPE_OPTIONS = ("num_classes", "channels", "image_size")  # options that set the shape
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,22 @@ def gather_predict(model, method, splits, split: str, batch_size: int, device, d
     return gathered(0), gathered(1), unshard([p[2] for p in parts], n)
 
 
+def predict_splits(model, method, splits, batch_size: int, device, dist: Dist,
+                   channels_last: bool = False) -> dict[str, dict[str, torch.Tensor]]:
+    """The held-out and test predictions a run saves (gathered as :func:`gather_predict`):
+    per split F_n ``logits`` and raw head logits f_n ``raw_logits`` in float16, ``targets``.
+    Saved in float16 and metrics computed from what was saved, so that a later evaluation
+    from disk gives exactly the same numbers; F_n and f_n are both kept so that rules and
+    ensembles can be applied later without retraining."""
+    preds = {}
+    for split in ("heldout", "test"):
+        logits, raw, targets = gather_predict(model, method, splits, split, batch_size, device,
+                                              dist, channels_last=channels_last,
+                                              dtype=torch.float16)
+        preds[split] = {"logits": logits, "raw_logits": raw, "targets": targets.long()}
+    return preds
+
+
 def broadcast(value, dist: Dist):
     """Rank 0's ``value`` on every rank (any picklable object)."""
     if dist.world_size <= 1:

@@ -93,12 +93,8 @@ def import_checkpoint(spec: RunSpec, folder: store.Suite, path: Path, data: Data
     run.write_config(config)
     run.write_environment(environment(device, code))
     run.write_heldout_index(splits.heldout_indices)
-    preds = {}
-    for split in ("heldout", "test"):
-        logits, raw, targets = distributed.gather_predict(
-            model, method, splits, split, training.eval_batch_size, device, Dist(),
-            dtype=torch.float16)
-        preds[split] = {"logits": logits, "raw_logits": raw, "targets": targets.long()}
+    preds = distributed.predict_splits(model, method, splits, training.eval_batch_size,
+                                       device, Dist())
     run.write_costs(list(spec.exit_mmacs), flops.params_per_exit(model), list(spec.input_size))
     _finish(run, preds, list(spec.exit_mmacs), list(spec.budgets_mmacs), spec, code)
     return run

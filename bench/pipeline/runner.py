@@ -10,8 +10,6 @@ import logging
 import traceback
 from dataclasses import dataclass
 
-import torch
-
 from bench import store
 from bench.config import RunSpec
 from bench.pipeline import distributed
@@ -151,15 +149,9 @@ def _train_and_evaluate(spec: RunSpec, run: store.Run, ctx: RunContext, options:
                       after_epoch=(lambda m: distributed.average_buffers(m, dist))
                       if dist.world_size > 1 else None)
     state = trainer.fit()
-    preds = {}
-    for split in ("heldout", "test"):  # every rank predicts its shard; rank 0 gathers
-        # Saved as float16 and metrics computed from what was saved, so that a later
-        # evaluation from disk gives exactly the same numbers. F_n and the raw head logits
-        # f_n are both kept: rules and ensembles can be applied later without retraining.
-        logits, raw, targets = distributed.gather_predict(
-            s.model, s.method, s.splits, split, training.eval_batch_size, s.device, dist,
-            channels_last=trainer.channels_last, dtype=torch.float16)
-        preds[split] = {"logits": logits, "raw_logits": raw, "targets": targets.long()}
+    # every rank predicts its shard; rank 0 gathers
+    preds = distributed.predict_splits(s.model, s.method, s.splits, training.eval_batch_size,
+                                       s.device, dist, channels_last=trainer.channels_last)
     if not dist.is_main:
         return
     run.write_history(state.history)

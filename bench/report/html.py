@@ -87,10 +87,11 @@ def render(results_root: Path, reports_root: Path, suites: list[str] | None = No
         code = fingerprint.current(suite.plugins)
         stale = [r.run_id for r in suite.stale_runs(code)]
         cmp = tables.comparison(suite, code)
+        lines = summary.summary(suite, cmp)  # (page and card: computed once)
         if path in chosen:
-            render_suite(env, suite, cmp, reports_root / suite.slug, stale)
+            render_suite(env, suite, cmp, reports_root / suite.slug, stale, lines)
             render_leaderboard(env, suite, reports_root / suite.slug, stale, code)
-        cards.append(index_card(suite, cmp, reports_root, stale))
+        cards.append(index_card(suite, cmp, reports_root, stale, lines))
     index = reports_root / "index.html"
     index.write_text(env.get_template("index.html").render(
         root=".", title="Reports", suites=cards, macs_note=MACS_NOTE,
@@ -98,10 +99,11 @@ def render(results_root: Path, reports_root: Path, suites: list[str] | None = No
     return index
 
 
-def index_card(suite: Suite, cmp: pd.DataFrame, reports_root: Path, stale: list[str]) -> dict:
-    """A suite on the index: status, data set, backbones, what its numbers show (a sentence
-    per backbone), its description, and per backbone the headline (methods x budgets, mean
-    ± std, difference to the baseline)."""
+def index_card(suite: Suite, cmp: pd.DataFrame, reports_root: Path, stale: list[str],
+               lines: list[str]) -> dict:
+    """A suite on the index: status, data set, backbones, what its numbers show (``lines``:
+    a sentence per backbone), its description, and per backbone the headline (methods x
+    budgets, mean ± std, difference to the baseline)."""
     folder = reports_root / suite.slug
     heads = []
     for backbone in dict.fromkeys(cmp["backbone"]):
@@ -116,7 +118,7 @@ def index_card(suite: Suite, cmp: pd.DataFrame, reports_root: Path, stale: list[
                                     if isinstance(e, dict)]
     return {"slug": suite.slug, "name": suite.name, "status": status_of(suite, stale),
             "date": suite.date, "backbones": backbones, "dataset": dataset_of(suite),
-            "summary": summary.summary(suite, cmp),
+            "summary": lines,
             "description": suite.config.get("description") or "",
             "baseline": suite.baseline, "headlines": heads,
             "has_page": (folder / "index.html").exists(),

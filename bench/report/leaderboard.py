@@ -19,7 +19,6 @@ from bench.store import Suite
 from bench.store import rules as R
 
 PAGE = "leaderboard.html"
-ALPHA = 0.05
 BETTER, WORSE = " ▲", " ▼"
 NOTES = [
     "Thresholds of every exit rule are fitted on the held-out split (images held out of "
@@ -32,7 +31,7 @@ NOTES = [
     f"budget: {stats.TTEST} (scipy.stats.ttest_rel) with several seeds, {stats.BOOTSTRAP} "
     f"({stats.N_BOOT} resamples; per-image correctness from predictions.pt under the rule's "
     f"saved thresholds) with one. {BETTER.strip()} / {WORSE.strip()}: better / worse than the "
-    f"baseline at p < {ALPHA}. The p-values are not corrected for the many comparisons on "
+    f"baseline at p < {stats.ALPHA}. The p-values are not corrected for the many comparisons on "
     "this page: read them as a guide, not as a family-wise test.",
     "The patience criterion scores c_n + max softmax (PABEE's counter, ties broken by "
     "confidence) so that it can meet any budget; PABEE itself uses one integer patience.",
@@ -97,7 +96,7 @@ def rule_curves(suite: Suite, backbone: str, per_exit: pd.DataFrame
 
 
 def _marker(p: float, diff: float) -> str:
-    if missing(p) or missing(diff) or p >= ALPHA:
+    if missing(p) or missing(diff) or p >= stats.ALPHA:
         return ""
     return BETTER if diff > 0 else WORSE
 
@@ -129,7 +128,7 @@ def budget_table(budgets: pd.DataFrame, sig: pd.DataFrame, folder: Path, filenam
                       f"Leaderboard: top-1 % at each average budget, {what}",
                       note=f"Rows: exit rule (combiner / criterion) and method; mean ± "
                            f"standard deviation over seeds (n-1); in parentheses {against}; "
-                           f"{BETTER.strip()}/{WORSE.strip()} significant at p < {ALPHA} "
+                           f"{BETTER.strip()}/{WORSE.strip()} significant at p < {stats.ALPHA} "
                            "(see the differences below).", index=False)
 
 

@@ -24,6 +24,8 @@ from bench.report import tables
 from bench.store import Run, Suite
 from bench.store import rules as R
 
+ALPHA = 0.05  # the significance level of the report's tests (leaderboard, summary)
+
 N_BOOT = 10000
 TTEST = "paired t-test over seeds"
 BOOTSTRAP = "paired bootstrap over test images"
@@ -107,19 +109,15 @@ def correctness(run: Run, kind: str, point: float) -> np.ndarray | None:
     return None
 
 
-def _values(runs: list[Run], kind: str, point: float) -> dict[int, float]:
-    """seed -> top-1 % of the finished runs at an exit or a budget."""
-    out = {}
-    for r in runs:
-        m = r.metrics or {}
-        if kind == "exit":
-            hit = [a.get("top1") for a in m.get("anytime") or [] if a.get("exit") == point]
-        else:
-            hit = [b.get("accuracy") for b in m.get("budgeted") or []
-                   if math.isclose(float(b.get("budget_mmacs", math.nan)), point, rel_tol=1e-9)]
-        if hit and hit[0] is not None:
-            out[r.seed] = float(hit[0])
-    return out
+def _value(run: Run, kind: str, point: float) -> float | None:
+    """Top-1 % of a finished run at an exit or a budget, or None where it has none."""
+    m = run.metrics or {}
+    if kind == "exit":
+        hit = [a.get("top1") for a in m.get("anytime") or [] if a.get("exit") == point]
+    else:
+        hit = [b.get("accuracy") for b in m.get("budgeted") or []
+               if math.isclose(float(b.get("budget_mmacs", math.nan)), point, rel_tol=1e-9)]
+    return float(hit[0]) if hit and hit[0] is not None else None
 
 
 def compare(suite: Suite, backbone: str, method: str, reference: str, kind: str,
@@ -127,7 +125,7 @@ def compare(suite: Suite, backbone: str, method: str, reference: str, kind: str,
     """``method`` minus ``reference`` at one exit or budget, with the fitting test."""
     return _paired(suite.runs_of(backbone, method, "done"),
                    suite.runs_of(backbone, reference, "done"),
-                   lambda r: _values([r], kind, point).get(r.seed),
+                   lambda r: _value(r, kind, point),
                    lambda r: correctness(r, kind, point))
 
 

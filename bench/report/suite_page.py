@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import fingerprint, paper
-from bench.report import latency, plots, stats, summary, tables, tuning
+from bench.report import latency, plots, stats, tables, tuning
 from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, dataset_of, fmt, make_table,
                                  point_label, safe, stale_footnote, status_of,
                                  test_columns)
@@ -19,8 +19,8 @@ from bench.report.run_page import render_run
 from bench.store import Suite
 
 
-def render_suite(env, suite: Suite, cmp: pd.DataFrame, folder: Path, stale: list[str]
-                 ) -> None:
+def render_suite(env, suite: Suite, cmp: pd.DataFrame, folder: Path, stale: list[str],
+                 summary_lines: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     base = suite.baseline
     labels = suite.method_labels + [m for m in cmp["method"] if m not in suite.method_labels]
@@ -31,7 +31,7 @@ def render_suite(env, suite: Suite, cmp: pd.DataFrame, folder: Path, stale: list
         render_run(env, suite, run, folder / "runs", run.run_id in stale)
     (folder / "index.html").write_text(env.get_template("suite.html").render(
         root="..", title=suite.name, suite=suite, status=status_of(suite, stale),
-        summary=summary.summary(suite, cmp),
+        summary=summary_lines,
         dataset=dataset_of(suite), sections=sections, runs=runs,
         environments=environments(suite), baseline=base, stale=stale,
         tuning=tuning.section(suite), latency=latency.section(suite, folder),

@@ -23,7 +23,6 @@ import pandas as pd
 from bench.report import stats
 from bench.store import Suite
 
-ALPHA = 0.05
 
 
 def _number(n: int, word: str) -> str:
@@ -63,7 +62,7 @@ def differences(suite: Suite, cmp: pd.DataFrame, backbone: str, base: str) -> st
         if not diffs:
             continue
         tested = [t for t in tests if not math.isnan(t.p)]
-        hits = sum(t.p < ALPHA for t in tested)
+        hits = sum(t.p < stats.ALPHA for t in tested)
         diff = sum(diffs) / len(diffs)
         if test is None and tested:
             test = _test_name(tested[0])
