@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import speed
+from bench.pipeline import speed
 from bench.commands import COMMANDS
 from bench.data import DatasetNotFound, MissingDependency
 from bench.errors import UsageError
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--reports", type=Path, default=REPORTS, help="reports folder (reports/)")
     ev.add_argument("--no-report", action="store_true", help="do not render HTML at the end")
 
-    sub.add_parser("speed", help="time training steps (see python -m bench.speed --help)",
+    sub.add_parser("speed", help="time training steps (see python -m bench speed --help)",
                    add_help=False)
     return parser
 

@@ -4,7 +4,7 @@ harness's results, suites or training code.
 >>> model = bench.export.load("model.pt")          # torch.load(..., weights_only=True)
 >>> classes, exits, confidences = model.predict(x, budget_mmacs=3.0)
 
-``predict`` really exits early (bench.early_exit): every image leaves at the first exit
+``predict`` really exits early (bench.inference): every image leaves at the first exit
 whose confidence (max softmax of F_n) reaches that exit's threshold, and nothing past its
 exit is computed for it. Thresholds come from the file, fitted on the run's held-out split:
 
@@ -26,7 +26,7 @@ from torch import nn
 
 import methods
 from bench import backbones
-from bench.early_exit import early_exit
+from bench.inference.early_exit import early_exit
 
 FORMAT = "boostnet-bench export 1"
 REQUIRED = ("format", "state_dict", "backbone", "num_classes", "method", "exit_mmacs",

@@ -31,11 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.registry import Registry
 from methods.heads import ExitHeads, attach, modules_of
 from methods.options import NUMBER_OR_NUMBERS, NUMBERS, Option, OptionError, Range
 from methods.training import Passes, Stage, StepContext, split_epochs  # noqa: F401
 
-_REGISTRY: dict[str, type["Method"]] = {}
+METHODS: Registry[type["Method"]] = Registry("method")
 
 LOSS_WEIGHTS = Option("loss_weights", NUMBERS, None,
                       "per-exit loss weights w_n of sum_n w_n CE_n (null: 1 for every exit)")
@@ -45,12 +46,11 @@ def register(name: str):
     """Class decorator registering a method under ``name``; its declarations are checked."""
 
     def wrap(cls):
-        if name in _REGISTRY:
+        if name in METHODS:
             raise ValueError(f"method {name!r} is already registered")
         _check_declarations(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return METHODS.add(name, cls)
 
     return wrap
 
@@ -71,13 +71,11 @@ def _check_declarations(name: str, cls) -> None:
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def _get(name: str) -> type["Method"]:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown method {name!r}; registered: {', '.join(names())}")
-    return _REGISTRY[name]
+    return METHODS.get(name)
 
 
 def options_of(name: str) -> tuple[Option, ...]:
@@ -100,7 +98,7 @@ def search_space(name: str) -> dict[str, Range]:
 
 
 def paper_curve(name: str) -> str | None:
-    """The BoostNet paper's curve (bench.paper) this method's reference variant reproduces."""
+    """The BoostNet paper's curve (bench.evaluate.paper) this method's reference variant reproduces."""
     return _get(name).PAPER_CURVE
 
 

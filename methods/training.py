@@ -1,6 +1,6 @@
 """What a training step gets from the trainer, and what trains in a stage.
 
-The trainer (bench.pipeline.train) and the speed measurement (bench.speed) both drive a
+The trainer (bench.pipeline.train) and the speed measurement (bench.pipeline.speed) both drive a
 method through these, so a step timed by ``bench speed`` is the step a run takes.
 
 A :class:`StepContext` is one stage's view of the training machinery: the forward to call

@@ -70,7 +70,7 @@ def test_duplicates_unknown_names_and_options_are_errors():
         data.register("x", options={"augment": False}, num_classes=2)
     with pytest.raises(ValueError, match="num_classes"):
         data.register("x")
-    with pytest.raises(ValueError, match=r"unknown data set 'nope'; known: .*cifar10.*"
+    with pytest.raises(ValueError, match=r"unknown data set 'nope'; registered: .*cifar10.*"
                                          r"test_registry_bars"):
         data.load("nope", "u", heldout=1, seed=0)
     with pytest.raises(ValueError, match=r"\['colour'\].*test_registry_bars.*train_size"):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench import fingerprint, paper
+from bench import fingerprint
+from bench.evaluate import paper
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +60,7 @@ def test_plugin_files_count_by_content_not_place(tmp_path):
     assert gone not in (base, with_a["sha256"])
     # a module plugin contributes its file
     # (the installed module's file: under tox the package is a wheel in site-packages)
-    assert fingerprint.plugin_files(["bench.paper"]) == [Path(paper.__file__)]
+    assert fingerprint.plugin_files(["bench.evaluate.paper"]) == [Path(paper.__file__)]
     assert fingerprint.plugin_files(["no.such.module"]) == []
 
 

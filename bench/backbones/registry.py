@@ -13,24 +13,19 @@ from typing import Callable
 
 from torch import nn
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+from bench.registry import Registry
+
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 
 
 def register(name: str):
     """Decorator that registers a backbone constructor under ``name``."""
-
-    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+    return BACKBONES.register(name)
 
 
 def names() -> list[str]:
     """Registered backbone names, sorted."""
-    return sorted(_REGISTRY)
+    return BACKBONES.names()
 
 
 def create(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
@@ -38,8 +33,7 @@ def create(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
 
     ``num_classes`` defaults to the configuration's own (100 for CIFAR-100 configurations,
     1000 for ImageNet ones)."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(names())}")
+    constructor = BACKBONES.get(name)
     if num_classes is not None:
         overrides["num_classes"] = num_classes
-    return _REGISTRY[name](**overrides)
+    return constructor(**overrides)

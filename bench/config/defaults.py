@@ -45,7 +45,7 @@ TRAINING = {"epochs": 300, "batch_size": 64, "eval_batch_size": 256, "optimizer"
             # True: the last partial training batch is dropped (unless the split holds less
             # than one batch); false keeps it, as the BoostNet reference's DataLoader does.
             "drop_last": True}
-# training.precision (bench.precision): fp32 by default, as runs trained before the key
+# training.precision (bench.engine.precision): fp32 by default, as runs trained before the key
 # existed; ``auto`` (bf16 on GPUs that support it) is the fast choice on a GPU.
 # training.amp, the key it replaced, is still read as an alias: amp true is fp16, false fp32.
 # Run ids hash the precisions amp could express as amp did (AMP_PRECISION inverted), so
@@ -58,7 +58,7 @@ SCHEDULE = "step"
 
 BUDGETS = {"mmacs": None, "fractions": None}  # at most one; none: no budgeted evaluation
 # Evaluation options are computed from saved logits, so they never change a run id.
-# Exit rules (bench.exits): every (combiner, criterion) pair is evaluated; the default pair
+# Exit rules (bench.evaluate): every (combiner, criterion) pair is evaluated; the default pair
 # (none, max_softmax) is what metrics.json's top-level keys have always held. A combiner is
 # a name or {name, **options}; global_threshold adds the one-threshold fit as a variant.
 EVALUATION = {"calibration": False, "criteria": ["max_softmax"], "combiners": ["none"],

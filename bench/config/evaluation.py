@@ -2,7 +2,7 @@
 metrics.json holds.
 
     evaluation:
-      criteria: [max_softmax, entropy, margin, patience]       # bench.exits.criteria
+      criteria: [max_softmax, entropy, margin, patience]       # bench.evaluate.criteria
       combiners: [none, product, {name: product, weights: linear}, caching]
       global_threshold: true      # also one threshold at every exit (DeeBERT/ZTW style)
 
@@ -21,8 +21,8 @@ import torch
 from bench.config import defaults as D
 from bench.config.checker import Checker, join
 from bench.config.schema import EvaluationConfig, freeze, thaw
-from bench.exits import combiners as exit_combiners
-from bench.exits import criteria as exit_criteria
+from bench.evaluate import combiners as exit_combiners
+from bench.evaluate import criteria as exit_criteria
 
 
 def validate(c: Checker, value: Any) -> EvaluationConfig:

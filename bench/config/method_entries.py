@@ -97,7 +97,7 @@ def resolve_methods(c: Checker, value: Any) -> list[MethodEntry]:
 
 def mark_paper_curves(entries: list[MethodEntry]) -> list[MethodEntry]:
     """The first reference entry of each method that stands for one of the paper's curves
-    says which (bench.paper); the report puts the paper's numbers beside it."""
+    says which (bench.evaluate.paper); the report puts the paper's numbers beside it."""
     out, seen = [], set()
     for m in entries:
         curve = methods.paper_curve(m.name)

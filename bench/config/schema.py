@@ -96,7 +96,7 @@ class TrainingConfig(Config):
     optimizer: OptimizerConfig
     schedule: ScheduleConfig
     device: str  # auto | cpu | cuda | cuda:N
-    precision: str  # auto | fp32 | bf16 | fp16 (bench.precision)
+    precision: str  # auto | fp32 | bf16 | fp16 (bench.engine.precision)
     workers: int
     channels_last: bool
     sync_bn: bool
@@ -115,8 +115,8 @@ class EvaluationConfig(Config):
     """How metrics are computed from saved logits (never part of a run id)."""
 
     calibration: bool
-    criteria: tuple[str, ...] = ("max_softmax",)  # bench.exits.criteria names
-    # bench.exits.combiners as {"name": ..., **options}, e.g. {name: product, weights: linear}
+    criteria: tuple[str, ...] = ("max_softmax",)  # bench.evaluate.criteria names
+    # bench.evaluate.combiners as {"name": ..., **options}, e.g. {name: product, weights: linear}
     combiners: tuple[Mapping[str, Any], ...] = (MappingProxyType({"name": "none"}),)
     global_threshold: bool = False  # also fit one threshold at every exit (a variant)
 
@@ -132,7 +132,7 @@ class BackboneEntry(Config):
 class MethodEntry(Config):
     """A method of the suite: registry name, label, every option (``tuned`` where the
     suite's study chooses it). ``reference``: its options are the method's defaults;
-    ``paper``: the paper's curve it stands for (bench.paper), on one reference entry."""
+    ``paper``: the paper's curve it stands for (bench.evaluate.paper), on one reference entry."""
 
     name: str
     label: str

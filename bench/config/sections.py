@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bench import data, precision
+from bench import data
+from bench.engine import precision
 from bench.config import defaults as D
 from bench.config.checker import Checker, join
 from bench.config.schema import (BackboneEntry, BudgetsConfig, DatasetConfig,

@@ -23,6 +23,8 @@ from typing import Callable, Sequence, Union
 
 import torch
 
+from bench.registry import Registry
+
 from .splits import Splits, TensorSplits, first, split_indices, uint8_mean_std
 
 AUGMENT = {"augment": True}  # an option of every data set
@@ -93,7 +95,7 @@ class Dataset:
         return self.heldout(options) if callable(self.heldout) else self.heldout
 
 
-_REGISTRY: dict[str, Dataset] = {}
+DATASETS: Registry[Dataset] = Registry("data set")
 
 
 def register(name: str, *, options: dict | None = None, num_classes: int | None = None,
@@ -112,25 +114,18 @@ def register(name: str, *, options: dict | None = None, num_classes: int | None 
     if num_classes is None and "num_classes" not in declared:
         raise ValueError(f"data set {name!r}: give num_classes, or an option num_classes")
 
-    def wrap(loader: Loader) -> Loader:
-        if name in _REGISTRY:
-            raise ValueError(f"data set {name!r} is already registered")
-        _REGISTRY[name] = Dataset(name, loader, {**AUGMENT, **declared}, num_classes,
-                                  tuple(input_size), heldout, loader.__module__)
-        return loader
-
-    return wrap
+    return DATASETS.register(name, lambda loader: Dataset(
+        name, loader, {**AUGMENT, **declared}, num_classes, tuple(input_size), heldout,
+        loader.__module__))
 
 
 def names() -> list[str]:
     """Registered data set names, sorted."""
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def get(name: str) -> Dataset:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(names())}")
-    return _REGISTRY[name]
+    return DATASETS.get(name)
 
 
 def options_of(name: str) -> dict:

@@ -8,8 +8,8 @@ raw head logits f_n, so predictions saved before f_n was (``raw_logits``) evalua
 """
 from __future__ import annotations
 
-from bench import evaluate, exits
-from bench.calibration import calibration_report
+from bench import evaluate
+from bench.evaluate.calibration import calibration_report
 from bench.config import EvaluationConfig, thaw
 from bench.store import rules as R
 
@@ -33,8 +33,8 @@ def compute_metrics(preds: dict, exit_mmacs: list[float], budgets: list[float],
                     combiners=(R.DEFAULT_COMBINER,), global_threshold: bool = False) -> dict:
     """metrics.json from the saved predictions; thresholds are fitted on held-out only.
     ``calibration`` adds post-hoc calibration temperatures (one per exit, fitted on
-    held-out) with test ECE and budgeted accuracy before and after (bench.calibration).
-    ``rules``: one entry per (combiner, criterion) (bench.exits.evaluate_rules), with the
+    held-out) with test ECE and budgeted accuracy before and after (bench.evaluate.calibration).
+    ``rules``: one entry per (combiner, criterion) (bench.evaluate.evaluate_rules), with the
     global-threshold fit too where ``global_threshold``; none without a held-out split."""
     val, test = preds["heldout"], preds["test"]
     val_logits, test_logits = val["logits"].float(), test["logits"].float()
@@ -59,7 +59,7 @@ def compute_metrics(preds: dict, exit_mmacs: list[float], budgets: list[float],
                             "mmacs": b["flops"], "thresholds": finite_thresholds(b["thresholds"]),
                             "exit_shares": b["exit_shares"], "q": b.get("q"),
                             "heldout_mmacs": b.get("heldout_flops")} for b in fitted]
-    metrics[R.RULES] = exits.evaluate_rules(
+    metrics[R.RULES] = evaluate.evaluate_rules(
         val_logits, val["targets"], test_logits, test["targets"], exit_mmacs, budgets,
         criteria=list(criteria), combiners=list(combiners), global_threshold=global_threshold)
     if calibration:

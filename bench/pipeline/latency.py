@@ -3,7 +3,7 @@
 Per exit k, every test image runs to exit k (cumulative latency, the cost of "always exit
 k"); per fixed budget of the suite, every image leaves at the first exit whose confidence
 reaches the budget's threshold (fitted on the held-out split when the run was evaluated)
-and nothing past its exit runs (bench.early_exit). Times are ms per image: per batch, the
+and nothing past its exit runs (bench.inference). Times are ms per image: per batch, the
 batch's time over its size; median and p95 over every timed batch of every repeat, and the
 mean (total time over images, whose inverse is the throughput). Every configuration (each
 exit, each budget) is timed on a batch before the next batch is taken, so that a shared
@@ -11,7 +11,7 @@ machine's changing load falls on all of them alike.
 
 Each budget's decisions are checked twice (fractions in [0, 1]):
 
-- ``agreement``: against a simulation (bench.early_exit.simulate) from a full forward of
+- ``agreement``: against a simulation (bench.inference.simulate) from a full forward of
   the same batch in the same process: the real exits must reproduce it, so it is 1.0;
 - ``agreement_saved``: against the simulation from the run's saved float16 predictions;
   the only differences expected are images whose confidence lies within rounding of a
@@ -35,7 +35,7 @@ import torch
 
 import bench
 from bench import evaluate
-from bench.early_exit import early_exit, simulate
+from bench.inference.early_exit import early_exit, simulate
 from bench.errors import UsageError
 from bench.fingerprint import fingerprint
 from bench.pipeline.restore import Restored, load_splits, thresholds_of

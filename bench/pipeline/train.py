@@ -29,7 +29,7 @@ import torch.distributed as tdist
 from torch import nn
 
 import methods as methods_registry
-from bench import compiling, precision
+from bench.engine import compiling, precision
 from bench.backbones.common import parameters_per_exit
 from bench.config import OptimizerConfig, ScheduleConfig, TrainingConfig
 from bench.data import unshard
@@ -278,7 +278,7 @@ class Trainer:
         net = self.wrap(self.model) if self.wrap else self.model
         if self.training.compile:
             # Compiled once per stage (each stage's forward stops at another exit); on CUDA
-            # with CUDA graphs for the fixed batch size (bench.compiling). Evaluation stays
+            # with CUDA graphs for the fixed batch size (bench.engine.compiling). Evaluation stays
             # eager. Measured gains: docs/benchmarks.md.
             net = compiling.compile_forward(net, self.device)
         ctx = methods_registry.StepContext(

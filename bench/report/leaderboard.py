@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import paper
+from bench.evaluate import paper
 from bench.report import plots, rules, stats
 from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, fmt, make_table, missing,
                                  safe, status_of, test_columns)

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from bench import paper
+from bench.evaluate import paper
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f"]

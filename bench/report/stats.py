@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from bench import exits
+from bench import evaluate
 from bench.evaluate import assign_exits
 from bench.report import tables
 from bench.store import Run, Suite
@@ -183,7 +183,7 @@ def significance(suite: Suite, reference: str, methods: list[str] | None = None,
 # -- per exit rule (the leaderboard) -----------------------------------------------------
 # The same tests under each (combiner, criterion, threshold fit): values from metrics.json's
 # ``rules``; with one seed, per-image correctness from predictions.pt under the rule's saved
-# thresholds (bench.exits: the combined logits scored by the criterion, as correct_at does).
+# thresholds (bench.evaluate: the combined logits scored by the criterion, as correct_at does).
 
 _SCORED: dict = {}
 
@@ -210,8 +210,8 @@ def scored(run: Run, entry: dict):
             _SCORED[key] = None
         else:
             spec = {"name": entry["combiner"], **(entry.get("combiner_options") or {})}
-            z, top = exits.combine(torch.from_numpy(pred["logits"]), spec)
-            _SCORED[key] = exits.scored_split(z, top, torch.from_numpy(pred["targets"]),
+            z, top = evaluate.combine(torch.from_numpy(pred["logits"]), spec)
+            _SCORED[key] = evaluate.scored_split(z, top, torch.from_numpy(pred["targets"]),
                                               entry["criterion"])
     return _SCORED[key]
 

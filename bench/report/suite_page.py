@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import fingerprint, paper
+from bench import fingerprint
+from bench.evaluate import paper
 from bench.report import latency, plots, stats, tables, tuning
 from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, dataset_of, fmt, make_table,
                                  point_label, safe, stale_footnote, status_of,

@@ -1,7 +1,7 @@
 """Exit-rule results inside metrics.json (``rules``): how a rule is named and found.
 
 Each entry of ``metrics["rules"]`` is one (combiner, criterion) pair as
-``bench.exits.evaluate_rules`` returns it: ``combiner``, ``combiner_options``, ``criterion``,
+``bench.evaluate.evaluate_rules`` returns it: ``combiner``, ``combiner_options``, ``criterion``,
 ``anytime``, ``curve``, ``budgeted`` and, where the global fit was asked for,
 ``budgeted_global``. The top-level ``anytime``/``budgeted``/``curve`` of metrics.json are the
 default rule (combiner ``none``, criterion ``max_softmax``, per-exit thresholds); metrics

@@ -64,7 +64,7 @@ def test_registered_names():
 
 @pytest.mark.parametrize("name", MSDNET_NAMES)
 def test_contract_attributes(name):
-    fn = backbones.registry._REGISTRY[name]
+    fn = backbones.registry.BACKBONES.get(name)
     model = fn()
     assert model.grad_rescale is False
     assert model.input_size == ((3, 224, 224) if "imagenet" in name else (3, 32, 32))

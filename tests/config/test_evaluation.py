@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from bench.config import SuiteError, costs, load_suite
-from bench.exits import combiners
+from bench.evaluate import combiners
 
 MINIMAL = """\
 name: mini
@@ -103,12 +103,12 @@ def test_a_criterion_that_cannot_score_the_classes_fails_before_training(tmp_pat
 
 
 def test_a_plugin_rule_is_accepted(tmp_path, monkeypatch):
-    monkeypatch.setattr(combiners, "_REGISTRY", dict(combiners._REGISTRY))  # undone after
+    monkeypatch.setattr(combiners.COMBINERS, "_entries", dict(combiners.COMBINERS._entries))  # undone after
     plugin = tmp_path / "mean_rule.py"
     plugin.write_text(textwrap.dedent("""\
         import torch
 
-        from bench.exits import combiners
+        from bench.evaluate import combiners
 
         if "test_mean" not in combiners.names():
             @combiners.register("test_mean")

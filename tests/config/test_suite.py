@@ -9,8 +9,8 @@ import pytest
 
 import methods
 from bench import backbones, flops
-from bench.exits import combiners as exit_combiners
-from bench.exits import criteria as exit_criteria
+from bench.evaluate import combiners as exit_combiners
+from bench.evaluate import criteria as exit_criteria
 from bench.config import SuiteError, costs, load_suite, select
 from bench.pipeline.train import lr_factor
 

@@ -91,7 +91,7 @@ def test_a_subclass_that_only_combines_is_a_complete_method():
         assert methods.search_space("test-mean-so-far")["scale"].high == 4.0
         assert methods.defaults("test-mean-so-far") == {"loss_weights": None, "scale": 2.0}
     finally:
-        methods.base._REGISTRY.pop("test-mean-so-far")
+        methods.base.METHODS._entries.pop("test-mean-so-far")
 
 
 @pytest.mark.parametrize("attrs,match", [

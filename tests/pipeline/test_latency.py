@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench import cli, store
-from bench.early_exit import early_exit
+from bench.inference.early_exit import early_exit
 from bench.errors import UsageError
 from bench.pipeline import latency as L
 from bench.pipeline.restore import restore, thresholds_of

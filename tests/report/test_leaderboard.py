@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from bench import exits
+from bench import evaluate
 from bench.report import render
 from bench.report import stats
 from bench.store import Suite
@@ -154,7 +154,7 @@ def test_one_seed_bootstraps_over_images_under_each_rule(page):
             entry = next(e for e in run.metrics["rules"] if R.entry_label(e) == rule)
             test = run.load_predictions()["test"]
             thresholds = next(b["thresholds"] for b in entry[fit_key] if b["budget_mmacs"] == 1.5)
-            correct[method] = exits.correct_at(
+            correct[method] = evaluate.correct_at(
                 test["logits"], test["targets"], thresholds, entry["criterion"],
                 {"name": entry["combiner"], **entry["combiner_options"]}).numpy()
             # the saved accuracy is what the thresholds give on the saved logits
@@ -277,7 +277,7 @@ def test_correctness_cache_agrees_with_correct_at(page):
     test = run.load_predictions()["test"]
     for entry in run.metrics["rules"]:
         for b in entry["budgeted"]:
-            expected = exits.correct_at(test["logits"], test["targets"], b["thresholds"],
+            expected = evaluate.correct_at(test["logits"], test["targets"], b["thresholds"],
                                         entry["criterion"], entry["combiner"]).numpy()
             got = stats.rule_correctness(run, R.entry_label(entry), "per exit",
                                          b["budget_mmacs"])

@@ -4,8 +4,8 @@ One step is what the trainer does per loaded batch: the method's own ``train_ste
 stage being timed (for most methods: forward over the stage's exits, the method's loss,
 backward, SGD step; L2W's meta step and its two half-batch updates; IMTA's second stage
 with only its new heads training), with SGD lr 0.1, momentum 0.9, weight decay 1e-4, as
-the reference, under ``--precision`` (bench.precision) and, with ``--compile``, compiled as
-the trainer compiles (bench.compiling: CUDA graphs on a GPU). Each of the method's stages is
+the reference, under ``--precision`` (bench.engine.precision) and, with ``--compile``, compiled as
+the trainer compiles (bench.engine.compiling: CUDA graphs on a GPU). Each of the method's stages is
 timed in turn (or only ``--stage``).
 
     python -m bench speed --backbone msdnet10_cifar --method boostnet --batch-size 64 \\
@@ -20,7 +20,7 @@ order reversed every other round) so that load drifts hit them alike: ``--plain`
 model with every tensor NCHW, the layout before bench/backbones/layout.py), ``--against
 METHOD`` (another method's first stage) and ``--reference DIR`` (the BoostNet reference
 implementation from a checkout of SHI-Labs/Boosted-Dynamic-Networks the user provides,
-imported from there at run time by bench/speed_reference.py; it runs eagerly, under the
+imported from there at run time by bench/pipeline/speed_reference.py; it runs eagerly, under the
 same autocast). Ratios are printed as the ratio of the medians and as the median of the
 per-round ratios.
 
@@ -49,11 +49,12 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 import methods
-from bench import backbones, compiling, precision
+from bench import backbones
+from bench.engine import compiling, precision
 from bench.backbones import layout, native
 from bench.backbones.common import parameters_per_exit
 from bench.data.splits import TensorSplits
-from bench.speed_reference import reference_step
+from bench.pipeline.speed_reference import reference_step
 
 EPOCH_IMAGES = 50_000  # a CIFAR training set
 Step = Callable[[torch.Tensor, torch.Tensor], None]

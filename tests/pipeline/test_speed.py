@@ -1,4 +1,4 @@
-"""bench.speed: the command line, steps that are the method's own training steps, the
+"""bench.pipeline.speed: the command line, steps that are the method's own training steps, the
 alternation of several implementations, --epoch, and the reference adapter (on a stand-in
 checkout written here)."""
 import math
@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import methods
-from bench import backbones, speed
+from bench import backbones
+from bench.pipeline import speed
 from bench.backbones import native
-from bench.speed_reference import reference_args, reference_step
+from bench.pipeline.speed_reference import reference_args, reference_step
 
 torch.set_num_threads(1)
 

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from bench.evaluate import confidences
+from bench.evaluate.budgets import confidences
 
 Combine = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]
 Score = Callable[[torch.Tensor], torch.Tensor]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bench import evaluate as ev
-from bench.exits import combiners
+from bench.evaluate import combiners
 
 
 def probs(z):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import evaluate as ev
+from bench.evaluate import budgets as ev
 
 
 def probs_to_logits(rows):

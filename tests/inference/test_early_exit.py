@@ -8,7 +8,7 @@ import torch
 import methods
 from bench import backbones, evaluate
 from bench.backbones.common import _leaf_modules, executed_modules
-from bench.early_exit import early_exit, simulate
+from bench.inference.early_exit import early_exit, simulate
 
 torch.set_num_threads(1)
 

@@ -6,7 +6,7 @@ Tensor [N_exits, M, C] or a list of N tensors [M, C] (float16 is fine: computed 
 
 Budgeted batch classification follows MSDNet (Huang et al. 2018) and the BoostNet reference
 (``adaptive_inference.py``): the confidence of exit n is the max softmax of F_n (any other
-score matrix works the same way: ``ScoredSplit``; the criteria live in ``bench.exits``); a geometric
+score matrix works the same way: ``ScoredSplit``; the criteria live in ``bench.evaluate.criteria``); a geometric
 prior P_k ∝ q^k (k = 1..N) fixes the share of held-out samples that leave at exit k;
 thresholds are fitted exit by exit on the held-out split only and applied unchanged to the
 test split. Early exiting is simulated from the saved logits of every exit.

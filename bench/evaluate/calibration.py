@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 
-from bench.evaluate import _stack, _targets, accuracy_at_budgets, confidences
+from bench.evaluate.budgets import _stack, _targets, accuracy_at_budgets, confidences
 
 LOG_T_BOUNDS = (math.log(1e-2), math.log(1e2))  # search range of log T
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench import calibration as cal
+from bench.evaluate import calibration as cal
 from bench import evaluate as ev
 
 

@@ -16,10 +16,10 @@ import math
 import numpy as np
 import torch
 
-from bench.evaluate import (DEFAULT_QS, ScoredSplit, _check_budgets, _check_flops, _stack,
+from bench.evaluate.budgets import (DEFAULT_QS, ScoredSplit, _check_budgets, _check_flops, _stack,
                             _targets, global_thresholds, solve_global, solve_q)
-from bench.exits import combiners as _combiners
-from bench.exits import criteria as _criteria
+from bench.evaluate import combiners as _combiners
+from bench.evaluate import criteria as _criteria
 
 
 def _combiner_spec(spec) -> tuple[str, dict]:

@@ -16,33 +16,25 @@ from typing import Callable
 
 import torch
 
-from bench.evaluate import max_softmax
+from bench.evaluate.budgets import max_softmax
+from bench.registry import Registry
 
-_REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
+COMBINERS: Registry[Callable[..., torch.Tensor]] = Registry("combiner")
 
 
 def register(name: str):
     """Decorator that registers ``fn(F, **options) -> z`` as the combiner ``name``."""
-
-    def wrap(fn):
-        if name in _REGISTRY:
-            raise ValueError(f"combiner {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+    return COMBINERS.register(name)
 
 
 def names() -> list[str]:
     """Registered combiner names, sorted."""
-    return sorted(_REGISTRY)
+    return COMBINERS.names()
 
 
 def create(name: str, **options) -> Callable[[torch.Tensor], torch.Tensor]:
     """The combiner ``name`` with its options bound: a function F -> z."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown combiner {name!r}; registered: {', '.join(names())}")
-    fn = _REGISTRY[name]
+    fn = COMBINERS.get(name)
     try:
         inspect.signature(fn).bind(None, **options)
     except TypeError:

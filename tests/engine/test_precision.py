@@ -1,12 +1,13 @@
 """training.precision in a step and in the trainer, and compiled training forwards
-(bench.precision, bench.compiling)."""
+(bench.engine.precision, bench.engine.compiling)."""
 import shutil
 
 import pytest
 import torch
 
 import methods
-from bench import backbones, compiling, data, precision
+from bench import backbones, data
+from bench.engine import compiling, precision
 from bench.config.checker import Checker
 from bench.config.sections import training as training_config
 from bench.pipeline.train import Trainer

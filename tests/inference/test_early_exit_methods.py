@@ -5,7 +5,7 @@ import torch
 
 import methods
 from bench import backbones, evaluate
-from bench.early_exit import early_exit, simulate
+from bench.inference.early_exit import early_exit, simulate
 
 
 @pytest.mark.parametrize("name", ["imta", "ztw", "l2w", "boostnet"])

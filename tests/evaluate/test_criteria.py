@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench import evaluate as ev
-from bench.exits import criteria
+from bench.evaluate import budgets as ev
+from bench.evaluate import criteria
 
 
 def logits_of(rows):
@@ -20,7 +20,7 @@ def test_registry_names_create_and_errors(monkeypatch):
         criteria.create("nope")
     with pytest.raises(ValueError, match="'margin' is already registered"):
         criteria.register("margin", bounds=lambda n, c: (0.0, 1.0))(lambda z: z)
-    monkeypatch.setattr(criteria, "_REGISTRY", dict(criteria._REGISTRY))  # a plugin's criterion
+    monkeypatch.setattr(criteria.CRITERIA, "_entries", dict(criteria.CRITERIA._entries))  # a plugin's criterion
     criteria.register("second_prob", bounds=lambda n, c: (0.0, 0.5))(
         lambda z: torch.softmax(z.double(), -1).topk(2, -1).values[..., 1])
     assert "second_prob" in criteria.names()

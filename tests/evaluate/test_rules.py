@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from bench import evaluate as ev
-from bench.exits import combiners, criteria, rules
-from bench.exits import (correct_at, evaluate_rules, finite, fit_global, fit_per_exit,
+from bench.evaluate import combiners, criteria, rules
+from bench.evaluate.rules import (correct_at, evaluate_rules, finite, fit_global, fit_per_exit,
                          scored_split)
 
 FLOPS = [1.0, 2.0, 4.0, 8.0]

@@ -17,7 +17,8 @@ from typing import Callable
 
 import torch
 
-from bench.evaluate import max_softmax as _max_softmax
+from bench.evaluate.budgets import max_softmax as _max_softmax
+from bench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -27,30 +28,21 @@ class Criterion:
     bounds: Callable[[int, int], tuple[float, float]]  # (n_exits, n_classes) -> (low, high)
 
 
-_REGISTRY: dict[str, Criterion] = {}
+CRITERIA: Registry[Criterion] = Registry("exit criterion")
 
 
 def register(name: str, bounds: Callable[[int, int], tuple[float, float]]):
     """Decorator that registers ``score(z) -> s`` as the criterion ``name``."""
-
-    def wrap(score):
-        if name in _REGISTRY:
-            raise ValueError(f"exit criterion {name!r} is already registered")
-        _REGISTRY[name] = Criterion(name, score, bounds)
-        return score
-
-    return wrap
+    return CRITERIA.register(name, lambda score: Criterion(name, score, bounds))
 
 
 def names() -> list[str]:
     """Registered criterion names, sorted."""
-    return sorted(_REGISTRY)
+    return CRITERIA.names()
 
 
 def create(name: str) -> Criterion:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown exit criterion {name!r}; registered: {', '.join(names())}")
-    return _REGISTRY[name]
+    return CRITERIA.get(name)
 
 
 def _logits(z) -> torch.Tensor:

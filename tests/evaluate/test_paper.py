@@ -1,7 +1,7 @@
-"""bench.paper: published numbers and when a run's protocol matches theirs."""
+"""bench.evaluate.paper: published numbers and when a run's protocol matches theirs."""
 import pytest
 
-from bench import paper
+from bench.evaluate import paper
 
 PAPER_RUN = {  # config.json of a run on the BoostNet paper's CIFAR-100 protocol
     "dataset": {"name": "cifar100", "heldout": 5000},

@@ -1,0 +1,27 @@
+"""Everything computed from saved logits (an evaluation never retrains): anytime and
+budgeted accuracy with thresholds fitted on the held-out split, post-hoc calibration, exit
+criteria and combiners, and exit rules under budgets.
+
+    from bench import evaluate
+    evaluate.anytime_accuracy(preds, targets)                  # percent, per exit
+    evaluate.accuracy_at_budgets(val_preds, val_y, test_preds, test_y, exit_mmacs, budgets)
+    evaluate.evaluate_rules(val_logits, val_y, test_logits, test_y, exit_mmacs, budgets,
+                            criteria=["max_softmax", "entropy"], combiners=["none"])
+"""
+from bench.evaluate.budgets import (DEFAULT_QS, ScoredSplit, accuracy_at_budgets,
+                                    anytime_accuracy, assign_exits, budget_curve, confidences,
+                                    exit_counts, exit_prior, global_thresholds, max_softmax,
+                                    solve_global, solve_q, topk_accuracy)
+from bench.evaluate import combiners, criteria  # noqa: E402  (registries, before rules)
+from bench.evaluate.calibration import (apply_temperatures, calibration_report,
+                                        expected_calibration_error, fit_temperatures)
+from bench.evaluate.rules import (combine, correct_at, evaluate_rules, finite, fit_global,
+                                  fit_per_exit, scored_split)
+from bench.evaluate import paper  # noqa: E402
+
+__all__ = ["DEFAULT_QS", "ScoredSplit", "accuracy_at_budgets", "anytime_accuracy",
+           "apply_temperatures", "assign_exits", "budget_curve", "calibration_report",
+           "combine", "combiners", "confidences", "correct_at", "criteria", "evaluate_rules",
+           "exit_counts", "exit_prior", "expected_calibration_error", "finite", "fit_global",
+           "fit_per_exit", "fit_temperatures", "global_thresholds", "max_softmax", "paper",
+           "scored_split", "solve_global", "solve_q", "topk_accuracy"]
