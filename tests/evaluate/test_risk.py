@@ -63,40 +63,46 @@ def test_exit_rule_agrees_with_a_direct_loop_on_random_confidences():
 # image 0 (y = 0): exit 1 predicts 1 (wrong), exit 2 predicts 0 (right)
 # image 1 (y = 2): both exits predict 0 (both wrong, and they agree)
 # image 2 (y = 1): exit 1 is certain and right, exit 2 right but unsure (early is better)
+# image 3 (y = 0): exit 1 right, exit 2 predicts 2 (wrong): early is better, they disagree
 PROBS = torch.tensor([[[0.2, 0.7, 0.1], [0.6, 0.3, 0.1]],
                       [[0.5, 0.25, 0.25], [0.5, 0.1, 0.4]],
-                      [[0.0, 1.0, 0.0], [0.3, 0.4, 0.3]]], dtype=torch.float64)
-LABELS = torch.tensor([0, 2, 1])
+                      [[0.0, 1.0, 0.0], [0.3, 0.4, 0.3]],
+                      [[0.7, 0.2, 0.1], [0.2, 0.2, 0.6]]], dtype=torch.float64)
+LABELS = torch.tensor([0, 2, 1, 0])
 
 
 def test_consistency_loss_hand_computed():
-    expected = [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
+    expected = [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]
     assert risk.exit_losses(PROBS, LABELS, "consistency").tolist() == expected
     # needs no label: any labels give the same losses
-    assert risk.exit_losses(PROBS, torch.tensor([1, 1, 0]), "consistency").tolist() == expected
+    assert risk.exit_losses(PROBS, torch.tensor([1, 1, 0, 2]), "consistency").tolist() == expected
 
 
 def test_accuracy_gap_loss_hand_computed():
-    # image 0: max(0, 1 - 0) = 1; image 1: max(0, 1 - 1) = 0; image 2: 0
+    # image 0: max(0, 1 - 0) = 1; image 1: max(0, 1 - 1) = 0; image 2: 0;
+    # image 3: max(0, 0 - 1) = 0
     assert risk.exit_losses(PROBS, LABELS, "accuracy_gap").tolist() == [[1.0, 0.0], [0.0, 0.0],
-                                                                         [0.0, 0.0]]
+                                                                         [0.0, 0.0], [0.0, 0.0]]
 
 
 def test_brier_gap_loss_hand_computed():
     # image 0: (.8^2 + .7^2 + .1^2) - (.4^2 + .3^2 + .1^2) = 1.14 - 0.26 = 0.88
     # image 1: (.5^2 + .25^2 + .75^2) - (.5^2 + .1^2 + .6^2) = 0.875 - 0.62 = 0.255
     # image 2: max(0, 0 - (.3^2 + .6^2 + .3^2)) = 0
+    # image 3: max(0, (.3^2 + .2^2 + .1^2) - (.8^2 + .2^2 + .6^2)) = max(0, .14 - 1.04) = 0
     got = risk.exit_losses(PROBS, LABELS, "brier_gap")
-    assert got[:, 0].tolist() == pytest.approx([0.88, 0.255, 0.0], abs=1e-12)
-    assert got[:, 1].tolist() == [0.0, 0.0, 0.0]  # the last exit against itself
+    assert got[:, 0].tolist() == pytest.approx([0.88, 0.255, 0.0, 0.0], abs=1e-12)
+    assert got[:, 1].tolist() == [0.0, 0.0, 0.0, 0.0]  # the last exit against itself
 
 
 def test_loss_matrix_reads_the_loss_at_each_lambdas_exit():
-    conf = torch.tensor([[0.8, 0.9], [0.4, 0.9], [0.6, 0.9]], dtype=torch.float64)
+    conf = torch.tensor([[0.8, 0.9], [0.4, 0.9], [0.6, 0.9], [0.5, 0.0]], dtype=torch.float64)
     # exits at λ = 1, .75, .5, .25, 0: image 0 leaves at exit 1 from λ = .75, image 1 from
-    # λ = .25, image 2 from λ = .5; consistency loss 1 only for image 0 at exit 1
+    # λ = .25, image 2 from λ = .5, image 3 from λ = .25; consistency loss 1 for images 0
+    # and 3 at exit 1
     matrix = risk.loss_matrix(PROBS, LABELS, conf, "consistency", GRID5)
-    assert matrix.tolist() == [[0, 1, 1, 1, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+    assert matrix.tolist() == [[0, 1, 1, 1, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0],
+                               [0, 0, 0, 1, 1]]
 
 
 # ---- the procedures' tests at λ
@@ -218,6 +224,15 @@ def test_taking_the_lowest_passing_lambda_anywhere_is_caught(monkeypatch):
                             grid=5, confidence=non_monotone_split()[2])
     assert fit.threshold == 0.0  # what the wrong scan picks ...
     assert not scan_expectations_hold(*non_monotone_split())  # ... and the test catches it
+
+
+def test_every_lambda_passing_ends_the_walk_at_zero_where_everyone_leaves_first():
+    probs, labels, conf = non_monotone_split()
+    # CRC, ε = 0.6: even R̂ = 0.5 passes, (40 * 0.5 + 1) / 41 = 0.512 <= 0.6
+    fit = risk.risk_control(probs, labels, loss="consistency", epsilon=0.6, grid=5,
+                            confidence=conf)
+    assert fit.index == 4 and fit.threshold == 0.0 and torch.equal(fit.accepted, GRID5)
+    assert torch.equal(fit.exits, torch.zeros(40, dtype=torch.long))  # c > 0 at exit 1
 
 
 def test_lambda_one_failing_keeps_every_image_to_the_end():
