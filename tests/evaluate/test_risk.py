@@ -339,6 +339,11 @@ REPEATS, N_CAL, EPSILON, DELTA = 200, 400, 0.1, 0.1
 # Monte Carlo margins: 3 standard errors of a share over REPEATS (binomial, at δ) and of the
 # mean risk (from the repeats' spread)
 SHARE_MARGIN = 3 * math.sqrt(DELTA * (1 - DELTA) / REPEATS)  # 0.064
+# Observed with these seeds (x86-64, torch 2.x): share of repeats with R(λ̂) > ε and mean R(λ̂)
+#   consistency: crc 0.280 / 0.0945 (se 0.0011), ucb 0.000 / 0.0434, ltt 0.005 / 0.0704,
+#                naive 0.345 / 0.0969
+#   brier_gap:   crc 0.410 / 0.0919 (se 0.0013), ucb 0.000 / 0 (λ̂ = 1: the margin 2 * 0.054
+#                alone exceeds ε), ltt 0.005 / 0.0573, naive 0.515 / 0.0961
 
 
 def population(n=20000, exits=4, classes=10, seed=0):
@@ -385,7 +390,16 @@ def test_ucb_and_ltt_exceed_epsilon_in_at_most_delta_of_repeats(monte_carlo, los
         s = summary(monte_carlo[loss][procedure])
         assert s["exceeded"] <= DELTA + SHARE_MARGIN, (procedure, s)
     assert summary(monte_carlo[loss]["ltt"])["mean_threshold"] < 0.95  # it does exit early
-    assert summary(monte_carlo[loss]["naive"])["exceeded"] > 0.3  # violations are visible
+    # the check has power: the uncorrected fit exceeds ε far more often than the bound allows
+    assert summary(monte_carlo[loss]["naive"])["exceeded"] > DELTA + 2 * SHARE_MARGIN
+
+
+@pytest.mark.parametrize("loss", ["consistency", "brier_gap"])
+def test_ucb_never_exits_earlier_than_ltt(monte_carlo, loss):
+    # the Hoeffding term of p_HB, exp(-n h(r, e)), is <= exp(-2n (e - r)^2) (Pinsker), so
+    # wherever ucb's test passes ltt's does too, and the walk down goes at least as far
+    ucb, ltt = monte_carlo[loss]["ucb"][:, 1], monte_carlo[loss]["ltt"][:, 1]
+    assert (ltt <= ucb).all() and (ltt < ucb).any()
 
 
 @pytest.mark.parametrize("loss", ["consistency", "brier_gap"])
