@@ -69,7 +69,7 @@ def exits_at(confidence, lambdas):
 
     Some l <= j has c[n, l] > λ iff the running max m[n, j] = max_{l <= j} c[n, l] > λ. The
     running max never falls, so the exits an image passes by (m <= λ) come first and the exit
-    it leaves at is their count; leaving out the last exit caps it at L.
+    it leaves at is their count; leaving out the last exit caps it there.
     """
     running = confidence[:, :-1].cummax(dim=1).values  # m [N, L-1]
     return (running[:, :, None] <= lambdas[None, None, :]).sum(dim=1)  # [N, G], int64
@@ -104,7 +104,7 @@ def hb_p_value(risk, n, epsilon, bound=1.0):
     r, e = np.asarray(risk, dtype=np.float64) / bound, epsilon / bound
     a = np.minimum(r, e)
     h = xlogy(a, a / e) + xlogy(1 - a, (1 - a) / (1 - e))  # xlogy(0, .) = 0
-    # n r is a count for 0/1 losses: round away float noise (2.9999999997) before the ceiling
+    # n r is a count for 0/1 losses: round away float noise (7.000000000000001) before the ceiling
     k = np.ceil(np.round(n * r, 9))
     return np.minimum(np.exp(-n * h), math.e * binom.cdf(k, n, e))
 
