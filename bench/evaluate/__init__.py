@@ -25,3 +25,19 @@ __all__ = ["DEFAULT_QS", "ScoredSplit", "accuracy_at_budgets", "anytime_accuracy
            "exit_counts", "exit_prior", "expected_calibration_error", "finite", "fit_global",
            "fit_per_exit", "fit_temperatures", "global_thresholds", "max_softmax", "paper",
            "scored_split", "solve_global", "solve_q", "topk_accuracy"]
+
+# --- trustworthy exits (docs/trustworthy-exits.md): risk-controlled thresholds, anytime
+# quality, conformal prediction sets, and the metrics.json blocks built from them
+from bench.evaluate import conformal  # noqa: E402
+from bench.evaluate.anytime_quality import (DEFAULT_TAUS, correctness_decreases, exit_ece,
+                                            failure_auroc, monotonicity)
+from bench.evaluate.risk import (DEFAULT_EPSILONS, LOSS_BOUNDS, PROCEDURES, RiskControl,
+                                 hb_p_value, measure_threshold, risk_control)
+from bench.evaluate.risk_validity import validity_diagnostic
+from bench.evaluate.trustworthy import trustworthy_metrics
+
+__all__ += ["DEFAULT_EPSILONS", "DEFAULT_TAUS", "LOSS_BOUNDS", "PROCEDURES", "RiskControl",
+            "conformal", "correctness_decreases", "exit_ece", "failure_auroc", "hb_p_value",
+            "measure_threshold", "monotonicity", "risk_control", "trustworthy_metrics",
+            "validity_diagnostic"]
+# --- end of trustworthy exits
