@@ -1,119 +1,105 @@
-"""A deployable early-exit model: one file written by ``bench export``, loaded without the
-harness's results, suites or training code.
+"""The file ``bench export`` writes: one deployable early-exit model, loaded without the
+harness's results, suites or training code. This module owns the file's format: ``save``
+writes it (bench.pipeline.packaging puts the content together), ``load`` reads it.
 
 >>> model = bench.export.load("model.pt")          # torch.load(..., weights_only=True)
 >>> classes, exits, confidences = model.predict(x, budget_mmacs=3.0)
 
-``predict`` really exits early (bench.inference): every image leaves at the first exit
-whose confidence (max softmax of F_n) reaches that exit's threshold, and nothing past its
-exit is computed for it. Thresholds come from the file, fitted on the run's held-out split:
+``load`` returns a :class:`bench.inference.ExportedModel`, whose ``predict`` really exits
+early: every image leaves at the first exit whose confidence (max softmax of F_n) reaches
+that exit's threshold, and nothing past its exit is computed for it.
 
-- a fixed budget of the run's suite (``model.budgets``) uses the thresholds its evaluation
-  fitted for that budget (the same as ``bench latency``);
-- any other budget uses the point of the run's q curve with the largest mean cost on the
-  held-out split that does not exceed it (costs in MMACs per image);
-- ``budget_mmacs=None`` runs every image to the last exit.
-
-The file's keys are listed in docs/deploy.md.
+The file is plain data and tensors (so ``weights_only=True`` loads it) and carries the
+sha256 of its own content (``sha256``): ``load`` refuses a file whose content no longer
+matches it (an edit, a broken copy), and refuses thresholds that are not finite numbers,
+naming the budget: a NaN threshold passes no comparison and would silently send every
+image to the last exit. The file's keys are listed in docs/deploy.md.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-import methods
-from bench import backbones
-from bench.inference.early_exit import early_exit
+from bench.fileio import save_torch
+from bench.inference.exported import ExportedModel, ExportError
 
-FORMAT = "boostnet-bench export 1"
+FORMAT = "boostnet-bench export 2"  # 2: with the content's sha256
+OLD_FORMATS = ("boostnet-bench export 1",)  # no checksum: export the run again
+CHECKSUM = "sha256"
 REQUIRED = ("format", "state_dict", "backbone", "num_classes", "method", "exit_mmacs",
-            "budgets", "curve")
-RELATIVE_TOLERANCE = 1e-6  # a budget this close to a fixed one is that budget
+            "budgets", "curve", CHECKSUM)
+
+__all__ = ["CHECKSUM", "FORMAT", "REQUIRED", "ExportError", "ExportedModel", "check",
+           "content_sha256", "load", "save"]
 
 
-class ExportError(ValueError):
-    """A file that is no export of this harness, or a budget it cannot serve."""
+def content_sha256(payload: dict) -> str:
+    """sha256 of everything in ``payload`` but its ``sha256``: every tensor of the state
+    dict by name, dtype, shape and raw bytes, then the other keys as canonical JSON (sorted
+    keys; NaN and infinities written as such, so they change the sum too)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(payload.get("state_dict", {}).items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    rest = {k: v for k, v in payload.items() if k not in ("state_dict", CHECKSUM)}
+    h.update(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
+    return h.hexdigest()
 
 
-class ExportedModel(nn.Module):
-    """The trained network with its method's modules, and the exit thresholds.
-
-    ``forward(x)`` gives F_n of every exit (the method's combined logits) for a full
-    forward; ``predict`` exits early."""
-
-    def __init__(self, payload: dict):
-        super().__init__()
-        backbone, method = payload["backbone"], payload["method"]
-        self.network = backbones.create(backbone["name"], num_classes=payload["num_classes"],
-                                        **(backbone.get("overrides") or {}))
-        self.method = methods.create(method["name"], **(method.get("options") or {}))
-        self.method.install(self.network)
-        self.network.load_state_dict(payload["state_dict"])
-        self.method.configure(self.network, None)
-        self.exit_mmacs = [float(m) for m in payload["exit_mmacs"]]
-        self.fixed = [{**b, "thresholds": [float(t) for t in b["thresholds"]]}
-                      for b in payload["budgets"]]
-        self.curve = sorted(payload["curve"], key=lambda c: c["heldout_mmacs"])
-        self.info = {k: v for k, v in payload.items() if k != "state_dict"}
-        self.eval()
-
-    @property
-    def num_exits(self) -> int:
-        return self.network.num_exits
-
-    @property
-    def budgets(self) -> list[float]:
-        """The run's fixed budgets (MMACs per image)."""
-        return [float(b["budget_mmacs"]) for b in self.fixed]
-
-    def thresholds(self, budget_mmacs: float | None) -> list[float]:
-        """Per-exit thresholds for a mean budget in MMACs per image (see the module doc)."""
-        n = self.num_exits
-        if budget_mmacs is None:
-            return [2.0] * n  # confidences are <= 1: everybody goes on to the last exit
-        budget = float(budget_mmacs)
-        for b in self.fixed:
-            if abs(budget - b["budget_mmacs"]) <= RELATIVE_TOLERANCE * max(abs(budget), 1.0):
-                return b["thresholds"]
-        fits = [c for c in self.curve if c["heldout_mmacs"] <= budget]
-        if not fits:
-            low = self.curve[0]["heldout_mmacs"] if self.curve else self.exit_mmacs[-1]
-            raise ExportError(f"budget_mmacs={budget} is below the cheapest operating point "
-                              f"of this model ({low:.4g} MMACs per image on the held-out "
-                              f"split); fixed budgets: {self.budgets}")
-        return [float(t) for t in fits[-1]["thresholds"]]
-
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.method.combine(self.network(x)))
-
-    def predict(self, x: torch.Tensor, budget_mmacs: float | None = None,
-                batch_size: int | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(classes [M], exits [M] 0-based, confidences [M]) for images ``x`` [M, C, H, W]
-        (normalized as in training: ``info['input']``), exiting early under
-        ``budget_mmacs``; ``batch_size`` 1 runs image by image."""
-        return early_exit(self.network, self.method.combine, self.thresholds(budget_mmacs),
-                          x, batch_size=batch_size)
+def _check_thresholds(payload: dict, path) -> None:
+    """Every threshold a finite number; an ExportError names the budget or curve point."""
+    places = [(f"budget {b.get('budget_mmacs')} MMACs", b) for b in payload["budgets"]]
+    places += [(f"the q curve's point q={c.get('q')}", c) for c in payload["curve"]]
+    for where, entry in places:
+        for n, t in enumerate(entry.get("thresholds") or []):
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+                raise ExportError(f"{path}: {where}: the threshold of exit {n + 1} is {t!r}; "
+                                  "thresholds must be finite numbers (+inf and -inf are "
+                                  "written as numbers just outside the scores' range)")
 
 
 def check(payload: Any, path: str | Path = "<export>") -> dict:
-    """``payload`` if it is an export of this harness; an ExportError naming what is not."""
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+    """``payload`` if it is an intact export of this harness; an ExportError naming the
+    file and what is not."""
+    found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+    if found in OLD_FORMATS:
+        raise ExportError(f"{path}: written by an older bench export ({found!r}) without a "
+                          "checksum; export the run again with bench export")
+    if not isinstance(payload, dict) or found != FORMAT:
         raise ExportError(f"{path}: not a model exported by bench export (format "
                           f"{FORMAT!r} expected, found {found!r})")
     missing = [k for k in REQUIRED if k not in payload]
     if missing:
         raise ExportError(f"{path}: the export lacks key(s) {', '.join(missing)}")
+    if payload[CHECKSUM] != content_sha256(payload):
+        raise ExportError(f"{path}: the content does not match its sha256 (the file was "
+                          "changed or damaged after bench export wrote it); export the run "
+                          "again")
+    _check_thresholds(payload, path)
     return payload
+
+
+def save(path: str | Path, content: dict) -> Path:
+    """Write ``content`` (docs/deploy.md's keys but ``format`` and ``sha256``) as an export
+    at ``path``, stamped with the format and the content's sha256. Non-finite thresholds
+    are refused (ExportError naming the budget) before anything is written."""
+    path = Path(path)
+    payload = {"format": FORMAT, **content}
+    _check_thresholds(payload, path)
+    payload[CHECKSUM] = content_sha256(payload)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_torch(path, payload)
+    return path
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> ExportedModel:
     """The model in the file ``bench export`` wrote, loaded with ``weights_only=True`` (no
-    pickled code runs), in eval mode."""
+    pickled code runs), checked (format, keys, sha256, finite thresholds), in eval mode."""
     payload = torch.load(path, map_location=map_location, weights_only=True)
     return ExportedModel(check(payload, path))

@@ -14,7 +14,7 @@ import torch
 
 from bench import fingerprint, store
 from bench.config import Checker, resolve_methods
-from bench.pipeline.evaluation import compute_metrics
+from bench.evaluate import compute_metrics
 from bench.pipeline.setup import environment
 
 DEFAULT_MMACS = (1.0, 2.0, 3.0)

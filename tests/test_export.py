@@ -85,3 +85,60 @@ def test_a_file_of_something_else_is_refused_by_name(tmp_path):
     torch.save({"model": {}}, path)
     with pytest.raises(bench.export.ExportError, match="not a model exported by bench export"):
         bench.export.load(path)
+
+
+def _rewritten(exported, tmp_path, change, name="edited.pt"):
+    """A copy of the exported file with ``change(payload)`` applied, its sha256 untouched."""
+    payload = torch.load(exported[1], weights_only=True)
+    change(payload)
+    path = tmp_path / name
+    torch.save(payload, path)
+    return path
+
+
+def test_a_changed_file_fails_its_checksum_by_name(exported, tmp_path):
+    assert len(torch.load(exported[1], weights_only=True)["sha256"]) == 64
+
+    def lower_a_threshold(payload):
+        payload["budgets"][0]["thresholds"][0] = 0.25
+
+    def touch_a_weight(payload):
+        name = next(iter(payload["state_dict"]))
+        payload["state_dict"][name].view(-1)[0] += 1.0
+
+    for change in (lower_a_threshold, touch_a_weight):
+        path = _rewritten(exported, tmp_path, change)
+        with pytest.raises(bench.export.ExportError, match="does not match its sha256") as err:
+            bench.export.load(path)
+        assert str(path) in str(err.value)
+
+
+def test_non_finite_thresholds_are_refused_naming_the_budget(exported, tmp_path):
+    budget = torch.load(exported[1], weights_only=True)["budgets"][1]["budget_mmacs"]
+
+    def nan_threshold(payload):  # an edit that also recomputes the checksum
+        payload["budgets"][1]["thresholds"][1] = float("nan")
+        payload["sha256"] = bench.export.content_sha256(payload)
+
+    path = _rewritten(exported, tmp_path, nan_threshold)
+    with pytest.raises(bench.export.ExportError,
+                       match=rf"budget {budget} MMACs: the threshold of exit 2 is nan"):
+        bench.export.load(path)
+    # and bench.export.save refuses to write one in the first place
+    payload = torch.load(exported[1], weights_only=True)
+    content = {k: v for k, v in payload.items() if k not in ("format", "sha256")}
+    content["curve"][0]["thresholds"][0] = float("inf")
+    out = tmp_path / "never.pt"
+    with pytest.raises(bench.export.ExportError, match="q curve's point q=.*exit 1 is inf"):
+        bench.export.save(out, content)
+    assert not out.exists()
+
+
+def test_an_export_without_a_checksum_is_refused(exported, tmp_path):
+    def old_format(payload):
+        payload["format"] = "boostnet-bench export 1"
+        del payload["sha256"]
+
+    path = _rewritten(exported, tmp_path, old_format)
+    with pytest.raises(bench.export.ExportError, match="without a checksum; export the run"):
+        bench.export.load(path)

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 
-from bench.evaluate.budgets import _stack, _targets, accuracy_at_budgets, confidences
+from bench.evaluate.budgets import accuracy_at_budgets
+from bench.evaluate.criteria import confidences
+from bench.evaluate.inputs import as_targets, stack_logits
 
 LOG_T_BOUNDS = (math.log(1e-2), math.log(1e2))  # search range of log T
 
@@ -29,13 +31,14 @@ def _fit_one(logits, targets):
 
 def fit_temperatures(val_preds, val_targets):
     """One calibration temperature per exit, fitted on the held-out split only."""
-    preds, targets = _stack(val_preds), _targets(val_targets)
+    preds, targets = stack_logits(val_preds), as_targets(val_targets)
     return [_fit_one(p, targets) for p in preds]
 
 
 def apply_temperatures(preds, temps):
-    """F_n / T_n for every exit: [N, M, C] float32 (calibration temperatures, not BoostNet's t_n)."""
-    preds = _stack(preds)
+    """F_n / T_n for every exit, [N, M, C] as stack_logits gives it (calibration
+    temperatures, not BoostNet's t_n)."""
+    preds = stack_logits(preds)
     return preds / torch.as_tensor(temps, dtype=preds.dtype)[:, None, None]
 
 
@@ -45,7 +48,7 @@ def expected_calibration_error(preds, targets, n_bins=15):
     Confidence = max softmax of F_n; n_bins equal-width bins over (0, 1] (Guo et al. 2017).
     """
     conf, pred = confidences(preds)
-    correct = (pred == _targets(targets)[None]).double()
+    correct = (pred == as_targets(targets)[None]).double()
     bins = (conf.double() * n_bins).ceil().clamp(1, n_bins).long() - 1  # bin (i/B, (i+1)/B]
     out = []
     for b, c, ok in zip(bins, conf.double(), correct):

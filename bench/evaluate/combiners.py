@@ -16,7 +16,8 @@ from typing import Callable
 
 import torch
 
-from bench.evaluate.budgets import max_softmax
+from bench.evaluate.criteria import max_softmax
+from bench.evaluate.inputs import check_logits
 from bench.registry import Registry
 
 COMBINERS: Registry[Callable[..., torch.Tensor]] = Registry("combiner")
@@ -44,17 +45,10 @@ def create(name: str, **options) -> Callable[[torch.Tensor], torch.Tensor]:
     return functools.partial(fn, **options)
 
 
-def _logits(f) -> torch.Tensor:
-    f = torch.as_tensor(f)
-    if f.dim() != 3:
-        raise ValueError(f"logits must be [N_exits, M, C], got shape {tuple(f.shape)}")
-    return f
-
-
 @register("none")
 def none(f):
     """Identity: z_n = F_n, unchanged (dtype included)."""
-    return _logits(f)
+    return check_logits(f)
 
 
 def _product_weights(weights, n):
@@ -78,7 +72,7 @@ def product(f, weights=None):
     class is eliminated falls back to z_n = F_n, i.e. softmax(F_n). ``weights``: None (all 1),
     'linear' (w_i = i/N) or N positive numbers. Returns float64 logits.
     """
-    f = _logits(f)
+    f = check_logits(f)
     w = _product_weights(weights, f.shape[0])
     out = torch.empty(f.shape, dtype=torch.float64)  # [N, M, C]
     z = torch.zeros(f.shape[1:], dtype=torch.float64)  # running sum, [M, C]
@@ -95,7 +89,7 @@ def caching(f):
     """Caching anytime (CA, metodj/AnytimeClassification): z_n = F_k(n), where k(n) is the
     latest exit i <= n with the highest max softmax (ties go to the later exit), so the
     confidence of the prediction never decreases. Returns F's rows (dtype unchanged)."""
-    f = _logits(f)
+    f = check_logits(f)
     conf = max_softmax(f)  # [N, M] float64
     best, best_conf = torch.zeros_like(conf[0], dtype=torch.long), conf[0]
     chosen = [best]

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from bench.evaluate.budgets import max_softmax as _max_softmax
+from bench.evaluate.inputs import check_logits, stack_logits
 from bench.registry import Registry
 
 
@@ -45,17 +45,33 @@ def create(name: str) -> Criterion:
     return CRITERIA.get(name)
 
 
-def _logits(z) -> torch.Tensor:
-    z = torch.as_tensor(z)
-    if z.dim() != 3:
-        raise ValueError(f"logits must be [N_exits, M, C], got shape {tuple(z.shape)}")
-    return z
+MAX_SOFTMAX_BOUNDS = (0.0, 1.0)  # every max softmax lies inside: the default criterion's
 
 
-@register("max_softmax", bounds=lambda n, c: (0.0, 1.0))
+@register("max_softmax", bounds=lambda n, c: MAX_SOFTMAX_BOUNDS)
 def max_softmax(z):
-    """s_n = max_y p_n(y) (MSDNet), in float64 exactly as bench.evaluate.confidences."""
-    return _max_softmax(_logits(z))
+    """s_n = max_y p_n(y) (MSDNet): [N, M] float64 from logits [N, M, C] of any float dtype
+    (-inf entries allowed as long as every row has a finite maximum). The one max softmax
+    of the harness: threshold fits, calibration, the caching combiner and real early exits
+    all use it.
+
+    max softmax = 1 / sum_j exp(z_j - z_max), in float64, one exit at a time: float32
+    rounds the max softmax of every sample with a logit margin above ~17 to exactly 1.0,
+    and such ties blur the threshold fit. (float16 and float32 logits convert to float64
+    exactly: no rounding is added to the saved values.)
+    """
+    out = []
+    for zn in check_logits(z):  # [M, C]: float64 temporaries of one exit only
+        zn = zn.double()
+        out.append(1.0 / (zn - zn.max(dim=-1, keepdim=True).values).exp().sum(-1))
+    return torch.stack(out)
+
+
+def confidences(preds) -> tuple[torch.Tensor, torch.Tensor]:
+    """(confidence, prediction), both [N, M]: the max softmax of F_n (float64) and its
+    argmax, for ``preds`` as ``bench.evaluate.inputs.stack_logits`` takes them."""
+    preds = stack_logits(preds)
+    return max_softmax(preds), preds.max(dim=-1).indices
 
 
 @register("entropy", bounds=lambda n, c: (-math.log(c), 0.0))
@@ -64,7 +80,7 @@ def entropy(z):
 
     Exiting when -H >= T is DeeBERT's rule H <= -T."""
     out = []
-    for zn in _logits(z):  # one exit at a time: [M, C] float64 temporaries only
+    for zn in check_logits(z):  # one exit at a time: [M, C] float64 temporaries only
         logp = torch.log_softmax(zn.double(), dim=-1)
         out.append(torch.where(logp.isneginf(), 0.0, logp.exp() * logp).sum(-1))
     return torch.stack(out)
@@ -73,7 +89,7 @@ def entropy(z):
 @register("margin", bounds=lambda n, c: (0.0, 1.0))
 def margin(z):
     """s_n = p_n(1st) - p_n(2nd), the gap between the two most probable classes (float64)."""
-    z = _logits(z)
+    z = check_logits(z)
     if z.shape[-1] < 2:
         raise ValueError(f"the margin criterion needs at least 2 classes, got {z.shape[-1]}")
     top2 = torch.stack([torch.softmax(zn.double(), dim=-1).topk(2, dim=-1).values for zn in z])
@@ -83,7 +99,7 @@ def margin(z):
 def patience_counters(z) -> torch.Tensor:
     """PABEE's counter c [N, M] int64: c_1 = 0, c_n = c_n-1 + 1 if argmax z_n = argmax z_n-1,
     else 0 (JetRunner/PABEE, modeling_bert.py)."""
-    pred = _logits(z).max(dim=-1).indices  # [N, M]
+    pred = check_logits(z).max(dim=-1).indices  # [N, M]
     counters = [torch.zeros_like(pred[0])]
     for n in range(1, len(pred)):
         counters.append(torch.where(pred[n] == pred[n - 1], counters[-1] + 1, 0))
@@ -100,7 +116,7 @@ def patience(z):
     per-exit (MSDNet) fit then applies unchanged, and a continuum of costs is reachable. Pure
     PABEE with patience t is the threshold ``pabee_threshold(t)`` at every exit but the last.
     """
-    return patience_counters(z).double() + _max_softmax(_logits(z))
+    return patience_counters(z).double() + max_softmax(z)
 
 
 def pabee_threshold(t: int) -> float:

@@ -11,36 +11,45 @@ A combiner is given as a name or a mapping ``{"name": ..., **options}`` (e.g.
 """
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
-from bench.evaluate.budgets import (DEFAULT_QS, ScoredSplit, _check_budgets, _check_flops, _stack,
-                            _targets, global_thresholds, solve_global, solve_q)
-from bench.evaluate import combiners as _combiners
-from bench.evaluate import criteria as _criteria
+from bench.evaluate import combiners as exit_combiners
+from bench.evaluate import criteria as exit_criteria
+from bench.evaluate.accuracy import topk_accuracy
+from bench.evaluate.budgets import DEFAULT_QS, solve_global, solve_q
+from bench.evaluate.inputs import as_targets, check_budgets, check_exit_costs, stack_logits
+from bench.evaluate.thresholds import ScoredSplit, finite_thresholds, global_thresholds
+
+DEFAULT_COMBINER = "none"  # F_n unchanged
+DEFAULT_CRITERION = "max_softmax"  # MSDNet's confidence
+PER_EXIT = "budgeted"  # a rule's key for thresholds fitted per exit (MSDNet; the default)
+GLOBAL = "budgeted_global"  # one threshold at every exit but the last (a variant)
 
 
-def _combiner_spec(spec) -> tuple[str, dict]:
+def split_combiner(spec) -> tuple[str, dict]:
+    """A combiner as a suite gives it, a name or a mapping ``{"name": ..., **options}``,
+    as (name, options)."""
     if isinstance(spec, str):
         return spec, {}
-    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+    if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
         return spec["name"], {k: v for k, v in spec.items() if k != "name"}
     raise ValueError(f"a combiner is a name or a mapping with a 'name' key, got {spec!r}")
 
 
-def combine(logits, combiner="none"):
+def combine(logits, combiner=DEFAULT_COMBINER):
     """(z, pred): the combiner's per-exit logits [N, M, C] and their argmax [N, M]."""
-    name, options = _combiner_spec(combiner)
-    z = _combiners.create(name, **options)(_stack(logits))
+    name, options = split_combiner(combiner)
+    z = exit_combiners.create(name, **options)(stack_logits(logits))
     return z, z.max(dim=-1).indices
 
 
 def scored_split(z, pred, targets, criterion) -> ScoredSplit:
     """One split's scores under ``criterion`` (a name), from combined logits z and predictions."""
-    scores = _criteria.create(criterion).score(z)
-    return ScoredSplit(scores.numpy(), pred.numpy(), _targets(targets).numpy())
+    scores = exit_criteria.create(criterion).score(z)
+    return ScoredSplit(scores.numpy(), pred.numpy(), as_targets(targets).numpy())
 
 
 def fit_per_exit(heldout: ScoredSplit, flops, budget) -> dict:
@@ -55,24 +64,8 @@ def fit_global(heldout: ScoredSplit, flops, budget) -> dict:
     return {"tau": tau, "thresholds": global_thresholds(tau, heldout.n)}
 
 
-def finite(values, bounds) -> list[float]:
-    """Thresholds as JSON numbers: +inf (nobody leaves) becomes high + 1 and -inf (everybody
-    leaves) low - 1, where every score lies in [low, high]: the same exits on any split."""
-    low, high = bounds
-    return [high + 1.0 if v == math.inf else low - 1.0 if v == -math.inf else float(v)
-            for v in values]
-
-
-def _top1(z, targets) -> list[float]:
-    """Top-1 accuracy (percent) of every exit from exact counts; ties between classes are
-    broken by ``topk`` as in bench.evaluate.anytime_accuracy (the exit-time prediction uses
-    ``max``, as the budgeted evaluation always has; they differ only on exactly tied logits)."""
-    hits = (z.topk(1, dim=-1).indices[..., 0] == _targets(targets)[None]).sum(dim=1)
-    return [100.0 * h / z.shape[1] for h in hits.tolist()]
-
-
 def _check_splits(val_logits, val_targets, test_logits, test_targets):
-    val, test = _stack(val_logits), _stack(test_logits)
+    val, test = stack_logits(val_logits), stack_logits(test_logits)
     for split, logits, targets in (("held-out", val, val_targets), ("test", test, test_targets)):
         if logits.shape[1] == 0:
             raise ValueError(f"the {split} split is empty: exit rules need both splits")
@@ -89,11 +82,12 @@ def _budget_row(fit, heldout, test, flops, budget, bounds) -> dict:
     """Accuracy at one budget on test, with thresholds fitted on held-out."""
     held, res = heldout.evaluate(fit["thresholds"], flops), test.evaluate(fit["thresholds"], flops)
     row = {"budget_mmacs": float(budget), "accuracy": res["accuracy"], "mmacs": res["mmacs"],
-           "exit_shares": res["exit_shares"], "thresholds": finite(fit["thresholds"], bounds)}
+           "exit_shares": res["exit_shares"],
+           "thresholds": finite_thresholds(fit["thresholds"], bounds)}
     if "q" in fit:
         row["q"] = fit["q"]
     if "tau" in fit:
-        row["tau"] = finite([fit["tau"]], bounds)[0]
+        row["tau"] = finite_thresholds([fit["tau"]], bounds)[0]
     return row | {"heldout_mmacs": held["mmacs"], "heldout_accuracy": held["accuracy"]}
 
 
@@ -103,9 +97,8 @@ def _fitted(heldout, tested, flops, budgets, qs, global_threshold, bounds) -> di
     for q in DEFAULT_QS if qs is None else qs:
         thresholds = heldout.thresholds(q)
         out["curve"].append({"q": float(q), **tested.evaluate(thresholds, flops),
-                             "thresholds": finite(thresholds, bounds)})
-    fits = {"budgeted": fit_per_exit} | ({"budgeted_global": fit_global} if global_threshold
-                                         else {})
+                             "thresholds": finite_thresholds(thresholds, bounds)})
+    fits = {PER_EXIT: fit_per_exit} | ({GLOBAL: fit_global} if global_threshold else {})
     for key, fit in fits.items():
         out[key] = [_budget_row(fit(heldout, flops, b), heldout, tested, flops, b, bounds)
                     for b in budgets]
@@ -113,8 +106,8 @@ def _fitted(heldout, tested, flops, budgets, qs, global_threshold, bounds) -> di
 
 
 def evaluate_rules(val_logits, val_targets, test_logits, test_targets, exit_mmacs, budgets,
-                   criteria=("max_softmax",), combiners=("none",), global_threshold=False,
-                   qs=None) -> list[dict]:
+                   criteria=(DEFAULT_CRITERION,), combiners=(DEFAULT_COMBINER,),
+                   global_threshold=False, qs=None) -> list[dict]:
     """One JSON-ready dict per (combiner, criterion), combiners outermost:
 
     - combiner, combiner_options, criterion; score_bounds [low, high] (every score lies
@@ -132,20 +125,22 @@ def evaluate_rules(val_logits, val_targets, test_logits, test_targets, exit_mmac
     budgets in the same unit, within [exit_mmacs[0], exit_mmacs[-1]].
     """
     val, test = _check_splits(val_logits, val_targets, test_logits, test_targets)
-    flops = _check_flops(exit_mmacs, val.shape[0])
-    _check_budgets(budgets, flops)
-    crits = [_criteria.create(c) for c in criteria]  # unknown names and options fail early
-    specs = [_combiner_spec(c) for c in combiners]
+    flops = check_exit_costs(exit_mmacs, val.shape[0])
+    check_budgets(budgets, flops)
+    crits = [exit_criteria.create(c) for c in criteria]  # unknown names and options fail early
+    specs = [split_combiner(c) for c in combiners]
     for name, options in specs:
-        _combiners.create(name, **options)
+        exit_combiners.create(name, **options)
     rows = []
     for name, options in specs:
         val_z, val_pred = combine(val, {"name": name, **options})
         test_z, test_pred = combine(test, {"name": name, **options})
+        # anytime top-1 breaks exact ties between classes with topk (anytime_accuracy), the
+        # exit-time prediction with max (as the budgeted evaluation always has)
         anytime = [{"exit": n + 1, "mmacs": flops[n], "top1": a}
-                   for n, a in enumerate(_top1(test_z, test_targets))]
+                   for n, a in enumerate(topk_accuracy(test_z, test_targets, 1))]
         held_anytime = [{"exit": n + 1, "top1": a}
-                        for n, a in enumerate(_top1(val_z, val_targets))]
+                        for n, a in enumerate(topk_accuracy(val_z, val_targets, 1))]
         for crit in crits:
             heldout = scored_split(val_z, val_pred, val_targets, crit.name)
             tested = scored_split(test_z, test_pred, test_targets, crit.name)
@@ -157,7 +152,8 @@ def evaluate_rules(val_logits, val_targets, test_logits, test_targets, exit_mmac
     return rows
 
 
-def correct_at(logits, targets, thresholds, criterion="max_softmax", combiner="none"):
+def correct_at(logits, targets, thresholds, criterion=DEFAULT_CRITERION,
+               combiner=DEFAULT_COMBINER):
     """Per-image correctness, bool [M], of one split under fixed thresholds (as fitted, or
     their finite stand-ins): whether the prediction at the exit each image leaves at is right.
     For paired significance tests between rules or runs at one budget."""

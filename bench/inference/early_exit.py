@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from bench.evaluate.budgets import confidences
+from bench.evaluate import confidences, exits_from_scores
 
 Combine = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]
 Score = Callable[[torch.Tensor], torch.Tensor]
@@ -70,9 +70,7 @@ def simulate(logits: Sequence[torch.Tensor], combine: Combine | None,
     t = _check_thresholds(thresholds, len(preds))
     _check_score(score)
     s = _score_all(score, preds)  # [N, M]
-    passed = s >= t[:, None]
-    passed[-1] = True  # whatever passes no threshold leaves at the last exit
-    exits = passed.int().argmax(0)  # first exit passed
+    exits = torch.from_numpy(exits_from_scores(s.cpu().numpy(), t.numpy())).long()  # [M]
     cols = torch.arange(s.shape[1])
     classes = torch.stack([p.max(dim=-1).indices for p in preds])[exits, cols]
     return classes, exits, s[exits, cols]

@@ -23,9 +23,10 @@ import torch
 from bench import checkpoints, flops, store
 from bench.config import RunSpec, SuiteConfig
 from bench.errors import UsageError
+from bench.evaluate import compute_metrics
 from bench.pipeline import distributed
 from bench.pipeline.distributed import Dist
-from bench.pipeline.evaluation import compute_metrics, rule_options
+from bench.pipeline.metrics import rule_options
 from bench.pipeline.setup import DataCache, environment, pick_device, seed_everything
 from bench.store import now
 

@@ -3,11 +3,11 @@
 Per exit k, every test image runs to exit k (cumulative latency, the cost of "always exit
 k"); per fixed budget of the suite, every image leaves at the first exit whose confidence
 reaches the budget's threshold (fitted on the held-out split when the run was evaluated)
-and nothing past its exit runs (bench.inference). Times are ms per image: per batch, the
-batch's time over its size; median and p95 over every timed batch of every repeat, and the
-mean (total time over images, whose inverse is the throughput). Every configuration (each
-exit, each budget) is timed on a batch before the next batch is taken, so that a shared
-machine's changing load falls on all of them alike.
+and nothing past its exit runs (bench.inference). Times are ms per image, median, p95 and
+mean over every timed batch of every repeat (bench.inference.timing). Every configuration
+(each exit, each budget) is timed on a batch before the next batch is taken, so that a
+shared machine's changing load falls on all of them alike. This module reads the finished
+run and puts latency.json's content together; the store writes it.
 
 Each budget's decisions are checked twice (fractions in [0, 1]):
 
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,14 +32,12 @@ from typing import Callable, Sequence
 import torch
 
 import bench
-from bench import evaluate
-from bench.inference.early_exit import early_exit, simulate
 from bench.errors import UsageError
+from bench.evaluate import confidences, forced_exit
 from bench.fingerprint import fingerprint
+from bench.inference import early_exit, simulate, time_interleaved, timer_for
 from bench.pipeline.restore import Restored, load_splits, thresholds_of
 from bench.store import now
-
-NOBODY, EVERYBODY = 2.0, -1.0  # thresholds no confidence passes / every confidence passes
 
 
 @dataclass(frozen=True)
@@ -67,86 +63,7 @@ class Settings:
             raise UsageError(f"--device must be cpu or cuda[:N], got {self.device!r}")
 
 
-# -- timers ---------------------------------------------------------------------------
-class CpuTimer:
-    """Wall time of the work between ``start`` and ``stop`` (seconds)."""
-
-    def start(self) -> None:
-        self._t0 = time.perf_counter()
-
-    def stop(self) -> float:
-        return time.perf_counter() - self._t0
-
-
-class CudaTimer:
-    """GPU time between ``start`` and ``stop`` from CUDA events (seconds). ``cuda`` is the
-    torch.cuda module (a stand-in in tests). The queue is drained before the start event so
-    that earlier work is not counted, and ``stop`` synchronizes before reading the events."""
-
-    def __init__(self, cuda=torch.cuda):
-        self.cuda = cuda
-
-    def start(self) -> None:
-        self.cuda.synchronize()
-        self._begin = self.cuda.Event(enable_timing=True)
-        self._end = self.cuda.Event(enable_timing=True)
-        self._begin.record()
-
-    def stop(self) -> float:
-        self._end.record()
-        self.cuda.synchronize()
-        return self._begin.elapsed_time(self._end) / 1000.0  # elapsed_time is in ms
-
-
-def timer_for(device: torch.device):
-    return CudaTimer() if device.type == "cuda" else CpuTimer()
-
-
-# -- statistics -----------------------------------------------------------------------
-def percentile(values: Sequence[float], p: float) -> float:
-    """The p-th percentile (linear interpolation between order statistics)."""
-    if not values:
-        raise ValueError("no values")
-    return float(torch.quantile(torch.tensor(values, dtype=torch.float64), p / 100.0))
-
-
-def summarize(ms_per_image: Sequence[float], sizes: Sequence[int]) -> dict:
-    """Median and p95 of the per-batch ms per image; the mean is total time over images
-    (every image weighs the same), and the throughput its inverse."""
-    total_ms = sum(ms * n for ms, n in zip(ms_per_image, sizes))
-    mean = total_ms / sum(sizes)
-    return {"median_ms": statistics.median(ms_per_image), "p95_ms": percentile(ms_per_image, 95),
-            "mean_ms": mean, "images_per_s": 1000.0 / mean if mean > 0 else float("inf"),
-            "timed_batches": len(ms_per_image)}
-
-
-def time_interleaved(runners: Sequence[Callable[[torch.Tensor], object]],
-                     batches: list[torch.Tensor], timer, warmup: int, repeats: int
-                     ) -> list[dict]:
-    """:func:`summarize` per runner. Each runner first gets ``warmup`` untimed batches;
-    then, ``repeats`` times over the batches, every runner is timed on a batch before the
-    next batch: the runners' times are taken alternately, so a change of the machine's
-    load (a shared machine) falls on all of them alike and their ratios stay fair."""
-    for run_batch in runners:
-        for i in range(warmup):
-            run_batch(batches[i % len(batches)])
-    ms = [[] for _ in runners]
-    for _ in range(repeats):
-        for x in batches:
-            for k, run_batch in enumerate(runners):
-                timer.start()
-                run_batch(x)
-                ms[k].append(1000.0 * timer.stop() / len(x))
-    sizes = [len(x) for x in batches] * repeats
-    return [summarize(times, sizes) for times in ms]
-
-
 # -- decisions ------------------------------------------------------------------------
-def forced_exit(k: int, n_exits: int) -> list[float]:
-    """Thresholds that send every image to exit k (0-based)."""
-    return [NOBODY] * k + [EVERYBODY] * (n_exits - k)
-
-
 def decide(r: Restored, thresholds: list[float], batches: list[torch.Tensor]
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Real early exits over ``batches``: (classes, exits, confidences) on the CPU."""
@@ -183,7 +100,7 @@ def budget_result(r: Restored, entry: dict, real, full: list[torch.Tensor],
     same = agreement(real, simulate(full, r.method.combine, thresholds))
     saved_same = agreement(real, simulate(list(saved), None, thresholds))
     preds = r.method.combine(full)
-    now_conf, saved_conf = evaluate.confidences(preds)[0], evaluate.confidences(saved)[0]
+    now_conf, saved_conf = confidences(preds)[0], confidences(saved)[0]
     near = near_threshold(now_conf, saved_conf, thresholds)
     n = len(targets)
     shares = torch.bincount(real[1], minlength=r.model.num_exits).double() / n

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from bench import store
 from bench.config import RunSpec
+from bench.evaluate import compute_metrics
 from bench.pipeline import distributed
 from bench.pipeline.distributed import Dist
-from bench.pipeline.evaluation import compute_metrics, rule_options
+from bench.pipeline.metrics import rule_options
 from bench.pipeline.setup import DataCache, environment, set_up
 from bench.pipeline.train import Trainer
 from bench.pipeline.tuning import tuned_values

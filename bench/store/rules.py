@@ -10,22 +10,12 @@ written before rules existed have only those, and read as that one rule.
 from __future__ import annotations
 
 import json
-from typing import Any
 
-RULES = "rules"
-DEFAULT_COMBINER = "none"
-DEFAULT_CRITERION = "max_softmax"
-PER_EXIT = "budgeted"  # thresholds fitted per exit (MSDNet; the default)
-GLOBAL = "budgeted_global"  # one threshold at every exit but the last (a variant)
+# the names and keys bench.evaluate writes metrics.json with, defined there once
+from bench.evaluate import (DEFAULT_COMBINER, DEFAULT_CRITERION, GLOBAL, PER_EXIT, RULES,
+                            split_combiner)
+
 FITS = {PER_EXIT: "per exit", GLOBAL: "global"}
-
-
-def split_combiner(spec: Any) -> tuple[str, dict]:
-    """A combiner as a suite gives it (a name or ``{name, **options}``) -> (name, options)."""
-    if isinstance(spec, str):
-        return spec, {}
-    spec = dict(spec)
-    return str(spec.pop("name")), spec
 
 
 def combiner_label(name: str, options: dict | None = None) -> str:

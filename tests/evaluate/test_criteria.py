@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.evaluate import budgets as ev
+from bench import evaluate as ev
 from bench.evaluate import criteria
 
 
@@ -81,11 +81,11 @@ def test_pabee_thresholds_reproduce_the_integer_patience_rule():
     s = criteria.patience(PATIENCE).numpy()
     for t, want in ((1, [1, 2, 1]), (2, [2, 3, 3]), (3, [3, 3, 3])):
         th = [criteria.pabee_threshold(t)] * 3 + [-math.inf]
-        assert ev._assign(s, th).tolist() == want  # first exit with c_n >= t, else the last
+        assert ev.exits_from_scores(s, th).tolist() == want  # first exit with c_n >= t, else the last
     # max softmax exactly 1.0 with counter t - 1 = 0 gives score exactly t = 1: must not exit
     sure = torch.tensor([[[0.0, -1e4]], [[5.0, 0.0]]], dtype=torch.float64)
     assert criteria.patience(sure)[0].item() == 1.0
-    assert ev._assign(criteria.patience(sure).numpy(),
+    assert ev.exits_from_scores(criteria.patience(sure).numpy(),
                       [criteria.pabee_threshold(1), -math.inf]).tolist() == [1]
     with pytest.raises(ValueError, match="integer >= 1, got 0"):
         criteria.pabee_threshold(0)

@@ -26,13 +26,41 @@ def with_(**changes):
     return config
 
 
-def test_the_papers_curves_are_published_entries():
-    pub = boostnet()
-    assert pub.anytime_top1 == tuple(paper.ANYTIME_TOP1["BoostNet"])
-    assert pub.budgeted_top1 == paper.BUDGETED_TOP1["BoostNet"]
-    assert pub.protocol.dataset == paper.DATASET and pub.protocol.backbone == paper.BACKBONE
+# Typed from the BoostNet paper (Yu et al., AAAI 2023), CIFAR-100 with MSDNet: top-1 % of
+# exits 1..10, the reference counter's MMACs per exit, and budgeted top-1 % at mean budgets.
+TYPED_MMACS = (15.14, 25.51, 37.79, 52.06, 62.18, 74.07, 87.73, 100.04, 110.12, 121.68)
+TYPED_ANYTIME = {
+    "MSDNet": (64.60, 67.94, 69.35, 71.52, 72.75, 74.03, 74.64, 75.36, 75.52, 75.97),
+    "BoostNet": (65.32, 70.00, 72.33, 74.14, 75.23, 75.84, 75.93, 76.50, 76.53, 76.31),
+}
+TYPED_BUDGETED = {
+    "MSDNet": {20: 70.02, 30: 73.24, 40: 73.79, 50: 74.59, 60: 74.94},
+    "BoostNet": {20: 70.38, 30: 74.32, 40: 75.18, 50: 75.52, 60: 75.74},
+}
+
+
+@pytest.mark.parametrize("curve", ["MSDNet", "BoostNet"])
+def test_the_papers_numbers_are_published_as_printed(curve):
+    (pub,) = paper.PUBLISHED[curve]
+    assert pub.curve == curve
+    assert pub.anytime_mmacs == TYPED_MMACS
+    assert pub.anytime_top1 == TYPED_ANYTIME[curve]
+    assert pub.budgeted_top1 == TYPED_BUDGETED[curve]
+    assert pub.protocol.dataset == "cifar100" and pub.protocol.backbone == "msdnet10_cifar"
+    assert pub.protocol.heldout == 5000 and pub.protocol.epochs == 300
+    # the module's tables the report draws from hold the same numbers
+    assert tuple(paper.ANYTIME_MMACS) == TYPED_MMACS
+    assert tuple(paper.ANYTIME_TOP1[curve]) == TYPED_ANYTIME[curve]
+    assert paper.BUDGETED_TOP1[curve] == TYPED_BUDGETED[curve]
+
+
+def test_l2w_is_published_with_its_own_protocol():
+    # typed from LeapLabTHU/L2W-DEN's README, "Pre-trained Models on ImageNet", step=4, 100
+    # epochs: acc_exit1..5
     assert set(paper.PUBLISHED) == {"MSDNet", "BoostNet", "L2W-DEN"}
-    assert paper.PUBLISHED["L2W-DEN"][0].anytime_top1[-1] == 73.93
+    (pub,) = paper.PUBLISHED["L2W-DEN"]
+    assert pub.anytime_top1 == (59.54, 67.22, 71.03, 72.33, 73.93) and not pub.budgeted_top1
+    assert pub.protocol.dataset == "imagenet" and pub.protocol.heldout is None
 
 
 def test_the_papers_protocol_is_comparable():

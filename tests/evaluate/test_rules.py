@@ -8,8 +8,8 @@ import torch
 
 from bench import evaluate as ev
 from bench.evaluate import combiners, criteria, rules
-from bench.evaluate.rules import (correct_at, evaluate_rules, finite, fit_global, fit_per_exit,
-                         scored_split)
+from bench.evaluate import (correct_at, evaluate_rules, finite_thresholds, fit_global,
+                            fit_per_exit, scored_split)
 
 FLOPS = [1.0, 2.0, 4.0, 8.0]
 BUDGETS = [1.0, 2.5, 5.0, 8.0]
@@ -141,15 +141,10 @@ def test_correct_at_matches_the_reported_accuracy():
     t = fit_per_exit(split, FLOPS, 1.0)["thresholds"]
     assert t[0] == -math.inf
     assert torch.equal(correct_at(test, yt, t, "entropy"),
-                       correct_at(test, yt, finite(t, criteria.create("entropy").bounds(4, 10)),
-                                  "entropy"))
+                       correct_at(test, yt, finite_thresholds(
+                           t, criteria.create("entropy").bounds(4, 10)), "entropy"))
     with pytest.raises(ValueError, match="3 thresholds for 4 exits"):
         correct_at(test, yt, t[:3])
-
-
-def test_finite_stand_ins():
-    assert finite([math.inf, 0.3, -math.inf], (0.0, 1.0)) == [2.0, 0.3, -1.0]
-    assert finite([math.inf, -math.inf], (-math.log(10), 0.0)) == [1.0, -math.log(10) - 1]
 
 
 def test_bad_input_is_named():

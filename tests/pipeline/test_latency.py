@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from bench import cli, store
-from bench.inference.early_exit import early_exit
 from bench.errors import UsageError
+from bench.evaluate import forced_exit
+from bench.inference import early_exit
 from bench.pipeline import latency as L
 from bench.pipeline.restore import restore, thresholds_of
 
@@ -81,16 +82,8 @@ def test_forced_exit_sends_everyone_to_exit_k(run_dir):
     r = restore(run_dir)
     x = torch.cat(L.test_images(r, L.Settings(images=8), torch.device("cpu"), None)[0])
     for k in range(3):
-        _, exits, _ = early_exit(r.model, r.method.combine, L.forced_exit(k, 3), x)
+        _, exits, _ = early_exit(r.model, r.method.combine, forced_exit(k, 3), x)
         assert exits.tolist() == [k] * 8
-
-
-def test_summary_statistics():
-    s = L.summarize([1.0, 2.0, 3.0, 4.0], [1, 1, 1, 1])
-    assert s["median_ms"] == 2.5 and s["mean_ms"] == 2.5
-    assert s["p95_ms"] == pytest.approx(3.85) and s["images_per_s"] == pytest.approx(400.0)
-    weighted = L.summarize([1.0, 3.0], [3, 1])  # mean weighs images: (3*1 + 1*3) / 4
-    assert weighted["mean_ms"] == 1.5
 
 
 def test_near_threshold_counts_thresholds_between_the_two_confidences():
@@ -99,60 +92,6 @@ def test_near_threshold_counts_thresholds_between_the_two_confidences():
     assert L.near_threshold(now, saved, [0.51, -1.0]).tolist() == [True, False]
     assert L.near_threshold(now, saved, [0.75, -1.0]).tolist() == [False, True]
     assert L.near_threshold(now, saved, [0.6, 0.9]).tolist() == [False, False]  # last exit
-
-
-class FakeCuda:
-    """torch.cuda's timing surface, recording the calls."""
-
-    def __init__(self):
-        self.calls, self.clock = [], 0.0
-
-    def synchronize(self):
-        self.calls.append("synchronize")
-
-    def Event(self, enable_timing=False):
-        assert enable_timing
-        cuda = self
-
-        class Event:
-            def record(self):
-                cuda.clock += 12.5
-                self.at = cuda.clock
-                cuda.calls.append("record")
-
-            def elapsed_time(self, end):
-                return end.at - self.at
-
-        return Event()
-
-
-def test_cuda_timer_synchronizes_and_reads_events_in_seconds():
-    cuda = FakeCuda()
-    timer = L.CudaTimer(cuda)
-    timer.start()
-    seconds = timer.stop()
-    assert cuda.calls == ["synchronize", "record", "record", "synchronize"]
-    assert seconds == pytest.approx(0.0125)
-    (stats,) = L.time_interleaved([lambda x: None], [torch.zeros(2, 1), torch.zeros(3, 1)],
-                                  timer, warmup=0, repeats=1)
-    assert stats["median_ms"] == pytest.approx((6.25 + 12.5 / 3) / 2)
-
-
-def test_runners_are_timed_alternately_batch_by_batch():
-    calls = []
-
-    class Clock:
-        def start(self):
-            pass
-
-        def stop(self):
-            return 0.001
-
-    runners = [lambda x, k=k: calls.append((k, len(x))) for k in range(2)]
-    out = L.time_interleaved(runners, [torch.zeros(1, 1), torch.zeros(2, 1)], Clock(),
-                             warmup=1, repeats=2)
-    assert calls == [(0, 1), (1, 1)] + [(0, 1), (1, 1), (0, 2), (1, 2)] * 2
-    assert [o["timed_batches"] for o in out] == [4, 4]
 
 
 @pytest.mark.parametrize("settings, word", [

@@ -1,8 +1,9 @@
-"""``bench export``: one self-contained file from a finished run (bench.export loads it).
+"""``bench export``: a finished run packaged as one deployable file, i.e. what goes into
+it (bench.export owns the file's format: it writes and loads it).
 
 Everything is plain data and tensors, so the file loads with ``weights_only=True``. The q
 curve's points get their mean cost on the held-out split here (from the run's saved
-held-out predictions), so that ``bench.export`` chooses thresholds for any budget without
+held-out predictions), so that the exported model chooses thresholds for any budget without
 looking at the test split.
 """
 from __future__ import annotations
@@ -14,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from bench import evaluate
+from bench import export
 from bench.data import DatasetNotFound, MissingDependency
-from bench.export import FORMAT
-from bench.fileio import read_json, save_torch
+from bench.evaluate import assign_exits
+from bench.fileio import read_json
 from bench.fingerprint import fingerprint
 from bench.pipeline.restore import Restored, load_splits, method_options, thresholds_of
 from bench.store import files as F
@@ -29,7 +30,7 @@ log = logging.getLogger("bench.pipeline")
 def heldout_mmacs(val_logits: torch.Tensor, thresholds: list[float], exit_mmacs: list[float]
                   ) -> float:
     """Mean cost per image on the held-out split under ``thresholds``."""
-    exits = evaluate.assign_exits(val_logits.float(), thresholds)
+    exits = assign_exits(val_logits.float(), thresholds)
     return float(torch.tensor(exit_mmacs, dtype=torch.float64)[exits].mean())
 
 
@@ -67,8 +68,9 @@ def temperatures(r: Restored) -> dict:
     return {"ensemble": ensemble, "calibration": calibration}
 
 
-def payload(r: Restored, data_root: Path | None = None) -> dict:
-    """What ``bench export`` writes (docs/deploy.md)."""
+def content(r: Restored, data_root: Path | None = None) -> dict:
+    """What ``bench export`` writes (docs/deploy.md), but the format and the checksum that
+    bench.export.save stamps on it."""
     val_logits = r.run.load_predictions()["heldout"]["logits"]
     metrics = r.run.metrics or {}
     budgets = [{"budget_mmacs": float(b["budget_mmacs"]), "thresholds": thresholds_of(b),
@@ -80,7 +82,7 @@ def payload(r: Restored, data_root: Path | None = None) -> dict:
               "test_accuracy": c.get("accuracy"), "test_mmacs": c.get("mmacs")}
              for c in metrics.get("curve") or []]
     config = r.config
-    return {"format": FORMAT, "created": now(),
+    return {"created": now(),
             "state_dict": {k: v.detach().cpu().clone() for k, v in r.model.state_dict().items()},
             "backbone": {"name": config["backbone"]["name"],
                          "overrides": config["backbone"].get("overrides") or {}},
@@ -94,8 +96,6 @@ def payload(r: Restored, data_root: Path | None = None) -> dict:
             "run_id": config.get("run_id", r.run.run_id), "config": config}
 
 
-def export(r: Restored, out: Path, data_root: Path | None = None) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_torch(out, payload(r, data_root))
-    return out
+def package(r: Restored, out: Path, data_root: Path | None = None) -> Path:
+    """The restored run ``r`` written as one deployable file at ``out``."""
+    return export.save(out, content(r, data_root))

@@ -1,8 +1,10 @@
-"""metrics.json from saved predictions: the exit rules beside the keys it always had."""
+"""bench.evaluate.metrics: metrics.json from saved predictions, the exit rules beside the
+keys it always had."""
+import math
+
 import pytest
 
-from bench.config import EvaluationConfig, freeze
-from bench.pipeline.evaluation import compute_metrics, rule_options
+from bench.evaluate import compute_metrics
 from report_fixtures import fake_logits
 
 MMACS = [1.0, 2.0, 3.0]
@@ -65,14 +67,17 @@ def test_no_heldout_split_no_rules():
     assert len(metrics["anytime"]) == 3
 
 
-def test_rule_options_from_the_typed_config():
-    ev = EvaluationConfig(True, ("entropy",), (freeze({"name": "product", "weights": "linear"}),),
-                          True)
-    assert rule_options(ev) == {"calibration": True, "criteria": ["entropy"],
-                                "combiners": [{"name": "product", "weights": "linear"}],
-                                "global_threshold": True}
-
-
 def test_unknown_rules_fail_loudly():
     with pytest.raises(KeyError, match="unknown exit criterion"):
         compute_metrics(predictions(), MMACS, BUDGETS, criteria=["nope"])
+
+
+def test_thresholds_are_finite_numbers_for_json():
+    # a tiny budget sends everyone to exit 1 (-inf there), the largest nobody before the
+    # last exit (+inf): both written as numbers with the same effect
+    metrics = compute_metrics(predictions(), MMACS, [1.0, 3.0], calibration=True)
+    budgeted = metrics["budgeted"] + metrics["calibration"]["budgeted_before"]
+    for row in budgeted + metrics["curve"]:
+        assert all(math.isfinite(t) for t in row["thresholds"])
+    assert metrics["budgeted"][0]["thresholds"] == [-1.0, 2.0, -1.0]  # nobody left at 2
+    assert metrics["budgeted"][1]["thresholds"] == [2.0, 2.0, -1.0]

@@ -1,65 +1,57 @@
-"""metrics.json of a run, computed from its saved predictions alone (an evaluation never
-retrains): anytime accuracy per exit, the budgeted-batch curve and fixed budgets with
-thresholds fitted on the held-out split only, every exit rule the suite asks for
-(``rules``), and the optional calibration report.
+"""metrics.json's content, computed from a run's saved predictions alone (an evaluation
+never retrains): anytime accuracy per exit, the budgeted-batch curve and fixed budgets
+with thresholds fitted on the held-out split only, every exit rule asked for (``rules``),
+and the optional calibration report. Plain arguments in, plain JSON-ready data out: the
+suite's options are turned into these arguments by the pipeline, the file is written by
+the store (bench.store.rules reads the rule entries back).
 
 Exit rules read only the combined logits F_n (``logits`` of predictions.pt); none needs the
 raw head logits f_n, so predictions saved before f_n was (``raw_logits``) evaluate fully.
+Thresholds are written as finite numbers (``bench.evaluate.thresholds.finite_thresholds``).
 """
 from __future__ import annotations
 
-from bench import evaluate
+from bench.evaluate.accuracy import anytime_accuracy, topk_accuracy
+from bench.evaluate.budgets import accuracy_at_budgets, budget_curve
 from bench.evaluate.calibration import calibration_report
-from bench.config import EvaluationConfig, thaw
-from bench.store import rules as R
+from bench.evaluate.rules import DEFAULT_COMBINER, DEFAULT_CRITERION, evaluate_rules
+from bench.evaluate.thresholds import finite_thresholds
 
-
-def finite_thresholds(thresholds) -> list[float]:
-    """Confidences lie in [0, 1]: +inf (nobody leaves) becomes 2.0 and -inf (everybody
-    leaves) -1.0, with the same effect and valid JSON."""
-    return [2.0 if t == float("inf") else -1.0 if t == float("-inf") else float(t)
-            for t in thresholds]
-
-
-def rule_options(evaluation: EvaluationConfig) -> dict:
-    """compute_metrics' keyword arguments for a suite's evaluation section."""
-    return {"calibration": evaluation.calibration, "criteria": list(evaluation.criteria),
-            "combiners": thaw(evaluation.combiners),
-            "global_threshold": evaluation.global_threshold}
+RULES = "rules"  # metrics.json's key of the exit-rule entries (bench.evaluate.rules)
 
 
 def compute_metrics(preds: dict, exit_mmacs: list[float], budgets: list[float],
-                    calibration: bool = False, criteria=(R.DEFAULT_CRITERION,),
-                    combiners=(R.DEFAULT_COMBINER,), global_threshold: bool = False) -> dict:
-    """metrics.json from the saved predictions; thresholds are fitted on held-out only.
+                    calibration: bool = False, criteria=(DEFAULT_CRITERION,),
+                    combiners=(DEFAULT_COMBINER,), global_threshold: bool = False) -> dict:
+    """metrics.json from the saved predictions ``{"heldout": {"logits", "targets"}, "test":
+    ...}`` (logits [N_exits, M, C]); thresholds are fitted on held-out only.
     ``calibration`` adds post-hoc calibration temperatures (one per exit, fitted on
     held-out) with test ECE and budgeted accuracy before and after (bench.evaluate.calibration).
     ``rules``: one entry per (combiner, criterion) (bench.evaluate.evaluate_rules), with the
     global-threshold fit too where ``global_threshold``; none without a held-out split."""
     val, test = preds["heldout"], preds["test"]
     val_logits, test_logits = val["logits"].float(), test["logits"].float()
-    top5 = evaluate.topk_accuracy(test_logits, test["targets"], 5)
+    top5 = topk_accuracy(test_logits, test["targets"], 5)
     anytime = [{"exit": n + 1, "mmacs": exit_mmacs[n], "top1": a, "top5": top5[n]}
-               for n, a in enumerate(evaluate.anytime_accuracy(test_logits, test["targets"]))]
-    held = evaluate.anytime_accuracy(val_logits, val["targets"])
+               for n, a in enumerate(anytime_accuracy(test_logits, test["targets"]))]
+    held = anytime_accuracy(val_logits, val["targets"])
     metrics = {"anytime": anytime,
                "heldout_anytime": [{"exit": n + 1, "top1": a} for n, a in enumerate(held)],
-               "budgeted": [], "curve": [], R.RULES: []}
+               "budgeted": [], "curve": [], RULES: []}
     if len(val["targets"]) == 0:
         return metrics  # no held-out split: no thresholds can be fitted honestly
-    curve = evaluate.budget_curve(val_logits, val["targets"], test_logits, test["targets"],
-                                  exit_mmacs)
+    curve = budget_curve(val_logits, val["targets"], test_logits, test["targets"], exit_mmacs)
     metrics["curve"] = [{"q": c["q"], "accuracy": c["accuracy"], "mmacs": c["mmacs"],
                          "exit_shares": c["exit_shares"],
                          "thresholds": finite_thresholds(c["thresholds"])}
                         for c in curve]
-    fitted = evaluate.accuracy_at_budgets(val_logits, val["targets"], test_logits,
-                                          test["targets"], exit_mmacs, budgets)
+    fitted = accuracy_at_budgets(val_logits, val["targets"], test_logits, test["targets"],
+                                 exit_mmacs, budgets)
     metrics["budgeted"] = [{"budget_mmacs": b["budget"], "accuracy": b["accuracy"],
                             "mmacs": b["flops"], "thresholds": finite_thresholds(b["thresholds"]),
                             "exit_shares": b["exit_shares"], "q": b.get("q"),
                             "heldout_mmacs": b.get("heldout_flops")} for b in fitted]
-    metrics[R.RULES] = evaluate.evaluate_rules(
+    metrics[RULES] = evaluate_rules(
         val_logits, val["targets"], test_logits, test["targets"], exit_mmacs, budgets,
         criteria=list(criteria), combiners=list(combiners), global_threshold=global_threshold)
     if calibration:
