@@ -1,7 +1,7 @@
 """metrics.json from saved predictions: the exit rules beside the keys it always had."""
 import pytest
 
-from bench.config import EvaluationConfig, freeze
+from bench.config import EvaluationConfig
 from bench.pipeline.evaluation import compute_metrics, rule_options
 from report_fixtures import fake_logits
 
@@ -66,8 +66,8 @@ def test_no_heldout_split_no_rules():
 
 
 def test_rule_options_from_the_typed_config():
-    ev = EvaluationConfig(True, ("entropy",), (freeze({"name": "product", "weights": "linear"}),),
-                          True)
+    ev = EvaluationConfig(calibration=True, criteria=("entropy",), global_threshold=True,
+                          combiners=({"name": "product", "weights": "linear"},))
     assert rule_options(ev) == {"calibration": True, "criteria": ["entropy"],
                                 "combiners": [{"name": "product", "weights": "linear"}],
                                 "global_threshold": True}
