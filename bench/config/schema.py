@@ -1,5 +1,5 @@
 """The suite schema, declared once: each key's type, bounds, default and description
-(docs/suite-schema.md lists them, bench.config.reference writes it).
+(docs/suite-schema.md lists them).
 
 Sections are frozen pydantic models; unknown keys are errors and a null value takes the
 default. Names and options that the registries own are checked by asking them (data sets,
