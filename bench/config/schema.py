@@ -75,7 +75,7 @@ class DatasetConfig(Config):
         size = self.options.get("train_size")
         if size is not None and heldout >= size:
             expect(f"fewer than dataset.options.train_size = {size} images", heldout, "heldout")
-        return self.replace(heldout=heldout)
+        return self.derive(heldout=heldout)
 
     def shape(self) -> tuple[int, tuple[int, int, int]]:
         """(num_classes, (C, H, W)) of the images served."""
@@ -234,7 +234,7 @@ class MethodEntry(Entry):
 
     @model_validator(mode="after")
     def _reference(self) -> "MethodEntry":
-        return self.replace(reference=thaw(self.options) == methods.defaults(self.name))
+        return self.derive(reference=thaw(self.options) == methods.defaults(self.name))
 
     @property
     def tuned(self) -> tuple[str, ...]:
@@ -321,7 +321,7 @@ class SuiteConfig(Config):
                 fail(f"{m.tuned[0]}: tuned needs a tune: section in the suite "
                      "(docs/tuning.md)", f"methods[{i}].options.{m.tuned[0]}")
         baseline = self.baseline or (BASELINE if BASELINE in labels else None)
-        return self.replace(baseline=baseline, tune=tune)
+        return self.derive(baseline=baseline, tune=tune)
 
 
 TOP_LEVEL = SuiteConfig.keys()

@@ -201,6 +201,12 @@ class Config(BaseModel):
     def replace(self, **changes) -> Config:
         return self.model_copy(update=changes)
 
+    def derive(self, **values) -> Config:
+        """Fill keys that validation derives, from an after-validator (frozen once done)."""
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+        return self
+
 
 KINDS = {"int_type": "an integer", "bool_type": "true or false", "float_type": "a finite "
          "number", "finite_number": "a finite number", "string_type": "a string",

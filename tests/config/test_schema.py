@@ -156,3 +156,14 @@ def test_a_validation_error_becomes_a_suite_error():
     error = suite_error("s.yaml", err.value)
     assert isinstance(error, SuiteError) and error.path == "training.epochs"
     assert str(error) == "s.yaml: training.epochs: expected an integer >= 1, found -3 (int)"
+
+
+def test_derived_keys_are_filled_however_a_model_is_built():
+    """By model_validate (a suite file) and by keywords alike."""
+    assert schema.MethodEntry(name="joint").reference is True
+    assert schema.MethodEntry.model_validate({"name": "boostnet", "options": {
+        "temperature": 0.25}}).reference is False
+    assert schema.DatasetConfig(name="synthetic").heldout == 1000  # a fifth of train_size
+    suite = schema.SuiteConfig(name="s", dataset={"name": "synthetic"},
+                               backbones=["chain_tiny"], methods=["boostnet", "joint"])
+    assert suite.baseline == "joint" and suite.methods[1].paper == "MSDNet"
