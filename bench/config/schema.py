@@ -69,7 +69,7 @@ class DatasetConfig(Config):
         heldout = self.heldout
         if heldout is None:
             heldout = data.get(self.name).default_heldout(dict(self.options))
-        if heldout < 1:  # the reference's anytime runs train on the whole training set
+        if heldout < 1:  # 0 would train on all of train, as the reference's anytime runs do
             expect("at least 1 image: every run predicts on the held-out split, where exit "
                    "thresholds are fitted (never on test)", heldout, "heldout")
         size = self.options.get("train_size")
