@@ -1,54 +1,44 @@
 """The ``executor:`` section: which executor hands out the runs (``--executor`` sets its
 ``name``) and each executor's options, under its own name so that a suite can carry the
-options of several (bench.config.defaults: EXECUTOR, RAY, SLURM; docs/scaling.md).
+options of several (docs/scaling.md). Never part of a run id, a study name or suite.json:
+where a run trains does not change what it is."""
+from typing import Any, Optional
 
-It is never part of a run id, a study name or suite.json: where a run trains does not
-change what it is.
-"""
-from __future__ import annotations
-
-from typing import Any
-
-from bench.config import defaults as D
-from bench.config.checker import Checker
-from bench.config.schema import ExecutorConfig, RayConfig, SlurmConfig
+from bench.config.types import Choice, Config, Flag, Int, Key, Number, Text
 
 
-def validate(c: Checker, value: Any) -> ExecutorConfig:
-    if isinstance(value, str):  # ``executor: ray`` means ``executor: {name: ray}``
-        value = {"name": value}
-    e = c.mapping(value, "executor", D.EXECUTOR)
-    name = c.choice(e["name"], "executor.name", D.EXECUTORS, "executor")
-    return ExecutorConfig(name, ray(c, e["ray"]), slurm(c, e["slurm"]))
+class RayConfig(Config):
+    address: Optional[Text] = Key(None, "join this cluster (--ray-address); null: start one")
+    num_cpus: Number = Key(1.0, "CPUs per run (and per tuning worker)", ge=0)
+    num_gpus: Optional[Number] = Key(None, "GPUs per run; null: 1 where the cluster has GPUs "
+                                     "and training.device is not cpu", ge=0)
+    results: Choice("results mode", ("shared", "driver")) = Key(
+        "shared", "shared: every node writes the results; driver: the driver writes them")
+    max_retries: Int = Key(3, "restarts of a run whose worker process dies", ge=0)
+    tune_workers: Int = Key(2, "bench tune: actors sharing each study", ge=1)
 
 
-def ray(c: Checker, value: Any) -> RayConfig:
-    r = c.mapping(value, "executor.ray", D.RAY)
-    if r["address"] is not None:
-        c.string(r["address"], "executor.ray.address")
-    cpus = c.number(r["num_cpus"], "executor.ray.num_cpus", lo=0)
-    gpus = None if r["num_gpus"] is None else c.number(r["num_gpus"], "executor.ray.num_gpus",
-                                                        lo=0)
-    c.choice(r["results"], "executor.ray.results", D.RAY_RESULTS, "results mode")
-    c.integer(r["max_retries"], "executor.ray.max_retries", lo=0)
-    c.integer(r["tune_workers"], "executor.ray.tune_workers", lo=1)
-    return RayConfig(r["address"], cpus, gpus, r["results"], r["max_retries"],
-                     r["tune_workers"])
+class SlurmConfig(Config):
+    cluster: Choice("cluster", ("slurm", "local")) = Key(
+        "slurm", "local: submitit's local executor (this machine, no SLURM)")
+    partition: Optional[Text] = Key(None, "--partition; null: the cluster's default")
+    gpus: Optional[Int] = Key(None, "GPUs per run; null: 1 when training.device asks for "
+                              "CUDA (or auto and this machine sees a GPU)", ge=0)
+    cpus: Int = Key(1, "--cpus-per-task", ge=1)
+    mem_gb: Optional[Number] = Key(None, "--mem; null: the cluster's default", gt=0)
+    time_min: Int = Key(1440, "--time in minutes, per job (a requeued job starts again)", ge=1)
+    array_parallelism: Optional[Int] = Key(None, "runs at once at most; null: no limit", ge=1)
+    max_requeue: Int = Key(3, "requeues after a time-out (preemptions do not count)", ge=0)
+    tune_workers: Int = Key(2, "bench tune: jobs sharing each study", ge=1)
+    wait: Flag = Key(True, "false: submit, print the job ids and return")
 
 
-def slurm(c: Checker, value: Any) -> SlurmConfig:
-    s = c.mapping(value, "executor.slurm", D.SLURM)
-    c.choice(s["cluster"], "executor.slurm.cluster", D.SLURM_CLUSTERS, "cluster")
-    if s["partition"] is not None:
-        c.string(s["partition"], "executor.slurm.partition")
-    c.integer(s["gpus"], "executor.slurm.gpus", lo=0, null=True)
-    c.integer(s["cpus"], "executor.slurm.cpus", lo=1)
-    mem = None if s["mem_gb"] is None else c.number(s["mem_gb"], "executor.slurm.mem_gb",
-                                                     lo=0, open_lo=True)
-    c.integer(s["time_min"], "executor.slurm.time_min", lo=1)
-    c.integer(s["array_parallelism"], "executor.slurm.array_parallelism", lo=1, null=True)
-    c.integer(s["max_requeue"], "executor.slurm.max_requeue", lo=0)
-    c.integer(s["tune_workers"], "executor.slurm.tune_workers", lo=1)
-    c.boolean(s["wait"], "executor.slurm.wait")
-    return SlurmConfig(s["cluster"], s["partition"], s["gpus"], s["cpus"], mem, s["time_min"],
-                       s["array_parallelism"], s["max_requeue"], s["tune_workers"], s["wait"])
+class ExecutorConfig(Config):
+    """``executor: ray`` means ``{name: ray}``."""
+    name: Choice("executor", ("local", "ray", "slurm")) = Key("local", "what --executor sets")
+    ray: RayConfig = Key(RayConfig, "the Ray executor's options")
+    slurm: SlurmConfig = Key(SlurmConfig, "the SLURM executor's options (submitit)")
+
+    @classmethod
+    def given(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from bench.config.checker import found
-from bench.config.defaults import TOP_LEVEL
+from bench.config.schema import TOP_LEVEL
 from bench.errors import SuiteError
 
 

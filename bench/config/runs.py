@@ -1,4 +1,5 @@
-"""Runs: a suite expanded into backbone x method x seed, each with its identity.
+"""Runs: a suite expanded into backbone x method x seed, each with its identity; the studies
+that tune them and their names.
 
 A run's id is ``<backbone label>--<method label>--s<seed>--<hash8>``, hash8 from SHA-256 of
 the canonical JSON of the run's config (what config.json holds), leaving out the keys in
@@ -15,9 +16,33 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from bench.config.defaults import AMP_PRECISION, CODE_VERSION, HASHED_UNLESS, NOT_HASHED
-from bench.config.schema import (BackboneEntry, DatasetConfig, EvaluationConfig, MethodEntry,
-                                 SuiteConfig, TrainingConfig, TuneConfig, freeze, thaw)
+from bench.config.schema import (AMP_PRECISION, BackboneEntry, DatasetConfig, EvaluationConfig,
+                                 MethodEntry, SuiteConfig, TrainingConfig)
+from bench.config.tune import TuneConfig, targets, tuned_options
+from bench.config.types import freeze, thaw
+
+# Part of every run id, frozen: results keep their ids across code changes, which the code
+# fingerprint (bench.fingerprint) tracks instead.
+CODE_VERSION = "0.1.0"
+# Run-config keys that cannot change a trained model; left out of the run id's hash, so
+# moving the data, changing the loader processes or evaluating differently from the saved
+# logits does not orphan finished runs.
+NOT_HASHED = (("suite",), ("run_id",), ("dataset", "root"), ("dataset", "download"),
+              ("dataset", "options", "workers"), ("training", "workers"), ("evaluation",),
+              ("tuned",))
+# Keys added to the schema after run ids were first pinned, with the value that reproduces
+# what runs did before the key existed: at that value they are left out of the hash, so a
+# finished run keeps its id when the schema grows; any other value is hashed as usual.
+HASHED_UNLESS = {
+    ("dataset", "options", "min_scale"): 1.0,  # synthetic: objects drawn at full size
+    ("dataset", "options", "clutter"): 0.0,  # synthetic: plain background
+    ("dataset", "options", "min_difficulty"): 0.0,  # synthetic: difficulties from 0
+    ("dataset", "options", "normalization"): "standard",  # CIFAR: the usual constants
+    ("training", "drop_last"): True,  # the last partial training batch dropped
+}
+# Tune keys that do not change what a trial's value means: left out of the study hash, so
+# a study can be extended (more trials, another sampler or pruner) and still resume.
+NOT_IN_STUDY_HASH = ("runs", "trials", "timeout", "sampler", "pruner")
 
 
 @dataclass(frozen=True)
@@ -48,29 +73,13 @@ class RunSpec:
         """``backbone/method/seed``, what ``select`` matches besides the run id."""
         return f"{self.backbone.label}/{self.method.label}/{self.seed}"
 
-    @property
-    def backbone_name(self) -> str:
-        return self.backbone.name
-
-    @property
-    def backbone_label(self) -> str:
-        return self.backbone.label
-
-    @property
-    def overrides(self) -> dict:
-        return thaw(self.backbone.overrides)
-
-    @property
-    def method_name(self) -> str:
-        return self.method.name
-
-    @property
-    def method_label(self) -> str:
-        return self.method.label
-
-    @property
-    def method_options(self) -> dict:
-        return thaw(self.method.options)
+    # Shorthands the pipeline, the executors and the commands use.
+    backbone_name = property(lambda self: self.backbone.name)
+    backbone_label = property(lambda self: self.backbone.label)
+    overrides = property(lambda self: thaw(self.backbone.overrides))
+    method_name = property(lambda self: self.method.name)
+    method_label = property(lambda self: self.method.label)
+    method_options = property(lambda self: thaw(self.method.options))
 
 
 def canonical(value: Any) -> str:
@@ -146,3 +155,30 @@ def select(runs: Sequence[RunSpec], pattern: str) -> list[RunSpec]:
     """Runs whose id or ``backbone/method/seed`` labels match the shell-style ``pattern``."""
     return [r for r in runs
             if fnmatch.fnmatchcase(r.run_id, pattern) or fnmatch.fnmatchcase(r.labels, pattern)]
+
+
+def select_targets(suite, pattern: str | None = None) -> list[RunSpec]:
+    """One run spec per (backbone, method) to tune, with seed ``tune.seed``; ``pattern``
+    (``--only``) narrows them (run id, ``backbone/method/seed`` or ``backbone/method``)."""
+    tc = suite.config.tune
+    wanted = {(b.label, m.label) for b, m in targets(tc.runs, suite.config.backbones,
+                                                     suite.config.methods)}
+    chosen = [s for s in suite.runs
+              if s.seed == tc.seed and (s.backbone_label, s.method_label) in wanted]
+    if pattern:
+        chosen = [s for s in chosen if fnmatch.fnmatchcase(s.run_id, pattern)
+                  or fnmatch.fnmatchcase(s.labels, pattern)
+                  or fnmatch.fnmatchcase(f"{s.backbone_label}/{s.method_label}", pattern)]
+    return chosen
+
+
+def study_name(spec: RunSpec, tune: TuneConfig) -> str:
+    """``<suite>--<backbone>--<method>--<hash8>``; the hash covers the run's config without
+    its tuned options and seed, plus the tune settings that change a trial's value."""
+    config = spec.config
+    for option in tuned_options(spec.method):
+        config["method"]["options"].pop(option, None)
+    for key in ("seed", "tune", "evaluation"):
+        config.pop(key, None)
+    config["tuning"] = {k: v for k, v in tune.as_dict().items() if k not in NOT_IN_STUDY_HASH}
+    return f"{spec.suite_slug}--{spec.backbone_label}--{spec.method_label}--{run_hash(config)}"

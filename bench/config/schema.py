@@ -1,144 +1,240 @@
-"""The suite schema as typed, frozen configs, filled by the checks in bench.config.
+"""The suite schema, declared once: each key's type, bounds, default and description
+(docs/suite-schema.md lists them).
 
-Every config converts back to the plain JSON data it was resolved to (``as_dict``): that is
-what suite.json and config.json hold and what run ids hash. Mappings inside configs are
-read-only (``types.MappingProxyType``) and lists are tuples; :func:`thaw` gives plain data.
+Sections are frozen pydantic models; unknown keys are errors and a null value takes the
+default. Names and options that the registries own are checked by asking them (data sets,
+backbones, methods, exit rules; a suite's plugins are imported first). What needs a
+backbone built (costs, budgets, per-exit options) is checked as the suite expands into runs.
 """
-from __future__ import annotations
+import functools
+from typing import Annotated, Any, Mapping, Optional
 
-import dataclasses
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Mapping
+from pydantic import (AfterValidator, Field, PlainValidator, create_model, field_validator,
+                      model_validator)
 
-from bench.config.defaults import TUNED
+import methods
+from bench import backbones, data
+from bench.config import tune as tuning
+from bench.config.executor import ExecutorConfig
+from bench.config.tune import Seed, TuneConfig
+from bench.config.types import (JSON, AnyText, Choice, Config, Flag, Free, Int, Items, Key,
+                                Known, Matching, Number, OneOf, Text, expect, fail, freeze,
+                                plain, thaw)
+from bench.engine.precision import PRECISIONS
+from bench.evaluate import combiners as exit_combiners
+from bench.evaluate import criteria as exit_criteria
 
-OMIT_IF_NONE = {"omit_if_none": True}
-
-
-def freeze(value: Any) -> Any:
-    """Plain data made read-only: dicts -> MappingProxyType, lists -> tuples."""
-    if isinstance(value, (dict, MappingProxyType)):
-        return MappingProxyType({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
-    return value
-
-
-def thaw(value: Any) -> Any:
-    """Configs and frozen data back to plain JSON data (dicts, lists)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return value.as_dict()
-    if isinstance(value, (dict, MappingProxyType)):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [thaw(v) for v in value]
-    return value
+TUNED = "tuned"  # an option value: the suite's Optuna study chooses it (bench tune)
+BASELINE = "joint"  # the baseline where a suite names none and has a method of this label
+AMP_PRECISION = {False: "fp32", True: "fp16"}  # training.amp, the key precision replaced
+Label = Matching(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*",
+                 "a label of letters, digits and _ . + = - (it names folders)")
+# The types of the data set options that several data sets declare; others are free.
+DATA_OPTIONS = {**{k: Annotated[Int, Field(ge=1)] for k in (
+    "num_classes", "image_size", "channels", "train_size", "test_size")},
+    "normalization": Choice("normalization", tuple(data.NORMALIZATIONS))}
 
 
-class Config:
-    """Base of the typed configs: ``as_dict`` in field order; fields marked OMIT_IF_NONE
-    are left out when None (a schedule without milestones has no such key)."""
-
-    def as_dict(self) -> dict:
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.metadata.get("omit_if_none"):
-                continue
-            out[f.name] = thaw(value)
-        return out
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
+@functools.lru_cache
+def _options_model(name: str, declared: str) -> type[Config]:
+    """The options data set ``name`` declares (``declared``: their repr, a cache key)."""
+    return create_model(f"{name} options", __base__=Config, **{
+        k: (DATA_OPTIONS.get(k, JSON), v) for k, v in data.get(name).options.items()})
 
 
-@dataclass(frozen=True)
 class Subset(Config):
-    train: int | None
-    test: int | None
+    train: Optional[Int] = Key(None, "the first k training images only; null: all", ge=1)
+    test: Optional[Int] = Key(None, "the first k test images only; null: all", ge=1)
 
 
-@dataclass(frozen=True)
 class DatasetConfig(Config):
-    name: str
-    root: str
-    download: bool
-    heldout: int
-    subset: Subset
-    options: Mapping[str, Any]  # the data set's own options, defaults filled
+    name: Choice("data set", data.names) = Key(..., "a registered data set")
+    root: Text = Key("data", "the folder holding the data sets")
+    download: Flag = Key(False, "download when missing (CIFAR, MNIST)")
+    heldout: Optional[Int] = Key(None, "calibration images taken from train (thresholds, "
+                                 "tuning), at least 1; null: the data set's default")
+    subset: Subset = Key(Subset, "smoke runs")
+    options: Free() = Key({}, "the data set's own (bench.data.register), defaults filled")
+
+    @field_validator("options")
+    @classmethod
+    def _declared(cls, options: Mapping, info) -> Mapping:
+        if "name" not in info.data:
+            return options
+        model = _options_model(info.data["name"], repr(data.get(info.data["name"]).options))
+        return freeze(model.model_validate(dict(options)).as_dict())
+
+    @model_validator(mode="after")
+    def _heldout(self) -> "DatasetConfig":
+        heldout = self.heldout
+        if heldout is None:
+            heldout = data.get(self.name).default_heldout(dict(self.options))
+        if heldout < 1:  # 0 would train on all of train, as the reference's anytime runs do
+            expect("at least 1 image: every run predicts on the held-out split, where exit "
+                   "thresholds are fitted (never on test)", heldout, "heldout")
+        size = self.options.get("train_size")
+        if size is not None and heldout >= size:
+            expect(f"fewer than dataset.options.train_size = {size} images", heldout, "heldout")
+        return self.derive(heldout=heldout)
+
+    def shape(self) -> tuple[int, tuple[int, int, int]]:
+        """(num_classes, (C, H, W)) of the images served."""
+        return data.get(self.name).shape(dict(self.options))
 
 
-@dataclass(frozen=True)
 class OptimizerConfig(Config):
-    name: str
-    lr: float
-    momentum: float
-    weight_decay: float
-    nesterov: bool
+    name: Choice("optimizer", ("sgd",)) = Key("sgd", "SGD with momentum")
+    lr: Number = Key(0.1, "learning rate", gt=0)
+    momentum: Number = Key(0.9, "momentum", ge=0, lt=1)
+    weight_decay: Number = Key(1e-4, "L2 weight decay", ge=0)
+    nesterov: Flag = Key(False, "Nesterov momentum (needs momentum > 0)")
+
+    @model_validator(mode="after")
+    def _momentum(self) -> "OptimizerConfig":
+        if self.nesterov and self.momentum == 0:
+            fail("Nesterov momentum needs momentum > 0", "nesterov")
+        return self
 
 
-@dataclass(frozen=True)
 class ScheduleConfig(Config):
-    """``step``: lr x gamma at each milestone (fractions of each stage's epochs);
-    ``cosine``; ``constant``."""
-
-    name: str
-    milestones: tuple[float, ...] | None = field(default=None, metadata=OMIT_IF_NONE)
-    gamma: float | None = field(default=None, metadata=OMIT_IF_NONE)
+    """The learning rate over each training stage (a stage-wise method restarts it)."""
+    name: Choice("schedule", ("step", "cosine", "constant")) = Key("step", "lr schedule")
 
 
-@dataclass(frozen=True)
+class StepSchedule(ScheduleConfig):
+    milestones: Items(Number, gt=0, lt=1) = Key((0.5, 0.75), "lr x gamma at these "
+                                                "fractions of the stage's epochs")
+    gamma: Number = Key(0.1, "the factor at each milestone", gt=0)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> "StepSchedule":
+        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+            expect("increasing fractions of the epochs", list(self.milestones), "milestones")
+        return self
+
+
 class TrainingConfig(Config):
-    epochs: int
-    batch_size: int  # per process
-    eval_batch_size: int
-    optimizer: OptimizerConfig
-    schedule: ScheduleConfig
-    device: str  # auto | cpu | cuda | cuda:N
-    precision: str  # auto | fp32 | bf16 | fp16 (bench.engine.precision)
-    workers: int
-    channels_last: bool
-    sync_bn: bool
-    compile: bool
-    drop_last: bool = True  # False: keep the last partial training batch (the reference)
+    """The paper's recipe by default: SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch
+    64; lr x0.1 at 50% and 75% of the epochs (CIFAR: epochs 150 and 225 of 300)."""
+    epochs: Int = Key(300, "epochs per run", ge=1)
+    batch_size: Int = Key(64, "per process (per GPU with torchrun)", ge=1)
+    eval_batch_size: Int = Key(256, "per process, for prediction", ge=1)
+    optimizer: OptimizerConfig = Key(OptimizerConfig, "the optimizer")
+    schedule: Annotated[ScheduleConfig, OneOf("schedule", {
+        "step": StepSchedule, "cosine": ScheduleConfig, "constant": ScheduleConfig}, "step")
+    ] = Key(StepSchedule, "step (milestones, gamma), cosine or constant")
+    device: Matching(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N") = Key(
+        "auto", "auto, cpu, cuda or cuda:N; auto: CUDA when present")
+    precision: Choice("precision", PRECISIONS) = Key("fp32", "autocast dtype; auto: bf16 on "
+                                                     "a GPU that has it (bench.engine.precision)")
+    workers: Int = Key(0, "data loader processes", ge=0)
+    channels_last: Flag = Key(False, "channels-last memory format")
+    sync_bn: Flag = Key(False, "SyncBatchNorm under torchrun (CUDA only)")
+    compile: Flag = Key(False, "train under torch.compile")
+    drop_last: Flag = Key(True, "drop the last partial training batch; false keeps it, as "
+                          "the BoostNet reference does")
+
+    @classmethod
+    def given(cls, value: Any) -> Any:
+        """The old key ``amp``: true is precision fp16, false fp32."""
+        if not isinstance(value, Mapping) or "amp" not in value:
+            return value
+        value = dict(value)
+        amp = value.pop("amp")
+        if amp is not None and not isinstance(amp, bool):
+            expect("true or false", amp, "amp")
+        if amp is not None and value.get("precision") is not None:
+            fail("training.amp is the old spelling of training.precision (amp true: fp16, "
+                 "false: fp32); give only training.precision", "amp")
+        return value if amp is None else {**value, "precision": AMP_PRECISION[amp]}
 
 
-@dataclass(frozen=True)
 class BudgetsConfig(Config):
-    mmacs: tuple[float, ...] | None  # absolute
-    fractions: tuple[float, ...] | None  # of the last exit's cost
+    """At most one of the two; none: no budgeted evaluation."""
+    mmacs: Optional[Items(Number, gt=0)] = Key(None, "absolute budgets (MMACs)")
+    fractions: Optional[Items(Number, gt=0, le=1)] = Key(None, "fractions of the last exit's "
+                                                         "cost")
+
+    @model_validator(mode="after")
+    def _one(self) -> "BudgetsConfig":
+        if self.mmacs is not None and self.fractions is not None:
+            fail("give at most one of mmacs (absolute) and fractions (of the last exit's "
+                 "cost), found both")
+        return self
 
 
-@dataclass(frozen=True)
+def _combiner(value: Any) -> Mapping[str, Any]:
+    """``name`` or ``{name: ..., option: value}`` -> ``{"name": ..., **options}``, the
+    options checked by building it."""
+    value = {"name": value} if isinstance(value, str) else value
+    if not isinstance(value, Mapping) or "name" not in value:
+        expect("a combiner name or a mapping with a name key", value)
+    name = Known("combiner", exit_combiners.names).check(value["name"], "name")
+    options = plain({k: v for k, v in value.items() if k != "name"})
+    try:
+        exit_combiners.create(name, **options)
+    except ValueError as err:
+        fail(str(err))
+    return freeze({"name": name, **options})
+
+
 class EvaluationConfig(Config):
-    """How metrics are computed from saved logits (never part of a run id)."""
-
-    calibration: bool
-    criteria: tuple[str, ...] = ("max_softmax",)  # bench.evaluate.criteria names
-    # bench.evaluate.combiners as {"name": ..., **options}, e.g. {name: product, weights: linear}
-    combiners: tuple[Mapping[str, Any], ...] = (MappingProxyType({"name": "none"}),)
-    global_threshold: bool = False  # also fit one threshold at every exit (a variant)
-
-
-@dataclass(frozen=True)
-class BackboneEntry(Config):
-    name: str
-    label: str
-    overrides: Mapping[str, Any]  # constructor arguments
+    """Exit rules and calibration, computed from saved logits: never part of a run id."""
+    calibration: Flag = Key(False, "also post-hoc temperature scaling")
+    criteria: Items(Choice("exit criterion", exit_criteria.names), distinct=True) = Key(
+        ("max_softmax",), "exit criteria (bench.evaluate.criteria), each with every combiner")
+    combiners: Items(Annotated[Mapping, PlainValidator(_combiner)], distinct=True) = Key(
+        ({"name": "none"},), "post-hoc combiners: names or {name, option: value}")
+    global_threshold: Flag = Key(False, "also one threshold shared by every exit")
 
 
-@dataclass(frozen=True)
-class MethodEntry(Config):
-    """A method of the suite: registry name, label, every option (``tuned`` where the
-    suite's study chooses it). ``reference``: its options are the method's defaults;
-    ``paper``: the paper's curve it stands for (bench.evaluate.paper), on one reference entry."""
+class Entry(Config):
+    """A backbone or method of the suite: a registry name, or a mapping."""
 
-    name: str
-    label: str
-    options: Mapping[str, Any]
-    reference: bool = False
-    paper: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    @classmethod
+    def given(cls, value: Any) -> Any:
+        value = {"name": value} if isinstance(value, str) else value
+        if isinstance(value, Mapping) and value.get("label") is None and "name" in value:
+            value = {**value, "label": value["name"]}
+        return value
+
+
+def _unique_labels(section: str) -> AfterValidator:
+    def check(entries: tuple) -> tuple:
+        labels = [e.label for e in entries]
+        for i, label in enumerate(labels):
+            if label in labels[:i]:
+                fail(f"label {label!r} is already used by {section}[{labels.index(label)}]; "
+                     "give each entry its own label", f"[{i}].label")
+        return entries
+    return AfterValidator(check)
+
+
+class BackboneEntry(Entry):
+    name: Choice("backbone", backbones.names) = Key(..., "a registered backbone")
+    label: Label = Key(None, "names its runs and folders; null: the name")
+    overrides: Free("a mapping of constructor arguments") = Key({}, "constructor arguments")
+
+
+class MethodEntry(Entry):
+    DERIVED = ("reference", "paper")
+    OMIT_IF_NONE = ("paper",)
+    name: Choice("method", methods.names) = Key(..., "a registered method")
+    label: Label = Key(None, "names its runs and folders; null: the name")
+    options: Free() = Key({}, "what the method declares, defaults filled; `tuned`: the "
+                          "suite's study chooses it")
+    reference: bool = Key(False, "its options are the method's defaults")
+    paper: Optional[str] = Key(None, "the paper's curve it stands for")
+
+    @field_validator("options")
+    @classmethod
+    def _declared(cls, given: Mapping, info) -> Mapping:
+        return freeze(method_options(info.data["name"], given)) if "name" in info.data \
+            else given
+
+    @model_validator(mode="after")
+    def _reference(self) -> "MethodEntry":
+        return self.derive(reference=thaw(self.options) == methods.defaults(self.name))
 
     @property
     def tuned(self) -> tuple[str, ...]:
@@ -150,87 +246,82 @@ class MethodEntry(Config):
         return {"name": self.name, "label": self.label, "options": thaw(self.options)}
 
 
-@dataclass(frozen=True)
-class SpaceConfig(Config):
-    per_exit: bool
-    low: float
-    high: float
-    log: bool
+def method_options(name: str, given: Mapping) -> dict:
+    """Every option of method ``name``: given ones checked by the kinds it declares
+    (``tuned`` where its search space has them), defaults for the rest."""
+    declared = {o.name: o for o in methods.options_of(name)}
+    space = methods.search_space(name)
+    for key in given:
+        if key not in declared:
+            fail(f"unknown key {key!r}; allowed: {', '.join(declared)}", key)
+    out = {}
+    for key, option in declared.items():
+        if given.get(key) == TUNED and key not in space:
+            fail(f"'tuned' is only for the options in method {name!r}'s search space: "
+                 f"{', '.join(space) or 'it has none'}", key)
+        try:
+            out[key] = TUNED if given.get(key) == TUNED else \
+                option.check(thaw(given[key]) if key in given else option.default)
+        except methods.OptionError as err:
+            expect(err.expected, err.value, key if err.index is None else f"{key}[{err.index}]")
+    return out
 
 
-@dataclass(frozen=True)
-class SamplerConfig(Config):
-    name: str
-    seed: int
+def mark_paper_curves(entries: tuple[MethodEntry, ...]) -> tuple[MethodEntry, ...]:
+    """The first reference entry of each method that stands for one of the paper's curves
+    says which (bench.evaluate.paper); the report puts the paper's numbers beside it."""
+    out, seen = [], set()
+    for m in entries:
+        curve = methods.paper_curve(m.name)
+        if m.reference and curve and curve not in seen:
+            seen.add(curve)
+            m = m.replace(paper=curve)
+        out.append(m)
+    return tuple(out)
 
 
-@dataclass(frozen=True)
-class PrunerConfig(Config):
-    name: str
-    params: Mapping[str, Any]  # the pruner's own arguments
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, **thaw(self.params)}
+Methods = Annotated[Items(MethodEntry), _unique_labels("methods"),
+                    AfterValidator(mark_paper_curves)]
 
 
-@dataclass(frozen=True)
-class TuneConfig(Config):
-    runs: str | None
-    seed: int
-    space: SpaceConfig
-    trials: int
-    timeout: float | None
-    epochs: int | None
-    objective: str
-    sampler: SamplerConfig
-    pruner: PrunerConfig
-
-
-@dataclass(frozen=True)
-class RayConfig(Config):
-    address: str | None
-    num_cpus: float  # per run
-    num_gpus: float | None  # per run; None: decided when the cluster is known
-    results: str  # shared | driver
-    max_retries: int
-    tune_workers: int
-
-
-@dataclass(frozen=True)
-class SlurmConfig(Config):
-    cluster: str  # slurm | local
-    partition: str | None
-    gpus: int | None  # per run; None: decided from training.device
-    cpus: int
-    mem_gb: float | None
-    time_min: int
-    array_parallelism: int | None
-    max_requeue: int
-    tune_workers: int
-    wait: bool
-
-
-@dataclass(frozen=True)
-class ExecutorConfig(Config):
-    """How runs are handed out (bench.executors); never part of a run id."""
-
-    name: str  # local | ray | slurm
-    ray: RayConfig
-    slurm: SlurmConfig
-
-
-@dataclass(frozen=True)
 class SuiteConfig(Config):
-    name: str
-    description: str
-    dataset: DatasetConfig
-    backbones: tuple[BackboneEntry, ...]
-    methods: tuple[MethodEntry, ...]
-    seeds: tuple[int, ...]
-    training: TrainingConfig
-    budgets: BudgetsConfig
-    evaluation: EvaluationConfig
-    tune: TuneConfig | None
-    baseline: str | None  # the label every other method is compared with
-    plugins: tuple[str, ...]  # files (absolute paths) or module names
-    executor: ExecutorConfig | None = None  # None: the local executor's defaults
+    name: Matching(r"(?s).*\S.*", "a non-empty string") = Key(
+        ..., "display name, any text; results go to results/<slug>/")
+    description: AnyText = Key("", "free text, shown on the report")
+    dataset: DatasetConfig = Key(..., "the data and its splits")
+    backbones: Annotated[Items(BackboneEntry), _unique_labels("backbones")] = Key(
+        ..., "registry names, or {name, label, overrides}")
+    methods: Methods = Key(..., "registry names, or {name, label, options}")
+    seeds: Items(Seed, distinct=True) = Key((0,), "one run per seed (init, data order, "
+                                            "held-out split), each in [0, 2**32)")
+    training: TrainingConfig = Key(TrainingConfig, "the training recipe")
+    budgets: BudgetsConfig = Key(BudgetsConfig, "budgeted evaluation")
+    evaluation: EvaluationConfig = Key(EvaluationConfig, "metrics from the saved logits")
+    tune: Optional[TuneConfig] = Key(None, "Optuna search for bench tune (docs/tuning.md)")
+    baseline: Optional[Text] = Key(None, "the method label the others are compared with; "
+                                   f"null: `{BASELINE}` where a method has that label")
+    plugins: tuple[str, ...] = Key((), "files (relative to the suite) or modules imported "
+                                   "first: they register methods, backbones, data sets")
+    executor: ExecutorConfig = Key(ExecutorConfig, "how runs are handed out; never hashed")
+
+    @model_validator(mode="after")
+    def _across(self) -> "SuiteConfig":
+        """Checks and defaults that need more than one section."""
+        for i, b in enumerate(self.backbones):
+            if "num_classes" in b.overrides:
+                fail(f"num_classes comes from the data set ({self.dataset.name}: "
+                     f"{self.dataset.shape()[0]})", f"backbones[{i}].overrides.num_classes")
+        labels = [m.label for m in self.methods]
+        if self.baseline is not None and self.baseline not in labels:
+            fail(f"{self.baseline!r} is not a method label of this suite; labels: "
+                 f"{', '.join(labels)}", "baseline")
+        tune = self.tune and tuning.resolve(self.tune, self)
+        for i, m in enumerate(self.methods):
+            if m.tuned and tune is None:
+                fail(f"{m.tuned[0]}: tuned needs a tune: section in the suite "
+                     "(docs/tuning.md)", f"methods[{i}].options.{m.tuned[0]}")
+        baseline = self.baseline or (BASELINE if BASELINE in labels else None)
+        return self.derive(baseline=baseline, tune=tune)
+
+
+TOP_LEVEL = SuiteConfig.keys()

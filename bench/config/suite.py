@@ -7,9 +7,8 @@ expand it into runs.
 
 Validation fills every default (``suite.config.as_dict()`` is the complete resolved suite)
 and reports problems as SuiteError naming the file, the key path (``methods[2].options
-.temperature``), what was expected and what was found. Methods and backbones are checked by
-asking their registries and building them: every backbone once (its per-exit fvcore cost
-is cached), every method once per backbone on dummy logits.
+.temperature``), what was expected and what was found. Expanding builds every backbone once
+(its per-exit fvcore cost is cached) and tries every method and exit rule on it.
 """
 from __future__ import annotations
 
@@ -17,15 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench import backbones
-from bench.config import (costs, evaluation as evaluation_schema, executor as executor_schema,
-                          method_entries, plugins, sections, tune as tune_schema)
+from pydantic import TypeAdapter, ValidationError
+
+from bench.config import costs, dry_run, plugins
 from bench.config.checker import Checker
-from bench.config.defaults import BACKBONE_ENTRY, TOP_LEVEL
 from bench.config.loading import check_mapping, read_raw, slugify
 from bench.config.overrides import with_overrides
 from bench.config.runs import RunSpec, make_run
-from bench.config.schema import SuiteConfig
+from bench.config.schema import MethodEntry, Methods, SuiteConfig
+from bench.config.tune import targets
+from bench.config.types import suite_error
 
 
 @dataclass(frozen=True)
@@ -62,56 +62,46 @@ def build_suite(raw: Any, file: str = "<suite>", overrides: Sequence[str] = ()) 
 
 def resolve(raw: dict, file: str, base: Path) -> tuple[SuiteConfig, list[RunSpec]]:
     c = Checker(file)
-    s = c.mapping(raw, "", TOP_LEVEL)
-    plugin_list = plugins.resolve(c, s["plugins"], base)
+    plugin_list = plugins.resolve(c, raw.get("plugins"), base)
     plugins.load(c, plugin_list)  # before anything asks the registries
-    name = sections.name(c, s["name"])
-    description = sections.description(c, s["description"])
-    dataset = sections.dataset(c, s["dataset"])
-    training = sections.training(c, s["training"])
-    seeds = sections.seeds(c, s["seeds"])
-    budgets = sections.budgets(c, s["budgets"])
-    evaluation = evaluation_schema.validate(c, s["evaluation"])
-    num_classes, input_size = sections.shape(dataset)
+    try:
+        config = SuiteConfig.model_validate({**raw, "plugins": plugin_list})
+    except ValidationError as err:
+        raise suite_error(file, err) from None
+    return config, expand(c, config)
 
-    raw_backbones = sections.entries(c, s["backbones"], "backbones", backbones.names(),
-                                     "backbone", BACKBONE_ENTRY)
-    entries_b = [sections.backbone_entry(c, e, f"backbones[{i}]", num_classes, dataset.name)
-                 for i, e in enumerate(raw_backbones)]
-    entries_m = method_entries.resolve_methods(c, s["methods"])
-    baseline = sections.baseline(c, s["baseline"], [m.label for m in entries_m])
-    tune = None
-    if s["tune"] is not None:
-        tune = tune_schema.validate(c, s["tune"], dataset=dataset, seeds=seeds,
-                                    budgets=budgets, backbones=entries_b, entries=entries_m)
-    for i, m in enumerate(entries_m):
-        if m.tuned and tune is None:
-            c.fail(f"methods[{i}].options.{m.tuned[0]}",
-                   f"{m.tuned[0]}: tuned needs a tune: section in the suite (docs/tuning.md)")
 
-    executor = executor_schema.validate(c, s["executor"])
-    config = SuiteConfig(name, description, dataset, tuple(entries_b), tuple(entries_m), seeds,
-                         training, budgets, evaluation, tune, baseline, plugin_list, executor)
-    tuned = {(b.label, m.label) for b, m in tune_schema.targets(
-        c, tune.runs, entries_b, entries_m)} if tune else set()
-    slug = slugify(name)
+def resolve_methods(c: Checker, value: Any) -> list[MethodEntry]:
+    """A ``methods:`` list alone, checked and filled (test fixtures)."""
+    try:
+        return list(TypeAdapter(Methods).validate_python(value))
+    except ValidationError as err:
+        raise suite_error(c.file, err, "methods") from None
+
+
+def expand(c: Checker, config: SuiteConfig) -> list[RunSpec]:
+    """The runs, backbone x method x seed, once each backbone is built and costed and each
+    method and exit rule tried on it."""
+    num_classes, input_size = config.dataset.shape()
+    tune, epochs = config.tune, config.training.epochs
+    tuned = {(b.label, m.label) for b, m in targets(tune.runs, config.backbones,
+                                                    config.methods)} if tune else set()
     runs = []
-    for i, b in enumerate(entries_b):
+    for i, b in enumerate(config.backbones):
         info = costs.check_backbone(c, b, f"backbones[{i}]", num_classes, input_size,
-                                    dataset.name)
-        budget_list = costs.budgets_for(c, budgets, info, b.label)
-        evaluation_schema.check_on_backbone(c, evaluation, info.num_exits, num_classes,
-                                            b.label)
-        for j, m in enumerate(entries_m):
-            stages = method_entries.check_on(c, m, f"methods[{j}]", info, b, num_classes,
-                                             training.epochs)
-            exit_mmacs = costs.method_mmacs(c, info, b, num_classes, m, method_entries.create(
-                c, m, f"methods[{j}]"), f"methods[{j}]")
-            costs.check_budgets_for_method(c, budgets, budget_list, exit_mmacs, b, m)
-            if (b.label, m.label) in tuned and (tune.epochs or training.epochs) < len(stages):
+                                    config.dataset.name)
+        budgets = costs.budgets_for(c, config.budgets, info, b.label)
+        dry_run.rules(c, config.evaluation, info.num_exits, num_classes, b.label)
+        for j, m in enumerate(config.methods):
+            path = f"methods[{j}]"
+            stages = dry_run.method(c, m, path, info, b, num_classes, epochs)
+            exit_mmacs = costs.method_mmacs(c, info, b, num_classes, m,
+                                            dry_run.create(c, m, path), path)
+            costs.check_budgets_for_method(c, config.budgets, budgets, exit_mmacs, b, m)
+            if (b.label, m.label) in tuned and (tune.epochs or epochs) < len(stages):
                 c.fail("tune.epochs", f"method {m.label!r} trains in {len(stages)} stages and "
                                       f"needs at least {len(stages)} epochs, found "
                                       f"{tune.epochs}")
-            runs += [make_run(config, slug, b, m, seed, num_classes, input_size,
-                              exit_mmacs, budget_list) for seed in seeds]
-    return config, runs
+            runs += [make_run(config, slugify(config.name), b, m, seed, num_classes,
+                              input_size, exit_mmacs, budgets) for seed in config.seeds]
+    return runs

@@ -1,5 +1,5 @@
 """The Ray executor: every run is a Ray task, every tuning worker a Ray actor
-(``--executor ray``; options under ``executor.ray``, bench.config.defaults.RAY).
+(``--executor ray``; options under ``executor.ray``, bench.config.executor).
 
 - Cluster: ``address`` (``--ray-address``) joins a running cluster; without it a local one
   starts with the command (all of this machine's CPUs and GPUs) and stops with it.

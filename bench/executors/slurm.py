@@ -1,5 +1,5 @@
 """The SLURM executor: one submitit job array over the runs (``--executor slurm``; options
-under ``executor.slurm``, bench.config.defaults.SLURM).
+under ``executor.slurm``, bench.config.executor).
 
 - Each array task does one run as a local worker would (bench.executors.common.work): it
   rebuilds the suite with its own code, claims the run in the results root (a file system

@@ -23,7 +23,7 @@ BASE = {
 @pytest.mark.parametrize("tune_section, path, detail", [
     ({"trials": 0}, "tune.trials", "integer >= 1"),
     ({"space": {"low": 2.0, "high": 1.0}}, "tune.space.high", "> tune.space.low"),
-    ({"space": {"low": 0.0}}, "tune.space.low", "(0"),
+    ({"space": {"low": 0.0}}, "tune.space.low", "expected a number > 0 (the search is log-uniform)"),
     ({"objective": "loss"}, "tune.objective", "known: budgeted, anytime"),
     ({"sampler": "grid"}, "tune.sampler.name", "known: tpe, random"),
     ({"pruner": {"name": "threshold"}}, "tune.pruner", "lower and/or upper"),

@@ -8,8 +8,7 @@ import torch
 import methods
 from bench import backbones, data
 from bench.engine import compiling, precision
-from bench.config.checker import Checker
-from bench.config.sections import training as training_config
+from bench.config import TrainingConfig
 from bench.pipeline.train import Trainer
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -114,8 +113,8 @@ def splits():
 def train(splits, tmp_path, **training):
     torch.manual_seed(0)
     model = backbones.create("chain_tiny", num_classes=10, image_size=16)
-    cfg = training_config(Checker("test"), {"epochs": 2, "batch_size": 32, "device": "cpu",
-                                            "optimizer": {"lr": 0.05}, **training})
+    cfg = TrainingConfig.model_validate({"epochs": 2, "batch_size": 32, "device": "cpu",
+                                         "optimizer": {"lr": 0.05}, **training})
     trainer = Trainer(model, methods.create("boostnet"), splits, cfg, seed=0,
                       device=torch.device(cfg.device), checkpoint=tmp_path / "checkpoint.pt")
     state = trainer.fit()

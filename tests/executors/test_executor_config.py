@@ -35,7 +35,7 @@ def test_defaults_and_run_ids():
     ({"name": "dask"}, "executor.name", "unknown executor 'dask'; known: local, ray, slurm"),
     ({"ray": {"results": "nfs"}}, "executor.ray.results",
      "unknown results mode 'nfs'; known: shared, driver"),
-    ({"ray": {"num_cpus": -1}}, "executor.ray.num_cpus", "expected a number in [0, inf]"),
+    ({"ray": {"num_cpus": -1}}, "executor.ray.num_cpus", "expected a number >= 0, found -1"),
     ({"ray": {"cpus": 1}}, "executor.ray.cpus", "unknown key 'cpus'"),
     ({"slurm": {"time_min": 0}}, "executor.slurm.time_min", "expected an integer >= 1"),
     ({"slurm": {"cluster": "pbs"}}, "executor.slurm.cluster", "known: slurm, local"),

@@ -4,8 +4,7 @@ import torch
 
 import methods
 from bench import backbones, data
-from bench.config.checker import Checker
-from bench.config.sections import training as training_config
+from bench.config import TrainingConfig
 from bench.pipeline.train import Trainer
 
 TRAINING = {"epochs": 2, "batch_size": 32, "eval_batch_size": 64, "device": "cpu",
@@ -27,7 +26,7 @@ def make_trainer(splits):
     def make(folder, method, epochs=2, backbone="chain_tiny", **options):
         torch.manual_seed(0)
         model = backbones.create(backbone, num_classes=4, image_size=16)
-        cfg = training_config(Checker("test"), {**TRAINING, "epochs": epochs})
+        cfg = TrainingConfig.model_validate({**TRAINING, "epochs": epochs})
         return Trainer(model, methods.create(method, **options), splits, cfg, seed=0,
                        device=torch.device("cpu"), checkpoint=folder / "checkpoint.pt")
 

@@ -12,8 +12,7 @@ import torch
 import yaml
 
 from bench import cli, store
-from bench.config import load_suite, sections, select_targets, study_name
-from bench.config.checker import Checker
+from bench.config import TrainingConfig, load_suite, select_targets, study_name
 from bench.data import unshard
 from bench.data.splits import shard
 from bench.pipeline import claims
@@ -204,7 +203,7 @@ def test_ddp_two_processes_gloo_match_one_process(tmp_path, capsys):
 
 
 def test_sync_bn_on_cpu_is_a_clear_error():
-    training = sections.training(Checker("test"), {"sync_bn": True})
+    training = TrainingConfig(sync_bn=True)
     with pytest.raises(ValueError, match="sync_bn needs CUDA"):
         check_sync_bn(training, torch.device("cpu"), Dist(0, 2))
     check_sync_bn(training, torch.device("cpu"), Dist())  # one process: no-op

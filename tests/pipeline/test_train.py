@@ -8,9 +8,7 @@ import torch
 import methods
 from bench import backbones, data
 from bench.backbones.common import parameters_per_exit
-from bench.config import ScheduleConfig
-from bench.config.checker import Checker
-from bench.config.sections import training as training_config
+from bench.config import ScheduleConfig, StepSchedule, TrainingConfig
 from bench.pipeline.train import (NonFiniteLoss, PeakMemory, Trainer, effective_shares,
                                   lr_factor)
 
@@ -28,18 +26,18 @@ def splits():
 def make_trainer(splits, tmp_path, method, epochs=3, **training):
     torch.manual_seed(0)
     model = backbones.create("chain_tiny", num_classes=10, image_size=16)
-    cfg = training_config(Checker("test"), {**TRAINING, "epochs": epochs, **training})
+    cfg = TrainingConfig.model_validate({**TRAINING, "epochs": epochs, **training})
     return Trainer(model, methods.create(method), splits, cfg, seed=0,
                    device=torch.device("cpu"), checkpoint=tmp_path / "checkpoint.pt")
 
 
 def test_lr_schedule_steps_at_fractions_of_the_stage():
-    step = ScheduleConfig("step", (0.5, 0.75), 0.1)
+    step = StepSchedule(milestones=(0.5, 0.75), gamma=0.1)
     assert [lr_factor(e, 8, step) for e in range(8)] == pytest.approx(
         [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
-    assert lr_factor(0, 4, ScheduleConfig("cosine")) == 1.0
-    assert lr_factor(2, 4, ScheduleConfig("cosine")) == pytest.approx(0.5)
-    assert lr_factor(3, 4, ScheduleConfig("constant")) == 1.0
+    assert lr_factor(0, 4, ScheduleConfig(name="cosine")) == 1.0
+    assert lr_factor(2, 4, ScheduleConfig(name="cosine")) == pytest.approx(0.5)
+    assert lr_factor(3, 4, ScheduleConfig(name="constant")) == 1.0
 
 
 def test_the_trainer_takes_the_typed_training_config(splits, tmp_path):
