@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 from bench import store
-from bench.commands.common import folder_option, not_a_file, render, selected_runs
+from bench.commands.common import (folder_option, not_a_file, render, selected_runs,
+                                   sigterm_as_interrupt)
 from bench.config import Suite, load_suite
 from bench.errors import UsageError
 from bench.executors import local, ray as ray_executor, slurm as slurm_executor
@@ -62,9 +63,10 @@ def main(args) -> int:
         return _finish(out, args, suite)
     dist = distributed.init_from_env(suite.config.training.device)
     try:
-        out = local.run_suite(suite, runs, folder, data, dist,
-                              Progress(len(runs), enabled=not args.quiet and dist.is_main),
-                              code, rerun_stale=args.rerun_stale)
+        with sigterm_as_interrupt():
+            out = local.run_suite(suite, runs, folder, data, dist,
+                                  Progress(len(runs), enabled=not args.quiet and dist.is_main),
+                                  code, rerun_stale=args.rerun_stale)
     except distributed.RanksDisagree:
         raise  # no orderly shutdown: the other ranks are inside a collective
     except BaseException:

@@ -1,8 +1,15 @@
-"""``bench run`` at scale: many seeds build each run's data when the run starts (not every
-seed's before the first run), and the dry run counts the runs."""
+"""``bench run`` at scale and when stopped: many seeds build each run's data when the run
+starts (not every seed's before the first run), the dry run counts the runs, and SIGTERM
+during training ends the command as Ctrl-C does, with the run recorded as interrupted."""
 from __future__ import annotations
 
 import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import weakref
 from pathlib import Path
 
@@ -13,6 +20,7 @@ from bench import cli
 from bench.commands import run as run_command
 from bench.pipeline import runner
 
+ROOT = Path(__file__).resolve().parents[2]
 SUITE = {"name": "seeds", "dataset": {"name": "synthetic", "heldout": 16,
                                       "options": {"train_size": 48, "test_size": 16,
                                                   "image_size": 8, "num_classes": 2}},
@@ -66,3 +74,39 @@ def test_the_dry_run_counts_the_runs_and_warns_past_its_limit(tmp_path, monkeypa
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("warning: 4 runs, more than 3: ")
     assert not (tmp_path / "results").exists()
+
+
+def status(run: Path) -> dict:
+    try:
+        return json.loads((run / "status.json").read_text())
+    except (OSError, ValueError):  # not written yet, or replaced right now
+        return {}
+
+
+def test_sigterm_during_training_records_the_run_as_interrupted(tmp_path):
+    raw = {**SUITE, "seeds": [0], "training": {**SUITE["training"], "epochs": 2000}}
+    suite = write(tmp_path, raw)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", suite, "--no-report",
+                             "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        started = time.monotonic()
+        runs = tmp_path / "results" / "seeds"
+        while not any(status(r).get("epoch", 0) >= 1 for r in runs.glob("chain_tiny--*")):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() - started < 120, "training never started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err  # as for Ctrl-C
+    assert err.splitlines()[-1] == "interrupted: rerun the same command to resume"
+    assert "Traceback" not in err
+    (run,) = runs.glob("chain_tiny--*")
+    said = status(run)
+    assert said["state"] == "interrupted" and 1 <= said["epoch"] < 2000, said
