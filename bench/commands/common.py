@@ -83,13 +83,14 @@ def _interrupt(signum, frame):
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt():
+def sigterm_as_interrupt(enabled: bool = True):
     """Inside the block, SIGTERM (``kill``, a scheduler or container stopping the job)
     raises KeyboardInterrupt as Ctrl-C does: the run in progress is recorded as
     interrupted, claims are released and the command ends with its one line and exit
-    code 130 (bench.cli). Only the main thread can take signals; elsewhere, nothing
-    changes."""
-    if threading.current_thread() is not threading.main_thread():
+    code 130 (bench.cli). Nothing changes when not ``enabled`` (under torchrun, which
+    ends its ranks with SIGTERM, one of them perhaps inside a collective where it could
+    not take the signal) nor outside the main thread (which alone takes signals)."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
     before = signal.signal(signal.SIGTERM, _interrupt)

@@ -63,7 +63,7 @@ def main(args) -> int:
         return _finish(out, args, suite)
     dist = distributed.init_from_env(suite.config.training.device)
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(enabled=dist.world_size == 1):
             out = local.run_suite(suite, runs, folder, data, dist,
                                   Progress(len(runs), enabled=not args.quiet and dist.is_main),
                                   code, rerun_stale=args.rerun_stale)
