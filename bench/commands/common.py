@@ -1,10 +1,13 @@
 """What several commands share: which runs ``--only`` selects, where a SUITE argument's
-results are, and rendering the report."""
+results are, rendering the report, and SIGTERM taken as Ctrl-C."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from bench import report, store
@@ -73,3 +76,25 @@ def render(results: Path, reports: Path, suites: list[str] | None) -> None:
         print(f"report not rendered: {err}", file=sys.stderr)
         return
     print(f"report: {index}", file=sys.stderr)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt(enabled: bool = True):
+    """Inside the block, SIGTERM (``kill``, a scheduler or container stopping the job)
+    raises KeyboardInterrupt as Ctrl-C does: the run in progress is recorded as
+    interrupted, claims are released and the command ends with its one line and exit
+    code 130 (bench.cli). Nothing changes when not ``enabled`` (under torchrun, which
+    ends its ranks with SIGTERM, one of them perhaps inside a collective where it could
+    not take the signal) nor outside the main thread (which alone takes signals)."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 from bench import store
-from bench.commands.common import folder_option, not_a_file, render, selected_runs
+from bench.commands.common import (folder_option, not_a_file, render, selected_runs,
+                                   sigterm_as_interrupt)
 from bench.config import Suite, load_suite
 from bench.errors import UsageError
 from bench.executors import local, ray as ray_executor, slurm as slurm_executor
@@ -17,6 +18,9 @@ from bench.pipeline.progress import Progress
 from bench.pipeline.setup import DataCache
 
 
+MANY_RUNS = 10_000  # past this, the dry run warns (docs/scaling.md, "Many seeds")
+
+
 def print_dry_run(suite: Suite, runs) -> None:
     print(f"suite {suite.name!r}: {len(runs)} run(s); costs are fvcore multiply-adds (MMACs), "
           "cumulative per exit")
@@ -25,6 +29,12 @@ def print_dry_run(suite: Suite, runs) -> None:
         budgets = ", ".join(f"{b:.2f}" for b in spec.budgets_mmacs) or "-"
         print(f"{spec.run_id}\n    backbone {spec.backbone_label}  method {spec.method_label}  "
               f"seed {spec.seed}\n    exits (MMACs): {costs}\n    budgets (MMACs): {budgets}")
+    print(f"{len(runs)} run(s) over {len({r.seed for r in runs})} seed(s); each run's data "
+          "is built when the run starts, one run's data in memory at a time")
+    if len(runs) > MANY_RUNS:
+        print(f"warning: {len(runs)} runs, more than {MANY_RUNS:,}: the run list is held in "
+              "memory (about 9 KB a run) and summary.csv is read back from every run folder "
+              "after each run; split the suite (--only, or several suites)", file=sys.stderr)
 
 
 def main(args) -> int:
@@ -38,10 +48,10 @@ def main(args) -> int:
     for spec in runs:  # a tuned option whose study is missing: nothing is written
         runner.method_options(spec, folder, suite.path)
     executor = chosen(suite, args.executor, args.ray_address)
-    data = DataCache()
+    data = DataCache()  # each run's data is built when it starts; the first run's now:
     if executor.name == "local":  # missing data fails before anything is written (the
-        for seed in sorted({r.seed for r in runs}):  # workers of other executors look
-            data.get(suite.config.dataset, seed)       # for it where they run)
+        data.get(runs[0].dataset, runs[0].seed)  # workers of other executors look for it
+                                                 # where they run)
     folder_option(results, "--results", create=True)
     if not args.no_report:  # found out now, not after the training
         folder_option(Path(args.reports), "--reports", create=True)
@@ -53,9 +63,10 @@ def main(args) -> int:
         return _finish(out, args, suite)
     dist = distributed.init_from_env(suite.config.training.device)
     try:
-        out = local.run_suite(suite, runs, folder, data, dist,
-                              Progress(len(runs), enabled=not args.quiet and dist.is_main),
-                              code, rerun_stale=args.rerun_stale)
+        with sigterm_as_interrupt(enabled=dist.world_size == 1):
+            out = local.run_suite(suite, runs, folder, data, dist,
+                                  Progress(len(runs), enabled=not args.quiet and dist.is_main),
+                                  code, rerun_stale=args.rerun_stale)
     except distributed.RanksDisagree:
         raise  # no orderly shutdown: the other ranks are inside a collective
     except BaseException:

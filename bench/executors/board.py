@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from bench.config import RunSpec
 
-ENDED = {"skip": "done, skipped", "busy": "taken by another worker, skipped",
+# what bench.pipeline.plan said of a run that did not train, in its one line
+ENDED = {"finished": "done, skipped", "busy": "taken by another worker, skipped",
          "stale": "stale, kept"}
 
 
@@ -53,7 +54,7 @@ class Board:
         if run_id in self.ended:
             return
         self.ended.add(run_id)
-        what = state if action == "run" else ENDED.get(action, action)
+        what = state if action == "train" else ENDED.get(action, action)
         if error and what == "failed":
             what += f": {error}"
         if self.live:

@@ -7,9 +7,9 @@
   the cluster has GPUs and training may use them, else 0); a request that no node of the
   cluster can meet is an error at once (Ray itself would wait for such a node forever).
 - Results, ``results: shared``: every worker writes the results root itself (a folder all
-  nodes see) and decides, claims and resumes exactly as a local worker
+  nodes see) and plans, claims and resumes exactly as a local worker
   (bench.executors.common.work), so Ray workers, local workers and torchrun jobs may share
-  one suite. ``results: driver``: the driver decides and claims every run in its own
+  one suite. ``results: driver``: the driver plans and claims every run in its own
   results root; a worker trains in a scratch folder of its node, sends the checkpoint back
   after every epoch and every file at the end, and the driver's node writes them.
 - A worker process that dies (killed, out of memory, node lost) has its task started
@@ -31,10 +31,10 @@ from bench import store
 from bench.config import RayConfig, RunSpec, Suite, TrainingConfig
 from bench.errors import UsageError
 from bench.executors.board import Board
-from bench.executors.common import (Job, Outcome, Result, decide, if_finished, log,
-                                    make_jobs, prepare_folder, rebuild_summary, record,
-                                    skipped, tune_work, work)
+from bench.executors.common import (Job, Outcome, Result, driver_plan, make_jobs,
+                                    record, tune_work, work)
 from bench.fileio import atomic_write
+from bench.pipeline.plan import prepare_folder, rebuild_summary, say
 
 POLL_S = 0.5  # how often the driver looks for progress and finished tasks
 RESUME_FILES = (store.files.CHECKPOINT, store.files.STATUS)  # what a driver-mode worker
@@ -184,25 +184,19 @@ def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite, option
         task = ray.remote(run_task).options(max_retries=options.max_retries,
                                             retry_exceptions=False, **need)
         jobs = make_jobs(suite, str(folder.path.parent.resolve()), [r.run_id for r in runs],
-                         rerun_stale, decide=not to_driver, threads=max(1, int(need["num_cpus"])))
-        out, pending, claims_held = Outcome(), {}, {}
-        for spec, job in zip(runs, jobs):
-            run = folder.run(spec.run_id)
-            if to_driver:  # the driver decides and claims, as a local worker would
-                claim, action = decide(spec, run, code["sha256"], rerun_stale)
-            else:  # finished runs stay here; the workers decide and claim the others
-                claim, action = None, if_finished(spec, run, code["sha256"], rerun_stale)
-            if action not in ("run", None):
-                record(skipped(spec.run_id, action), folder, board, out)
-                continue
-            if claim is not None:
-                claims_held[spec.run_id] = claim
-            pending[task.remote(job, relay, to_driver)] = spec.run_id
+                         rerun_stale, claimed=to_driver, threads=max(1, int(need["num_cpus"])))
+        out, pending, plans = Outcome(), {}, {}
         try:
-            _collect(pending, relay, folder, board, out, claims_held)
+            for spec, job in zip(runs, jobs):  # finished runs stay here; driver mode: the
+                # driver claims the others, as a local worker would (else each worker does)
+                p = driver_plan(spec, folder, code, rerun_stale, board, out, claim=to_driver)
+                if p is not None:
+                    plans[spec.run_id] = p
+                    pending[task.remote(job, relay, to_driver)] = spec.run_id
+            _collect(pending, relay, folder, board, out, plans)
         finally:
-            for claim in claims_held.values():
-                claim.release()
+            for p in plans.values():
+                p.release()
         rebuild_summary(folder)
         return out
     finally:
@@ -212,7 +206,7 @@ def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite, option
 
 
 def _collect(pending: dict, relay, folder: store.Suite, board: Board, out: Outcome,
-             claims_held: dict) -> None:
+             plans: dict) -> None:
     """Wait for the tasks, showing their progress; write what comes back."""
     import ray
 
@@ -228,9 +222,7 @@ def _collect(pending: dict, relay, folder: store.Suite, board: Board, out: Outco
                 result = Result(run_id, "failed", error=_ray_error(err))
             if result.files is not None:
                 write_files(folder.run(run_id), result.files)
-            claim = claims_held.pop(run_id, None)
-            if claim is not None:
-                claim.release()
+            plans.pop(run_id).release()
             record(result, folder, board, out)
 
 
@@ -274,8 +266,8 @@ def tune(suite: Suite, targets: Sequence[RunSpec], folder: store.Suite, storage_
                  for w in workers]
         for i, lines in enumerate(ray.get(calls), 1):
             for line in lines:
-                log(f"[tuning worker {i}] {line}")
-        log(f"{len(workers)} tuning workers done in {time.monotonic() - started_at:.0f} s")
+                say(f"[tuning worker {i}] {line}")
+        say(f"{len(workers)} tuning workers done in {time.monotonic() - started_at:.0f} s")
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     finally:

@@ -2,9 +2,9 @@
 under ``executor.slurm``, bench.config.executor).
 
 - Each array task does one run as a local worker would (bench.executors.common.work): it
-  rebuilds the suite with its own code, claims the run in the results root (a file system
-  the cluster's nodes share), trains, evaluates, writes, releases. Local workers, Ray
-  workers and SLURM jobs may share one suite.
+  rebuilds the suite with its own code, plans and claims the run in the results root (a
+  file system the cluster's nodes share), trains, releases. Local workers, Ray workers
+  and SLURM jobs may share one suite.
 - Preemption and time-outs: SLURM signals the job before it stops it; submitit's handler
   asks the job's callable for a checkpoint (:meth:`RunJob.checkpoint`: the same job
   again, since the run's own checkpoint.pt holds the training state of its last epoch)
@@ -29,9 +29,9 @@ from bench import store
 from bench.config import RunSpec, SlurmConfig, Suite, TrainingConfig
 from bench.errors import UsageError
 from bench.executors.board import Board
-from bench.executors.common import (Job, Outcome, Result, if_finished, log, make_jobs,
-                                    prepare_folder, rebuild_summary, record, skipped,
-                                    tune_work, work)
+from bench.executors.common import (Job, Outcome, Result, driver_plan, make_jobs,
+                                    record, tune_work, work)
+from bench.pipeline.plan import prepare_folder, rebuild_summary, say
 
 POLL_S = 2.0  # how often the driver looks at the jobs and the runs' status.json
 LOGS = "_slurm"  # under results/<suite>/ (a folder the store does not take for a run)
@@ -121,21 +121,16 @@ def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite,
     was only submitted."""
     prepare_folder(suite, folder)
     ex = executor(options, suite.config.training, folder, f"bench-{suite.slug}")
-    out, left = Outcome(), []
-    current = code["sha256"]
-    for spec in runs:  # finished runs are not submitted
-        action = if_finished(spec, folder.run(spec.run_id), current, rerun_stale)
-        if action is None:
-            left.append(spec)
-        else:
-            record(skipped(spec.run_id, action), folder, board, out)
+    out = Outcome()  # finished runs are not submitted; each job plans and claims its run
+    left = [spec for spec in runs
+            if driver_plan(spec, folder, code, rerun_stale, board, out) is not None]
     jobs = ex.map_array(RunJob(), _jobs(suite, folder, [r.run_id for r in left], rerun_stale,
                                         options.cpus)) if left else []
     drop_placeholder(folder)
     for spec, job in zip(left, jobs):
-        log(f"{spec.run_id}: job {job.job_id}, logs in {job.paths.folder}")
+        say(f"{spec.run_id}: job {job.job_id}, logs in {job.paths.folder}")
     if not options.wait:
-        log(f"{len(jobs)} job(s) submitted; `bench report` renders the results once they "
+        say(f"{len(jobs)} job(s) submitted; `bench report` renders the results once they "
             "are done")
         board.close()
         return None
@@ -183,12 +178,12 @@ def tune(suite: Suite, targets: Sequence[RunSpec], folder: store.Suite, storage_
                         [run_ids] * options.tune_workers,
                         [storage_url] * options.tune_workers)
     drop_placeholder(folder)
-    log(f"{len(jobs)} tuning job(s): {', '.join(j.job_id for j in jobs)}; logs in "
+    say(f"{len(jobs)} tuning job(s): {', '.join(j.job_id for j in jobs)}; logs in "
         f"{folder.path / LOGS}")
     if not options.wait:
         return False
     for i, j in enumerate(jobs, 1):
         for line in j.result():
-            log(f"[tuning job {i}] {line}")
+            say(f"[tuning job {i}] {line}")
     drop_placeholder(folder)
     return True

@@ -1,8 +1,9 @@
 """Running one run: set up -> train (resumable) -> predictions -> metrics, written through
 the store into ``results/<suite>/<run_id>/`` (docs/results-format.md).
 
-A finished run is never retrained here; deciding which runs to run (skip finished ones,
-claim runs among workers) is the executor's job (bench.executors).
+A finished run is never retrained here; what a run needs (finished, stale, claimed to
+train) is decided first by bench.pipeline.plan, and executors (bench.executors) claim,
+call :func:`run_one` and record.
 """
 from __future__ import annotations
 
@@ -78,14 +79,19 @@ def run_one(spec: RunSpec, ctx: RunContext) -> str:
 
     Any exception of the run (on any rank) is recorded in status.json (state failed, the
     error in one line and its traceback) instead of ending the suite; KeyboardInterrupt
-    and SystemExit go through. Under torchrun the ranks agree on the outcome first
-    (bench.pipeline.distributed.agree)."""
+    (Ctrl-C, or SIGTERM where the command turns it into one) is recorded as state
+    interrupted and goes through, as does SystemExit. Under torchrun the ranks agree on
+    the outcome first (bench.pipeline.distributed.agree)."""
     run = ctx.suite.run(spec.run_id)
     try:
         _start(spec, run, ctx)
         error, trace = None, None
     except Exception as err:
         error, trace = f"{type(err).__name__}: {err}", traceback.format_exc()
+    except KeyboardInterrupt:
+        if ctx.dist.is_main:
+            _interrupted(spec, run, ctx)
+        raise
     errors = distributed.agree(error, ctx.dist)
     if not ctx.dist.is_main:
         return "failed" if any(errors) else "done"
@@ -109,6 +115,22 @@ def _start(spec: RunSpec, run: store.Run, ctx: RunContext) -> None:
         run.set_status("running", epoch=resumed, epochs=spec.training.epochs,
                        fingerprint=ctx.code["sha256"])
     _train_and_evaluate(spec, run, ctx, options, tuned)
+
+
+def _interrupted(spec: RunSpec, run: store.Run, ctx: RunContext) -> None:
+    """Rank 0: a started run's status.json says interrupted, at the epoch it last recorded
+    (the next run of the suite resumes from that epoch's checkpoint); where it cannot be
+    written, it still says running."""
+    status = run.refresh().status  # from the file: the interrupt may have cut an update short
+    if status.get("state") != "running":
+        return
+    epoch = status.get("epoch", 0)
+    try:
+        run.set_status("interrupted", epoch=epoch if isinstance(epoch, int) else 0,
+                       epochs=spec.training.epochs, fingerprint=ctx.code["sha256"])
+    except Exception as err:
+        log.warning("%s was interrupted and its status.json could not say so (%s: %s)",
+                    spec.run_id, type(err).__name__, err)
 
 
 def _failed(spec: RunSpec, run: store.Run, ctx: RunContext, errors: list, trace: str | None

@@ -61,19 +61,27 @@ def cpu_batch_norm(device: torch.device) -> str | None:
 
 
 class DataCache:
-    """Splits depend on the data set config and the seed; runs that share both share them."""
+    """A run's data splits, built when the run starts (:func:`set_up`). Splits depend on
+    the data set config and the seed: those asked for last are kept, so that runs one
+    after another on the same data and seed (the methods of a one-seed suite, the trials
+    of a study, a run after the check that its data exist) share them, and dropped before
+    other ones are built, so that memory holds one run's data however many seeds a suite
+    has."""
 
     def __init__(self):
-        self._cache: dict[str, datasets.Splits] = {}
+        self._key: str | None = None
+        self._splits: datasets.Splits | None = None
 
     def get(self, dataset: DatasetConfig, seed: int) -> datasets.Splits:
         key = repr((dataset.as_dict(), seed))
-        if key not in self._cache:
-            self._cache[key] = datasets.load(
+        if key != self._key:
+            self._key = self._splits = None  # the last splits go before the next come
+            self._splits = datasets.load(
                 dataset.name, dataset.root, download=dataset.download,
                 heldout=dataset.heldout, seed=seed, train_subset=dataset.subset.train,
                 test_subset=dataset.subset.test, options=thaw(dataset.options))
-        return self._cache[key]
+            self._key = key
+        return self._splits
 
 
 @dataclass

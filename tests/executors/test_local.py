@@ -16,8 +16,7 @@ import torch
 
 from bench import cli, store
 from bench.config import load_suite
-from bench.executors import common
-from bench.pipeline import claims, runner
+from bench.pipeline import claims, plan, runner
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = """
@@ -201,7 +200,7 @@ def test_unreadable_predictions_for_a_new_evaluation_fail_that_run_only(copy, ca
     assert "calibration" in store.Run(runs["boostnet"].path).metrics  # the other got it
 
 
-def test_an_error_while_deciding_fails_that_run_and_releases_its_claim(copy, monkeypatch,
+def test_an_error_while_planning_fails_that_run_and_releases_its_claim(copy, monkeypatch,
                                                                          capsys):
     suite, runs = copy
     run = runs["joint"]
@@ -210,7 +209,7 @@ def test_an_error_while_deciding_fails_that_run_and_releases_its_claim(copy, mon
     def cannot_rename(*args):
         raise PermissionError(13, "Permission denied", str(run.file("status.json")))
 
-    monkeypatch.setattr(common, "tidy_run", cannot_rename)
+    monkeypatch.setattr(plan, "tidy_run", cannot_rename)
     code, err = run_again(suite, capsys, "--quiet")
     assert code == 1 and f"{run.run_id} failed: PermissionError: [Errno 13]" in err
     claim = claims.try_claim(run.lock_path)

@@ -51,7 +51,7 @@ def test_an_exception_fails_the_run_with_its_error_and_traceback(one, monkeypatc
     assert store.Run(run.path).config["run_id"] == spec.run_id
 
 
-def test_an_interrupt_goes_through(one, monkeypatch):
+def test_an_interrupt_goes_through_and_is_recorded(one, monkeypatch):
     spec, ctx, run = one
 
     def interrupt(*args, **kwargs):
@@ -60,7 +60,8 @@ def test_an_interrupt_goes_through(one, monkeypatch):
     monkeypatch.setattr(runner, "_train_and_evaluate", interrupt)
     with pytest.raises(KeyboardInterrupt):
         runner.run_one(spec, ctx)
-    assert store.Run(run.path).state == "running"  # resumed by the next bench run
+    status = store.Run(run.path).status  # resumed by the next bench run
+    assert status["state"] == "interrupted" and status["epoch"] == 0 and not status["error"]
 
 
 def test_a_run_that_cannot_write_done_is_failed(one, monkeypatch):
