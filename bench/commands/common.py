@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 from bench import report, store
-from bench.config import RunSpec, Suite, read_slug, select
+from bench.config import RunSpec, Suite, select
+from bench.config.loading import read_name, slugify
 from bench.errors import UsageError
+from bench.fileio import CannotWrite, LinkRefused
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -54,7 +56,10 @@ def suite_folder(arg: str, results: Path) -> store.Suite:
     it)."""
     path = Path(arg)
     if path.suffix in {".yaml", ".yml"} or path.is_file():
-        return store.Suite(results / read_slug(path))
+        name = read_name(path)
+        folder = store.Suite(results / slugify(name))
+        folder.check_owner(name)  # a folder of another suite whose name gives one slug
+        return folder
     if not FOLDER_NAME.fullmatch(arg):
         raise UsageError(f"{arg!r} is neither a suite file nor a suite folder name (letters, "
                          f"digits, _ . -) inside {results}/")
@@ -73,3 +78,12 @@ def render(results: Path, reports: Path, suites: list[str] | None) -> None:
         print(f"report not rendered: {err}", file=sys.stderr)
         return
     print(f"report: {index}", file=sys.stderr)
+
+
+def os_error(err: OSError) -> str:
+    """One line for an operating-system error: the harness's own (a failed write, a
+    refused link) say what and where; others name their file."""
+    if isinstance(err, (CannotWrite, LinkRefused)):
+        return str(err)
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
