@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("bench")
     logger.addHandler(warnings)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe is found here, not at exit
+        return code
     except (UsageError, DatasetNotFound, MissingDependency) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

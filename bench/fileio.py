@@ -16,7 +16,9 @@ are checked with :func:`refuse_links`.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -120,6 +122,32 @@ def is_temporary(name: str, target: str | None = None) -> bool:
     given): what a killed writer leaves behind."""
     stem = re.escape(target) if target else r".+"
     return re.fullmatch(rf"\.{stem}\.[^.]+{re.escape(TMP_SUFFIX)}", name) is not None
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive ``flock`` on ``path`` (created, ``0o666`` less the umask) for the
+    ``with`` block, waiting for it: writers of one folder take turns, and whoever holds
+    it knows that any temporary file there is a killed writer's."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def remove_temporary(folder: Path) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` in ``folder`` (call it holding
+    the :func:`locked` lock under which the folder is written: they are killed writers')."""
+    removed = [e for e in sorted(Path(folder).iterdir())
+               if is_temporary(e.name) and e.is_file() and not e.is_symlink()]
+    for entry in removed:
+        entry.unlink(missing_ok=True)
+    return removed
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

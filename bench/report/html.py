@@ -18,6 +18,8 @@ Every file is written like the store writes results (bench.fileio): a temporary 
 same folder renamed over the target, so a reader or a kill never leaves half a page, and a
 symbolic link at a page's name is replaced, never written through. The folders under
 ``reports_root`` (``assets``, a suite's, its ``runs``) must not be links (the root may be).
+Renders of one reports folder take turns (a lock, ``reports_root/.lock``); each deletes the
+temporary files a killed render left in the folders it writes.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import jinja2
 import pandas as pd
 
 from bench import fingerprint
-from bench.fileio import copy_file, make_folders, write_text
+from bench.fileio import copy_file, locked, make_folders, remove_temporary, write_text
 from bench.report import plots, summary, tables
 from bench.report.common import (MACS_NOTE, dataset_of, make_table, safe, stale_footnote,
                                  status_of)
@@ -52,9 +54,17 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def folder(path: Path, reports_root: Path) -> Path:
+    """A folder of the report: made (none below the root a link) and cleared of the
+    temporary files of killed renders (hold the report's lock)."""
+    make_folders(path, reports_root)
+    remove_temporary(path)
+    return path
+
+
 def copy_assets(reports_root: Path) -> None:
     """plotly.min.js from the installed plotly package, once, plus the stylesheet."""
-    out = make_folders(reports_root / "assets", reports_root)
+    out = folder(reports_root / "assets", reports_root)
     import plotly
 
     bundle = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -86,6 +96,13 @@ def render(results_root: Path, reports_root: Path, suites: list[str] | None = No
     paths = list_suites(results_root)
     chosen = select(paths, suites)
     reports_root.mkdir(parents=True, exist_ok=True)
+    with locked(reports_root / ".lock"):
+        return _render(env, results_root, reports_root, paths, chosen)
+
+
+def _render(env, results_root: Path, reports_root: Path, paths: list[Path],
+            chosen: list[Path]) -> Path:
+    folder(reports_root, reports_root)
     copy_assets(reports_root)
     cards = []
     for path in paths:
@@ -94,11 +111,11 @@ def render(results_root: Path, reports_root: Path, suites: list[str] | None = No
         stale = [r.run_id for r in suite.stale_runs(code)]
         cmp = tables.comparison(suite, code)
         lines = summary.summary(suite, cmp)  # (page and card: computed once)
-        folder = make_folders(reports_root / suite.slug, reports_root)
+        pages = folder(reports_root / suite.slug, reports_root)
         if path in chosen:
-            make_folders(folder / "runs", reports_root)
-            render_suite(env, suite, cmp, folder, stale, lines)
-            render_leaderboard(env, suite, folder, stale, code)
+            folder(pages / "runs", reports_root)
+            render_suite(env, suite, cmp, pages, stale, lines)
+            render_leaderboard(env, suite, pages, stale, code)
         cards.append(index_card(suite, cmp, reports_root, stale, lines))
     index = reports_root / "index.html"
     write_text(index, env.get_template("index.html").render(

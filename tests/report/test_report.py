@@ -225,3 +225,17 @@ def test_a_write_that_fails_during_the_report_leaves_every_page_whole(tmp_path):
     assert done.stderr.endswith(f"while writing reports/demo/index.html\n"), done.stderr
     after = {p: p.read_bytes() for p in reports.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_render_deletes_what_a_killed_render_left(tmp_path):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    make_suite(results, "s", [{"run_id": "r", "method": "joint", "m": 20}], name="s")
+    render(results, reports)
+    left = [reports / ".index.html.k1ll3d.tmp", reports / "s" / ".runs.csv.x8.tmp",
+            reports / "s" / "runs" / ".r.html.y9.tmp", reports / "assets" / ".report.css.z.tmp"]
+    for path in left:
+        path.write_text("half")
+    kept = reports / "s" / "notes.tmp"  # not a name a write of the report leaves
+    kept.write_text("mine")
+    render(results, reports)
+    assert not any(p.exists() for p in left) and kept.read_text() == "mine"
