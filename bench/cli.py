@@ -2,8 +2,10 @@
 
 Exit codes: 0 success, 2 bad suite / bad arguments / missing data / a results or reports
 folder that cannot be used (message names the file and the key, no traceback, nothing
-written), 1 when a run failed. Warnings (an unreadable results file left out, a checkpoint
-set aside) are printed one line each.
+written), 1 when a run failed, 130 when interrupted (Ctrl-C, also while starting up), 141
+when the reader of the output went away (``bench results ... | head``: nothing is said).
+Warnings (an unreadable results file left out, a checkpoint set aside) are printed one line
+each.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from bench.pipeline import speed
 from bench.commands import COMMANDS
 from bench.data import DatasetNotFound, MissingDependency
+from bench.commands.common import os_error
 from bench.errors import UsageError
 from bench.pipeline.distributed import RanksDisagree
 
@@ -56,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     res = sub.add_parser("results", help="print a suite's comparison table")
     res.add_argument("suite", help="suite YAML file (anywhere) or its results folder name")
     res.add_argument("--results", type=Path, default=RESULTS)
+    res.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="KEY=VALUE", help="show the runs of the suite file with these "
+                     "overrides instead of the last bench run's (other settings, on purpose)")
 
     rep = sub.add_parser("report", help="render reports/ from the results store")
     rep.add_argument("suites", nargs="*", help="suite YAML files or results folder names "
@@ -120,13 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("bench")
     logger.addHandler(warnings)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe is found here, not at exit
+        return code
     except (UsageError, DatasetNotFound, MissingDependency) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `bench results ... | head`: the reader has all it wanted
+        quiet_stdout()
+        return 141
     except OSError as err:  # e.g. a results or reports folder that cannot be written
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"error: {os_error(err)}", file=sys.stderr)
         return 2
     except RanksDisagree as err:
         print(f"error: {err}", file=sys.stderr)
@@ -141,6 +151,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         logger.removeHandler(warnings)
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 class OneLineWarnings(logging.Handler):

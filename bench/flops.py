@@ -342,7 +342,11 @@ def per_exit_cached(model: nn.Module, input_size: tuple[int, int, int] | None = 
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
-    if key not in cache:
+    if not isinstance(cache, dict):  # valid JSON of another shape: repaired like invalid
+        cache = {}
+    counts = cache.get(key)
+    if not (isinstance(counts, list) and len(counts) == model.num_exits
+            and all(isinstance(c, int) and not isinstance(c, bool) for c in counts)):
         cache[key] = per_exit(model, input_size)
         try:
             write_json(path, cache)

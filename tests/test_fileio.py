@@ -2,6 +2,7 @@
 say what is wrong with a file."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -78,3 +79,85 @@ def test_torch_files_load_with_weights_only_or_say_why_not(tmp_path):
         fileio.load_torch(code)
     with pytest.raises(FileNotFoundError):
         fileio.load_torch(tmp_path / "missing.pt")
+
+
+# -- links and failed writes --------------------------------------------------------------
+
+def test_a_write_replaces_a_link_at_its_name_and_never_writes_through_it(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    (tmp_path / "in").mkdir()
+    link = tmp_path / "in" / "page.html"
+    link.symlink_to(outside)
+    dangling = tmp_path / "in" / "table.csv"
+    dangling.symlink_to(tmp_path / "created-outside.csv")
+    fileio.write_text(link, "new page")
+    fileio.copy_file(outside, dangling)
+    assert outside.read_text() == "keep me"
+    assert not (tmp_path / "created-outside.csv").exists()
+    assert not link.is_symlink() and link.read_text() == "new page"
+    assert not dangling.is_symlink() and dangling.read_text() == "keep me"
+
+
+def test_folders_that_are_links_are_refused_below_the_root(tmp_path):
+    root = tmp_path / "root-link"
+    (tmp_path / "real-root").mkdir()
+    root.symlink_to(tmp_path / "real-root")  # the root itself may be a link
+    assert fileio.make_folders(root / "a" / "b", root).is_dir()
+    (tmp_path / "elsewhere").mkdir()
+    (root / "c").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(fileio.LinkRefused) as err:
+        fileio.make_folders(root / "c" / "d", root)
+    assert str(err.value) == (f"{root / 'c'} is a symbolic link (to {tmp_path / 'elsewhere'}): "
+                              "refusing to write through it; replace it by a folder")
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+class FullDisk:
+    """A file whose writes fail with ENOSPC once ``room`` bytes are written."""
+
+    def __init__(self, f, room: int):
+        self.f, self.room = f, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+@pytest.mark.parametrize("what", ["text", "torch"])
+def test_a_full_disk_names_the_destination_and_leaves_the_old_file(tmp_path, monkeypatch,
+                                                                   what):
+    path = tmp_path / ("a.json" if what == "text" else "a.pt")
+    fileio.write_text(path, "old")
+    real = os.fdopen
+    monkeypatch.setattr(fileio.os, "fdopen", lambda fd, mode: FullDisk(real(fd, mode), 100))
+    with pytest.raises(fileio.CannotWrite) as err:
+        if what == "text":
+            fileio.write_text(path, "x" * 1000)
+        else:  # torch.save reports the failed write as "RuntimeError: ... unexpected pos"
+            fileio.save_torch(path, {"t": torch.zeros(1000)})
+    assert str(err.value) == f"no space left on device while writing {path}"
+    assert isinstance(err.value, OSError) and err.value.errno == errno.ENOSPC
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_failed_copy_names_its_destination_not_its_source(tmp_path, monkeypatch):
+    source = tmp_path / "bundle.js"
+    source.write_text("x" * 1000)
+    target = tmp_path / "out" / "bundle.js"
+    real = os.fdopen
+    monkeypatch.setattr(fileio.os, "fdopen", lambda fd, mode: FullDisk(real(fd, mode), 10))
+    with pytest.raises(fileio.CannotWrite, match=f"while writing {target}$"):
+        fileio.copy_file(source, target)
+    assert list(target.parent.iterdir()) == []

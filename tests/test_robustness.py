@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from bench import cli
+from bench.config import load_suite
 from suite_fixtures import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,13 @@ ADVERSARIAL = [
      ["run", "d.yaml"], "d.yaml: line 2, column 103: invalid YAML: nested more than 100"),
     ("merge key", {"m.yaml": TINY + "x: &x {epochs: 1}\ntune: {<<: *x}\n"}, ["run", "m.yaml"],
      "found the alias *x"),
+    ("plugin calls sys.exit(0)", {"s.yaml": TINY + "plugins: [quits.py]\n",
+                                  "quits.py": "import sys\nsys.exit(0)\n"}, ["run", "s.yaml"],
+     "s.yaml: plugins[0]: cannot import plugin '{tmp}/quits.py': it called sys.exit(0) "
+     "while being imported"),
+    ("plugin parses arguments", {"s.yaml": TINY + "plugins: [cli.py]\n", "cli.py":
+                                 "import argparse\nargparse.ArgumentParser().parse_args()\n"},
+     ["run", "s.yaml"], "it called sys.exit(2) while being imported (it printed: 'usage:"),
 ]
 
 
@@ -66,10 +74,44 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, monkeypatch, capsys, what, fi
         (tmp_path / name).write_text(text)
     started = time.perf_counter()
     assert cli.main(argv) == 2
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err, line = captured.err, line.format(tmp=tmp_path)
     assert err.startswith("error: ") and err.count("\n") == 1 and line in err, err
+    assert captured.out == ""
     assert time.perf_counter() - started < 10
     assert not (tmp_path / "results").exists()
+
+
+def test_a_run_folder_that_is_a_link_is_refused_and_nothing_is_written_there(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(TINY)
+    (spec,) = [r for r in load_suite("s.yaml").runs if r.method_label == "joint"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "config.json").write_text('{"run_id": "mine"}')
+    link = Path("results") / "tiny" / spec.run_id
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside)
+    assert cli.main(["run", "s.yaml", "--only", "*joint*", "--no-report", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{link} is a symbolic link (to {outside}): refusing to write through it" in err
+    assert "1 run(s) failed" in err
+    assert sorted(p.name for p in outside.iterdir()) == ["config.json"]
+    assert (outside / "config.json").read_text() == '{"run_id": "mine"}'
+
+
+def test_a_results_folder_of_another_suite_is_not_taken_over(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(TINY.replace("name: tiny", "name: tiny!"))  # slug tiny
+    (tmp_path / "results" / "tiny").mkdir(parents=True)
+    (tmp_path / "results" / "tiny" / "suite.json").write_text('{"name": "tiny"}')
+    assert cli.main(["run", "s.yaml", "--no-report", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the folder of suite 'tiny!' holds the results of " \
+        "suite 'tiny'" in err, err
+    assert sorted(p.name for p in (tmp_path / "results" / "tiny").iterdir()) == [
+        ".summary.lock", "suite.json"]
 
 
 # -- killed at random moments ----------------------------------------------------------------

@@ -15,12 +15,14 @@ warning, and the PyTorch-op path is used: equally exact, slower.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -187,6 +189,8 @@ def _compile(cc: str, path: Path) -> None:
 
 
 def _cache_dir() -> Path:
+    """The per-user cache; where it cannot be written (a read-only home), one folder of
+    this user's in the temporary directory, shared by every process (not one per process)."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "boostnet-bench"
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -194,7 +198,25 @@ def _cache_dir() -> Path:
             return root
     except OSError:
         pass
-    return Path(tempfile.mkdtemp(prefix="boostnet-bench-"))
+    return _private_temp_dir()
+
+
+def _private_temp_dir() -> Path:
+    """``$TMPDIR/boostnet-bench-<uid>``, mode 0700; refused (a fresh temporary folder,
+    removed at exit, instead) when it is a link or someone else's: another user must not
+    choose the library this process loads."""
+    folder = Path(tempfile.gettempdir()) / f"boostnet-bench-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+        if (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+                and not info.st_mode & 0o077):
+            return folder
+    except OSError:
+        pass
+    fresh = tempfile.mkdtemp(prefix="boostnet-bench-")
+    atexit.register(shutil.rmtree, fresh, ignore_errors=True)
+    return Path(fresh)
 
 
 def _cpu_flags() -> str:

@@ -11,8 +11,10 @@ import threading
 from pathlib import Path
 
 from bench import report, store
-from bench.config import RunSpec, Suite, read_slug, select
+from bench.config import RunSpec, Suite, select
+from bench.config.loading import read_name, slugify
 from bench.errors import UsageError
+from bench.fileio import CannotWrite, LinkRefused
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -57,7 +59,10 @@ def suite_folder(arg: str, results: Path) -> store.Suite:
     it)."""
     path = Path(arg)
     if path.suffix in {".yaml", ".yml"} or path.is_file():
-        return store.Suite(results / read_slug(path))
+        name = read_name(path)
+        folder = store.Suite(results / slugify(name))
+        folder.check_owner(name)  # a folder of another suite whose name gives one slug
+        return folder
     if not FOLDER_NAME.fullmatch(arg):
         raise UsageError(f"{arg!r} is neither a suite file nor a suite folder name (letters, "
                          f"digits, _ . -) inside {results}/")
@@ -98,3 +103,12 @@ def sigterm_as_interrupt(enabled: bool = True):
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def os_error(err: OSError) -> str:
+    """One line for an operating-system error: the harness's own (a failed write, a
+    refused link) say what and where; others name their file."""
+    if isinstance(err, (CannotWrite, LinkRefused)):
+        return str(err)
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"

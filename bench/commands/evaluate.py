@@ -36,8 +36,8 @@ def main(args) -> int:
     if not args.no_report:
         folder_option(Path(args.reports), "--reports", create=True)
     folder = store.Suite(results / suite.slug)
-    folder.path.mkdir(parents=True, exist_ok=True)
     with claims.locked(folder.summary_lock_path):  # suite-folder files are written under it
+        folder.check_owner(suite.name)
         if not folder.has_suite_json():
             folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
     code = fingerprint(suite.config.plugins)

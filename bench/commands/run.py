@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 from bench import store
-from bench.commands.common import (folder_option, not_a_file, render, selected_runs,
-                                   sigterm_as_interrupt)
+from bench.commands.common import (folder_option, not_a_file, os_error, render,
+                                   selected_runs, sigterm_as_interrupt)
 from bench.config import Suite, load_suite
 from bench.errors import UsageError
 from bench.executors import local, ray as ray_executor, slurm as slurm_executor
@@ -93,9 +93,14 @@ def _elsewhere(executor, suite: Suite, runs, folder: store.Suite, code: dict, ar
 
 
 def _finish(out: Outcome, args, suite: Suite) -> int:
-    """The report, and what the user should know: stale, busy and failed runs."""
+    """The report, and what the user should know: stale, busy and failed runs. A report
+    that cannot be written (a full disk) is said last, after the runs' summary: exit 1."""
+    report_error = None
     if not args.no_report:
-        render(Path(args.results), Path(args.reports), [suite.slug])
+        try:
+            render(Path(args.results), Path(args.reports), [suite.slug])
+        except OSError as err:
+            report_error = err
     if out.stale:
         print(f"{len(out.stale)} finished run(s) were made by other code (stale) and kept; "
               "`bench run --rerun-stale` trains them again", file=sys.stderr)
@@ -108,4 +113,6 @@ def _finish(out: Outcome, args, suite: Suite) -> int:
         for run_id, error in out.failed:
             print(f"  {run_id}: {error.splitlines()[0] if error else '(no message)'}",
                   file=sys.stderr)
-    return 1 if out.failed else 0
+    if report_error is not None:
+        print(f"error: report not written: {os_error(report_error)}", file=sys.stderr)
+    return 1 if out.failed or report_error is not None else 0

@@ -29,6 +29,7 @@ def main(args) -> int:
     folder = store.Suite(results / suite.slug)
     folder.tuning_dir.mkdir(parents=True, exist_ok=True)
     with claims.locked(folder.summary_lock_path):  # suite-folder files are written under it
+        folder.check_owner(suite.name)
         if not folder.has_suite_json():
             folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
     storage_url = normalize_storage(args.storage or folder.default_storage())

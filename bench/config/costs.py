@@ -66,18 +66,38 @@ def budgets_for(c: Checker, budgets: BudgetsConfig, info: BackboneInfo, label: s
     lo, hi = info.exit_mmacs[0], info.exit_mmacs[-1]
     if budgets.fractions is not None:
         key, given = "fractions", budgets.fractions
-        values = [round(f * hi, 6) for f in given]
+        values = [inside(round(f * hi, 6), f * hi, lo, hi) for f in given]
     else:
         key, given = "mmacs", budgets.mmacs or ()
         values = [float(v) for v in given]
     for i, (g, mmacs) in enumerate(zip(given, values)):
         if not lo <= mmacs <= hi:
-            what = (f"{g} of the last exit's cost is {mmacs:.2f} MMACs, which"
-                    if key == "fractions" else f"{g} MMACs")
+            v, low, high = shown(mmacs, lo, hi)
+            what = (f"{g} of the last exit's cost is {v} MMACs, which"
+                    if key == "fractions" else f"{v} MMACs")
             c.fail(f"budgets.{key}[{i}]",
                    f"{what} is outside the range of backbone {label!r}: "
-                   f"{lo:.2f}..{hi:.2f} MMACs (exit 1 .. exit {info.num_exits})")
+                   f"{low}..{high} MMACs (exit 1 .. exit {info.num_exits})")
     return values
+
+
+def inside(rounded: float, exact: float, lo: float, hi: float) -> float:
+    """A budget rounded to 6 decimals (stable run ids), kept within lo..hi where the exact
+    one lies there: fraction 1.0 of a last exit costing 5.2899996 MMACs is 5.2899996, not
+    5.29 (outside)."""
+    return min(max(rounded, lo), hi) if lo <= exact <= hi else rounded
+
+
+def shown(value: float, lo: float, hi: float) -> tuple[str, str, str]:
+    """``value``, ``lo`` and ``hi`` with as many decimals as it takes (at least 2) for a
+    value outside lo..hi to read as outside: 5.2900001 against ..5.29, not 5.29 against
+    ..5.29."""
+    for digits in range(2, 13):
+        text = [f"{x:.{digits}f}" for x in (value, lo, hi)]
+        v, low, high = (float(t) for t in text)
+        if (lo <= value <= hi) == (low <= v <= high):
+            return text[0], text[1], text[2]
+    return repr(value), repr(lo), repr(hi)
 
 
 def method_mmacs(c: Checker, info: BackboneInfo, b: BackboneEntry, num_classes: int,
@@ -117,6 +137,7 @@ def check_budgets_for_method(c: Checker, budgets: BudgetsConfig, values: list[fl
     lo, hi = exit_mmacs[0], exit_mmacs[-1]
     for i, v in enumerate(values):
         if not lo <= v <= hi:
+            value, low, high = shown(v, lo, hi)
             c.fail(f"budgets.{key}[{i}]",
-                   f"{v} MMACs is outside the range of method {m.label!r} on backbone "
-                   f"{b.label!r}: {lo:.6f}..{hi:.6f} MMACs with the method's modules")
+                   f"{value} MMACs is outside the range of method {m.label!r} on backbone "
+                   f"{b.label!r}: {low}..{high} MMACs with the method's modules")

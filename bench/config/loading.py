@@ -5,6 +5,7 @@ bytes of nested aliases would otherwise take gigabytes) and nesting deeper than
 MAX_DEPTH are errors that name the file and the line."""
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -96,17 +97,30 @@ def check_mapping(raw: Any, file: str) -> dict:
 
 
 def slugify(name: str) -> str:
-    """A folder-safe form of a suite's display name: results/<slug>/."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")
-    return slug or "suite"
+    """The results folder name of a suite's display name: results/<slug>/.
+
+    An ASCII name keeps the slug it always had (runs of ``[^A-Za-z0-9_.-]`` become ``-``,
+    ``suite`` when nothing is left), so users' results folders do not move. A name with
+    other characters (``实验二``, ``✓✓✓``, ``Café``) would lose them, and two such names
+    could share a folder: its slug adds the first 8 hex digits of the name's sha256
+    (``suite-3f2a9c1d``). Two names that still give one folder are refused when the second
+    writes (bench.store.Suite.check_owner)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "suite"
+    if name.isascii():
+        return slug
+    return f"{slug}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
 
 
-def read_slug(path: str | Path) -> str:
-    """The results folder name of a suite file, from its ``name`` alone (nothing else is
-    validated, nothing is built)."""
+def read_name(path: str | Path) -> str:
+    """A suite file's ``name`` alone (nothing else is validated, nothing is built)."""
     file = str(path)
     raw = check_mapping(read_raw(path), file)
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise SuiteError(file, "name", f"expected a non-empty string, found {found(name)}")
-    return slugify(name)
+    return name
+
+
+def read_slug(path: str | Path) -> str:
+    """The results folder name of a suite file, from its ``name`` alone."""
+    return slugify(read_name(path))

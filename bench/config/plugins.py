@@ -5,12 +5,19 @@ methods, backbones and data sets they register (``methods.register``,
 A file is imported once per process under a name derived from its absolute path, so that
 loading a suite twice does not register its methods twice; its bytes are part of the code
 fingerprint of the suite's runs (bench.fingerprint).
+
+A plugin cannot end the command: whatever its import raises (also ``SystemExit``, as a
+``sys.exit()`` or an argument parser at import raise; only Ctrl-C goes through) is a suite
+error naming the plugin, and what it prints while being imported is held back and quoted
+in that error (shown as printed where the import succeeds).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,14 +46,35 @@ def resolve(c: Checker, value: Any, suite_dir: Path) -> tuple[str, ...]:
 def load(c: Checker, plugins: tuple[str, ...]) -> None:
     """Import every plugin (once per process); an import error names the plugin."""
     for i, plugin in enumerate(plugins):
+        out, err_out = io.StringIO(), io.StringIO()
         try:
-            if plugin.endswith(".py"):
-                _import_file(Path(plugin))
-            else:
-                importlib.import_module(plugin)
-        except Exception as err:  # the plugin's own code failed: say which and how
-            c.fail(join("plugins", i), f"cannot import plugin {plugin!r}: "
-                                       f"{type(err).__name__}: {err}")
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err_out):
+                if plugin.endswith(".py"):
+                    _import_file(Path(plugin))
+                else:
+                    importlib.import_module(plugin)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # the plugin's own code failed: say which and how
+            c.fail(join("plugins", i), f"cannot import plugin {plugin!r}: {_why(err)}"
+                                       f"{_quoted(err_out.getvalue() + out.getvalue())}")
+        sys.stdout.write(out.getvalue())
+        sys.stderr.write(err_out.getvalue())
+
+
+def _why(err: BaseException) -> str:
+    if isinstance(err, SystemExit):
+        return f"it called sys.exit({err.code!r}) while being imported"
+    return f"{type(err).__name__}: {err}"
+
+
+def _quoted(text: str) -> str:
+    """The first line a failed plugin printed, as a clause of the error."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = lines[0] if len(lines[0]) <= 160 else lines[0][:157] + "..."
+    return f" (it printed: {first!r}{' ...' if len(lines) > 1 else ''})"
 
 
 def module_name(path: Path) -> str:

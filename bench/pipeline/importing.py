@@ -10,7 +10,14 @@
 Either becomes a run folder ``<run id>--imported-<sha8 of the file>`` beside the suite's
 runs, its method label suffixed with `` [imported]`` (so the report shows it as its own
 entry) and config.json's ``imported`` saying from where. Metrics are computed by the same
-code as a trained run's (thresholds fitted on the held-out split only).
+code as a trained run's (thresholds fitted on the held-out split only), before anything is
+written: a file the metrics cannot be computed from leaves no run folder, and a write that
+fails half-way marks the run failed. The newest import of a run is the one the tables show
+(bench.store.Suite.runs).
+
+A logits file must hold finite logits, at least one image per split and finite, positive,
+non-decreasing exit costs. Logits are stored in float16 like a trained run's where every
+value fits float16 (|x| <= 65504), else in float32 (float16 would turn them into infinities).
 """
 from __future__ import annotations
 
@@ -55,13 +62,27 @@ def imported_run(folder: store.Suite, spec: RunSpec, kind: str, path: Path, extr
     return folder.run(run_id), config
 
 
-def _finish(run: store.Run, preds: dict, exit_mmacs: list[float],
-            budgets: list[float], spec: RunSpec, code: dict) -> None:
-    """Metrics from ``preds`` (float16, as the runner saves them), then status done."""
-    run.save_predictions(preds)
+def _store(run: store.Run, config: dict, files: list, preds: dict, exit_mmacs: list[float],
+           budgets: list[float], spec: RunSpec, code: dict) -> None:
+    """Metrics from ``preds`` (as they are saved), then the run folder: config.json, the
+    ``files`` (calls writing more of it), predictions, metrics and status done. A write that
+    fails marks the run failed (where it still can) and goes on to the command line."""
     metrics = compute_metrics(preds, exit_mmacs, budgets, **rule_options(spec.evaluation))
-    run.write_metrics(metrics)
-    run.set_status("done", epoch=0, epochs=0, fingerprint=code["sha256"])
+    run.folder.mkdir(parents=True, exist_ok=True)
+    try:
+        run.write_config(config)
+        for write in files:
+            write()
+        run.save_predictions(preds)
+        run.write_metrics(metrics)
+        run.set_status("done", epoch=0, epochs=0, fingerprint=code["sha256"])
+    except Exception as err:
+        try:
+            run.set_status("failed", epoch=0, epochs=0, fingerprint=code["sha256"],
+                           error=f"{type(err).__name__}: {err}")
+        except Exception:  # e.g. the disk is full: the error below says so
+            pass
+        raise
 
 
 # -- checkpoints ------------------------------------------------------------------------
@@ -90,14 +111,14 @@ def import_checkpoint(spec: RunSpec, folder: store.Suite, path: Path, data: Data
     splits = data.get(spec.dataset, spec.seed)
     model = load_weights(spec, path, method).to(device)
     run, config = imported_run(folder, spec, "checkpoint", path, {})
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(config)
-    run.write_environment(environment(device, code))
-    run.write_heldout_index(splits.heldout_indices)
     preds = distributed.predict_splits(model, method, splits, training.eval_batch_size,
                                        device, Dist())
-    run.write_costs(list(spec.exit_mmacs), flops.params_per_exit(model), list(spec.input_size))
-    _finish(run, preds, list(spec.exit_mmacs), list(spec.budgets_mmacs), spec, code)
+    params = flops.params_per_exit(model)
+    files = [lambda: run.write_environment(environment(device, code)),
+             lambda: run.write_heldout_index(splits.heldout_indices),
+             lambda: run.write_costs(list(spec.exit_mmacs), params, list(spec.input_size))]
+    _store(run, config, files, preds, list(spec.exit_mmacs), list(spec.budgets_mmacs), spec,
+           code)
     return run
 
 
@@ -136,28 +157,52 @@ def check_logits(f: dict, path: Path) -> dict:
     exits = f["exit_mmacs"].double().flatten()
     n = len(exits)
     for split in ("heldout", "test"):
-        logits, targets = f[f"{split}_logits"], f[f"{split}_targets"]
-        if logits.dim() != 3 or logits.shape[0] != n or not logits.is_floating_point():
-            raise UsageError(f"--logits {path}: {split}_logits must be floating point "
-                             f"[exits={n}, images, classes], found shape {tuple(logits.shape)} "
-                             f"{logits.dtype}")
-        if targets.shape != logits.shape[1:2] or targets.is_floating_point():
-            raise UsageError(f"--logits {path}: {split}_targets must be integers [images="
-                             f"{logits.shape[1]}], found shape {tuple(targets.shape)} "
-                             f"{targets.dtype}")
-        if len(targets) and (targets.min() < 0 or targets.max() >= logits.shape[2]):
-            raise UsageError(f"--logits {path}: {split}_targets must lie in 0.."
-                             f"{logits.shape[2] - 1}")
+        check_split(f[f"{split}_logits"], f[f"{split}_targets"], split, n, path)
     if f["heldout_logits"].shape[2] != f["test_logits"].shape[2]:
         raise UsageError(f"--logits {path}: heldout_logits and test_logits have different "
                          "numbers of classes")
-    if len(f["heldout_targets"]) == 0:
-        raise UsageError(f"--logits {path}: heldout_logits holds no image; thresholds are "
-                         "fitted on the held-out split")
-    if n < 1 or not bool((exits > 0).all()) or bool((exits[1:] < exits[:-1]).any()):
-        raise UsageError(f"--logits {path}: exit_mmacs must be positive cumulative costs, "
-                         f"non-decreasing, one per exit; found {exits.tolist()}")
+    if (n < 1 or not bool(torch.isfinite(exits).all()) or not bool((exits > 0).all())
+            or bool((exits[1:] < exits[:-1]).any())):
+        raise UsageError(f"--logits {path}: exit_mmacs must be finite, positive cumulative "
+                         f"costs, non-decreasing, one per exit; found {exits.tolist()}")
     return {**f, "exit_mmacs": exits}
+
+
+def check_split(logits: torch.Tensor, targets: torch.Tensor, split: str, n: int,
+                path: Path) -> None:
+    """One split's logits [n exits, images, classes], finite, and its targets."""
+    if logits.dim() != 3 or logits.shape[0] != n or not logits.is_floating_point():
+        raise UsageError(f"--logits {path}: {split}_logits must be floating point "
+                         f"[exits={n}, images, classes], found shape {tuple(logits.shape)} "
+                         f"{logits.dtype}")
+    if logits.shape[1] == 0:
+        why = "thresholds are fitted on" if split == "heldout" else "accuracy is measured on"
+        raise UsageError(f"--logits {path}: {split}_logits holds no image; {why} the "
+                         f"{split} split")
+    bad = ~torch.isfinite(logits)
+    if bool(bad.any()):
+        exit_, image, cls = (int(i) for i in bad.nonzero()[0])
+        raise UsageError(f"--logits {path}: {split}_logits must be finite; "
+                         f"{int(bad.sum())} of {logits.numel()} values are not (the first: "
+                         f"{float(logits[exit_, image, cls])} at exit {exit_ + 1}, image "
+                         f"{image}, class {cls})")
+    if targets.shape != logits.shape[1:2] or targets.is_floating_point():
+        raise UsageError(f"--logits {path}: {split}_targets must be integers [images="
+                         f"{logits.shape[1]}], found shape {tuple(targets.shape)} "
+                         f"{targets.dtype}")
+    if targets.min() < 0 or targets.max() >= logits.shape[2]:
+        raise UsageError(f"--logits {path}: {split}_targets must lie in 0.."
+                         f"{logits.shape[2] - 1}")
+
+
+def stored_logits(logits: torch.Tensor, key: str, path: Path) -> torch.Tensor:
+    """float16 (what a trained run saves) where every value fits it, else float32; logits
+    beyond float32's range are refused, naming the largest."""
+    for dtype in (torch.float16, torch.float32):
+        if float(logits.abs().max()) <= torch.finfo(dtype).max:
+            return logits.to(dtype)
+    raise UsageError(f"--logits {path}: {key} holds {float(logits.abs().max()):.4g}, beyond "
+                     f"float32's range ({torch.finfo(torch.float32).max:.4g})")
 
 
 def logit_budgets(config: SuiteConfig, exit_mmacs: list[float], path: Path) -> list[float]:
@@ -185,11 +230,10 @@ def import_logits(spec: RunSpec, suite: SuiteConfig, folder: store.Suite, path: 
     run, config = imported_run(folder, spec, "logits", path,
                                {"exits": shape[0], "classes": shape[2]})
     config["budgets_mmacs"] = budgets
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(config)
-    run.write_environment({"date": now(), "code": code, "imported": str(path)})
-    run.write_costs(exit_mmacs, [], list(spec.input_size))
-    preds = {split: {"logits": f[f"{split}_logits"].to(torch.float16),
+    preds = {split: {"logits": stored_logits(f[f"{split}_logits"], f"{split}_logits", path),
                      "targets": f[f"{split}_targets"].long()} for split in ("heldout", "test")}
-    _finish(run, preds, exit_mmacs, budgets, spec, code)
+    files = [lambda: run.write_environment({"date": now(), "code": code,
+                                            "imported": str(path)}),
+             lambda: run.write_costs(exit_mmacs, [], list(spec.input_size))]
+    _store(run, config, files, preds, exit_mmacs, budgets, spec, code)
     return run

@@ -46,6 +46,7 @@ from bench.pipeline.train import NonFiniteLoss, Trainer
 
 # Heartbeats let a worker mark the trial of a dead worker failed and retry its parameters.
 HEARTBEAT_S, GRACE_S = 60, 180
+INTERRUPTED = "interrupted"  # user attribute of a trial stopped by Ctrl-C or a signal
 
 
 # ---------------------------------------------------------------------------------------
@@ -151,6 +152,9 @@ def objective(trial, spec: RunSpec, tc: TuneConfig, data: DataCache, workdir: Pa
                           on_step=bar.on_step if bar else None)
         try:
             trainer.fit()
+        except (KeyboardInterrupt, SystemExit):  # stopped, not a bad trial: see finished()
+            trial.set_user_attr(INTERRUPTED, True)
+            raise
         finally:
             if bar:
                 bar.close()
@@ -189,11 +193,12 @@ def open_storage(url: str):
 
     - ``journal:PATH``: Optuna's JournalStorage over an append-only file (its own lock
       file beside it), for shared file systems where SQLite's locking is unsafe. It has no
-      heartbeats: the trial of a worker that died stays RUNNING (and counts towards
-      ``tune.trials``);
+      heartbeats: the trial of a worker that died stays RUNNING (it does not count toward
+      ``tune.trials``: the next worker runs another in its place);
     - any SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg://user:pw@host/db``):
       plain Optuna RDB storage (readable by optuna-dashboard), with heartbeats so that the
-      trial of a worker that died is marked failed and its parameters retried once.
+      trial of a worker that died is marked failed (by the next ``bench tune``, once its
+      heartbeat is GRACE_S old) and its parameters retried once.
 
     A missing database driver or a server that cannot be reached is a UsageError naming
     the URL (its password hidden)."""
@@ -256,6 +261,35 @@ def _counts(study) -> dict[str, int]:
     return out
 
 
+def fail_stale_trials(study) -> None:
+    """Mark FAIL the RUNNING trials whose worker stopped beating (RDB storages: no
+    heartbeat for GRACE_S seconds) and enqueue their retries, now rather than when this
+    worker's first trial starts (which it would not, were the stale trial counted)."""
+    import optuna
+    with warnings.catch_warnings():  # marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def finished(study) -> int:
+    """The trials that count toward ``tune.trials``: complete, pruned, and failed ones
+    (a loss that diverged) that were neither interrupted nor replaced by a retry (a dead
+    worker's trial, marked failed, is retried). RUNNING trials do not count: one whose
+    worker died would otherwise hold its place forever (journal storage has no heartbeat)."""
+    from optuna.trial import TrialState
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history") or ()}
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               or (t.state == TrialState.FAIL and t.number not in retried
+                   and not t.user_attrs.get(INTERRUPTED)) for t in trials)
+
+
+def _enough(study, target: int) -> None:
+    """Stop this worker once ``target`` trials are finished (by every worker)."""
+    if finished(study) >= target:
+        study.stop()
+
+
 def write_best(study, spec: RunSpec, tc: TuneConfig, suite: store.Suite, storage_url: str
                ) -> dict | None:
     """results/<suite>/tuning/<study>.json from the study's best complete trial."""
@@ -295,8 +329,6 @@ def tune_one(spec: RunSpec, tc: TuneConfig, suite: store.Suite, storage_url: str
     ``optimize=False`` only writes the best-trial file from the study as it is (a driver
     whose workers tuned elsewhere); ``progress``: a training bar per trial on stderr."""
     import optuna
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
 
     name = study_name(spec, tc)
     suite.tuning_dir.mkdir(parents=True, exist_ok=True)
@@ -319,13 +351,13 @@ def tune_one(spec: RunSpec, tc: TuneConfig, suite: store.Suite, storage_url: str
         # worker's random stream (the same seed would propose the same values again).
         n = len(study.get_trials(deepcopy=False))
         study.sampler = _sampler(tc, mix_seed(tc.sampler.seed, n, os.getpid()) % (2 ** 32))
-    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-    remaining = tc.trials - len(study.get_trials(deepcopy=False, states=counted))
+    fail_stale_trials(study)
+    remaining = tc.trials - finished(study)
     if optimize and remaining > 0:
         workdir = suite.tuning_dir / "work"
         study.optimize(lambda trial: objective(trial, spec, tc, data, workdir, progress),
                        n_trials=remaining, timeout=tc.timeout, catch=(NonFiniteLoss,),
-                       callbacks=[MaxTrialsCallback(tc.trials, states=counted)])
+                       callbacks=[lambda study, trial: _enough(study, tc.trials)])
     best = write_best(study, spec, tc, suite, storage_url)
     counts = _counts(study)
     log(f"study {name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))

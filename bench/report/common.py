@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.fileio import write_text
 from bench.report import stats, tables
 from bench.store import Suite
 
@@ -30,8 +31,7 @@ class Table:
 
 def make_table(display: pd.DataFrame, raw: pd.DataFrame, folder: Path, filename: str,
                title: str, note: str = "", index: bool = True, links=None) -> Table:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / filename).write_text(raw.to_csv(index=False), encoding="utf-8")
+    write_text(folder / filename, raw.to_csv(index=False))
     if index:
         display = display.reset_index()
     rows = [["–" if missing(v) else str(v) for v in row] for row in display.to_numpy()]

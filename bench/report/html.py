@@ -11,19 +11,27 @@ Layout of ``reports_root``::
     <suite>/runs/<run_id>.html     a page per run (run_page); its history as CSV beside it
 
 Runs made by other code than the current one (their code fingerprint differs) are marked
-stale everywhere they appear.
+stale everywhere they appear. The tables use each suite's current runs alone
+(bench.store.Suite.runs); the runs of other settings are listed apart on the suite page.
+
+Every file is written like the store writes results (bench.fileio): a temporary file in the
+same folder renamed over the target, so a reader or a kill never leaves half a page, and a
+symbolic link at a page's name is replaced, never written through. The folders under
+``reports_root`` (``assets``, a suite's, its ``runs``) must not be links (the root may be).
+Renders of one reports folder take turns (a lock, ``reports_root/.lock``); each deletes the
+temporary files a killed render left in the folders it writes.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import jinja2
 import pandas as pd
 
 from bench import fingerprint
+from bench.fileio import copy_file, locked, make_folders, remove_temporary, write_text
 from bench.report import plots, summary, tables
 from bench.report.common import (MACS_NOTE, dataset_of, make_table, safe, stale_footnote,
                                  status_of)
@@ -46,17 +54,25 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def folder(path: Path, reports_root: Path) -> Path:
+    """A folder of the report: made (none below the root a link) and cleared of the
+    temporary files of killed renders (hold the report's lock)."""
+    make_folders(path, reports_root)
+    remove_temporary(path)
+    return path
+
+
 def copy_assets(reports_root: Path) -> None:
     """plotly.min.js from the installed plotly package, once, plus the stylesheet."""
-    out = reports_root / "assets"
-    out.mkdir(parents=True, exist_ok=True)
+    out = folder(reports_root / "assets", reports_root)
     import plotly
 
     bundle = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     target = out / "plotly.min.js"
-    if not target.exists() or target.stat().st_size != bundle.stat().st_size:
-        shutil.copyfile(bundle, target)
-    shutil.copyfile(ASSETS / "report.css", out / "report.css")
+    if (target.is_symlink() or not target.is_file()
+            or target.stat().st_size != bundle.stat().st_size):
+        copy_file(bundle, target)
+    copy_file(ASSETS / "report.css", out / "report.css")
 
 
 def select(paths: list[Path], wanted: list[str] | None) -> list[Path]:
@@ -80,6 +96,13 @@ def render(results_root: Path, reports_root: Path, suites: list[str] | None = No
     paths = list_suites(results_root)
     chosen = select(paths, suites)
     reports_root.mkdir(parents=True, exist_ok=True)
+    with locked(reports_root / ".lock"):
+        return _render(env, results_root, reports_root, paths, chosen)
+
+
+def _render(env, results_root: Path, reports_root: Path, paths: list[Path],
+            chosen: list[Path]) -> Path:
+    folder(reports_root, reports_root)
     copy_assets(reports_root)
     cards = []
     for path in paths:
@@ -88,14 +111,16 @@ def render(results_root: Path, reports_root: Path, suites: list[str] | None = No
         stale = [r.run_id for r in suite.stale_runs(code)]
         cmp = tables.comparison(suite, code)
         lines = summary.summary(suite, cmp)  # (page and card: computed once)
+        pages = folder(reports_root / suite.slug, reports_root)
         if path in chosen:
-            render_suite(env, suite, cmp, reports_root / suite.slug, stale, lines)
-            render_leaderboard(env, suite, reports_root / suite.slug, stale, code)
+            folder(pages / "runs", reports_root)
+            render_suite(env, suite, cmp, pages, stale, lines)
+            render_leaderboard(env, suite, pages, stale, code)
         cards.append(index_card(suite, cmp, reports_root, stale, lines))
     index = reports_root / "index.html"
-    index.write_text(env.get_template("index.html").render(
+    write_text(index, env.get_template("index.html").render(
         root=".", title="Reports", suites=cards, macs_note=MACS_NOTE,
-        results_root=str(results_root)), encoding="utf-8")
+        results_root=str(results_root)))
     return index
 
 

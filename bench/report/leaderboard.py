@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench.evaluate import paper
+from bench.fileio import write_text
 from bench.report import plots, rules, stats
 from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, fmt, make_table, missing,
                                  safe, status_of, test_columns)
@@ -41,7 +42,6 @@ NOTES = [
 def render_leaderboard(env, suite: Suite, folder: Path, stale: list[str],
                        current: str | None) -> Path:
     """Write the page (and its tables' CSV files) into the suite's report folder."""
-    folder.mkdir(parents=True, exist_ok=True)
     cmp = rules.comparison(suite, current)
     base = suite.baseline
     sig = (stats.rule_significance(suite, base, cmp) if base is not None
@@ -50,11 +50,11 @@ def render_leaderboard(env, suite: Suite, folder: Path, stale: list[str],
     sections = [backbone_section(suite, cmp, sig, b, labels, folder)
                 for b in dict.fromkeys(cmp["backbone"])]
     path = folder / PAGE
-    path.write_text(env.get_template("leaderboard.html").render(
+    write_text(path, env.get_template("leaderboard.html").render(
         root="..", title=f"{suite.name}: leaderboard", suite=suite,
         status=status_of(suite, stale), sections=sections, baseline=base,
         cost=training_cost_table(suite, folder), published=published_table(suite, cmp, folder),
-        notes=NOTES, macs_note=MACS_NOTE, stale=stale), encoding="utf-8")
+        notes=NOTES, macs_note=MACS_NOTE, stale=stale))
     return path
 
 

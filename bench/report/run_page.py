@@ -6,13 +6,13 @@ from pathlib import Path
 import pandas as pd
 
 from bench import fingerprint
+from bench.fileio import write_text
 from bench.report import plots
 from bench.report.common import LOGITS_NOTE, MACS_NOTE, Table, fmt, make_table, missing
 from bench.store import Run, Suite
 
 
 def render_run(env, suite: Suite, run: Run, folder: Path, stale: bool) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     t = []
     m = run.metrics or {}
     if m.get("anytime"):
@@ -57,10 +57,10 @@ def render_run(env, suite: Suite, run: Run, folder: Path, stale: bool) -> None:
                             note="train_loss: mean CE of the exit's training objective (– "
                                  "where inactive); effective_share: paper Fig. 3a; "
                                  "heldout_top1: F_n on the held-out split."))
-    (folder / f"{run.run_id}.html").write_text(env.get_template("run.html").render(
+    write_text(folder / f"{run.run_id}.html", env.get_template("run.html").render(
         root="../..", title=f"{run.run_id}", suite=suite, run=run, tables=t, figures=figures,
         stale=stale, code=fingerprint.short(run.fingerprint),
-        costs=run.costs, macs_note=MACS_NOTE), encoding="utf-8")
+        costs=run.costs, macs_note=MACS_NOTE))
 
 
 def rules_table(run: Run, folder: Path) -> Table | None:

@@ -12,32 +12,33 @@ import pandas as pd
 
 from bench import fingerprint
 from bench.evaluate import paper
+from bench.fileio import write_text
 from bench.report import latency, plots, stats, tables, tuning
 from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, dataset_of, fmt, make_table,
                                  point_label, safe, stale_footnote, status_of,
                                  test_columns)
 from bench.report.run_page import render_run
-from bench.store import Suite
+from bench.store import Run, Suite
 
 
 def render_suite(env, suite: Suite, cmp: pd.DataFrame, folder: Path, stale: list[str],
                  summary_lines: list[str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     base = suite.baseline
     labels = suite.method_labels + [m for m in cmp["method"] if m not in suite.method_labels]
     sections = [backbone_section(suite, cmp, b, labels, base, folder)
                 for b in suite.backbones or list(dict.fromkeys(cmp["backbone"]))]
     runs = runs_table(suite, folder, stale)
-    for run in suite.runs:
+    for run in suite.folders:  # other settings' runs too: the list below links them
         render_run(env, suite, run, folder / "runs", run.run_id in stale)
-    (folder / "index.html").write_text(env.get_template("suite.html").render(
+    write_text(folder / "index.html", env.get_template("suite.html").render(
         root="..", title=suite.name, suite=suite, status=status_of(suite, stale),
         summary=summary_lines,
         dataset=dataset_of(suite), sections=sections, runs=runs,
+        other_runs=other_runs_table(suite, folder),
         environments=environments(suite), baseline=base, stale=stale,
         tuning=tuning.section(suite), latency=latency.section(suite, folder),
         config=suite.config, logits_note=LOGITS_NOTE,
-        macs_note=MACS_NOTE), encoding="utf-8")
+        macs_note=MACS_NOTE))
 
 
 def runs_table(suite: Suite, folder: Path, stale: list[str]) -> Table:
@@ -52,6 +53,62 @@ def runs_table(suite: Suite, folder: Path, stale: list[str]) -> Table:
                                 "code", "epoch", "epochs", "updated", "error"])
     links = [f"runs/{r.run_id}.html" for r in suite.runs]
     return make_table(raw, raw, folder, "runs.csv", "Runs", index=False, links=links)
+
+
+IGNORED = ("run_id", "suite", "seed", "imported", "tuned")  # not settings
+
+
+def other_runs_table(suite: Suite, folder: Path) -> Table | None:
+    """Runs in the folder that are not the suite's current runs (other settings, earlier
+    imports): listed, with what differs, never in the tables above."""
+    others = suite.other_runs
+    if not others:
+        return None
+    raw = pd.DataFrame([{"run_id": r.run_id, "backbone": r.backbone, "method": r.method,
+                         "seed": r.seed, "state": r.state, "why": suite.why_other(r),
+                         "differs": differences(r, suite.runs),
+                         "updated": r.status.get("updated")} for r in others],
+                       columns=["run_id", "backbone", "method", "seed", "state", "why",
+                                "differs", "updated"])
+    return make_table(raw, raw, folder, "other-runs.csv",
+                      f"Runs not in the tables ({suite.others_text()})",
+                      note="Finished or started runs in the results folder whose settings "
+                           "differ from the suite's last bench run (suite.json's run_ids), "
+                           "and imports replaced by a newer import of the same run. They are "
+                           "kept on disk and never averaged with the current runs; "
+                           "`bench results SUITE.yaml --set KEY=VALUE` shows the table of "
+                           "other settings on purpose.", index=False,
+                      links=[f"runs/{r.run_id}.html" for r in others])
+
+
+def differences(run: Run, current: list[Run], shown: int = 3) -> str:
+    """How ``run``'s settings (config.json) differ from a current run's, the one of the
+    same backbone and method where there is one: ``training.epochs: 1 (current 2)``."""
+    peers = [r for r in current if (r.backbone, r.method) == (run.backbone, run.method)]
+    peer = (peers or current or [None])[0]
+    if peer is None:
+        return ""
+    mine, theirs = _flat(run.config), _flat(peer.config)
+    keys = [k for k in dict.fromkeys([*mine, *theirs])
+            if k.split(".")[0] not in IGNORED and mine.get(k) != theirs.get(k)]
+    text = [f"{k}: {_show(mine.get(k))} (current {_show(theirs.get(k))})"
+            for k in keys[:shown]]
+    return "; ".join(text) + (f"; {len(keys) - shown} more" if len(keys) > shown else "")
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _show(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def environments(suite: Suite) -> list[dict]:

@@ -1,7 +1,9 @@
 """Comparison tables of a suite: accuracy per method at each budget and per exit, over seeds.
 
 Used by the HTML report and by ``python -m bench results SUITE`` (terminal table). Reads the
-results store only (a suite folder: run folders' metrics.json, summary.csv as fallback).
+results store only (a suite folder: run folders' metrics.json, summary.csv as fallback), and
+of it the suite's current runs alone (bench.store.Suite.runs): runs of other settings kept in
+the folder are never averaged with them.
 """
 
 from __future__ import annotations
@@ -102,12 +104,16 @@ def stale_note(run_ids: list[str]) -> str:
             f"(stale): {', '.join(run_ids)}; `bench run --rerun-stale` trains them again")
 
 
-def format_terminal(df: pd.DataFrame, stale: list[str] = (), baseline: str | None = None
-                    ) -> str:
+def format_terminal(df: pd.DataFrame, stale: list[str] = (), baseline: str | None = None,
+                    others: str = "") -> str:
     """The comparison as plain-text tables: per backbone, budgets then anytime exits;
-    ``stale``: ids of the stale runs among them (a footnote); ``baseline``: its label."""
+    ``stale``: ids of the stale runs among them (a footnote); ``baseline``: its label;
+    ``others``: the runs the folder holds beside the current ones (Suite.others_text), a
+    footnote."""
+    note = [f"not in the tables: {others} (kept in the results folder; "
+            "`bench results SUITE.yaml --set KEY=VALUE` shows other settings)"] if others else []
     if df is None or not len(df):
-        return "no finished runs yet"
+        return "\n".join(["no finished runs yet"] + note)
     against = f"difference to the baseline {baseline}" if baseline else "no baseline"
     out = [f"top-1 % (mean ± std over seeds; in parentheses: {against})"]
     for backbone in dict.fromkeys(df["backbone"]):
@@ -121,4 +127,6 @@ def format_terminal(df: pd.DataFrame, stale: list[str] = (), baseline: str | Non
                         _grid(table, "method")]
     if stale:
         out += ["", stale_note(list(stale))]
+    if note:
+        out += [""] + note
     return "\n".join(out)

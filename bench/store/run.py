@@ -18,12 +18,13 @@ from typing import Any
 import pandas as pd
 import torch
 
-from bench.fileio import UnreadableFile, fsync_dir, load_torch, save_torch, write_json, write_text
+from bench.fileio import (UnreadableFile, fsync_dir, load_torch, refuse_links, save_torch,
+                          write_json, write_text)
 from bench.store import files as F
+from bench.store import rules as R
 from bench.store import schema as S
 
 LEFT_OUT = "the run's results are left out"
-from bench.store import rules as R
 
 
 def _name(entry: Any, *keys: str) -> str | None:
@@ -38,12 +39,24 @@ def _name(entry: Any, *keys: str) -> str | None:
 
 
 class Run:
-    def __init__(self, path: Path):
+    """``root``: the results root, for a run of a suite folder (``Suite.run``): the run and
+    suite folders must then not be symbolic links (the harness never makes one, and a link
+    would lead reads and writes outside the results root); every file of such a run raises
+    bench.fileio.LinkRefused. A run folder given by the user (``bench latency RUN_DIR``)
+    has no root and may be reached through links."""
+
+    def __init__(self, path: Path, root: Path | None = None):
         self.path = Path(path)
         self.run_id = self.path.name
+        self.root = None if root is None else Path(root)
+
+    @property
+    def folder(self) -> Path:
+        """The run folder, checked for links where the run has a root."""
+        return self.path if self.root is None else refuse_links(self.path, self.root)
 
     def file(self, name: str) -> Path:
-        return self.path / name
+        return self.folder / name
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -142,11 +155,11 @@ class Run:
         return out
 
     def temporary_files(self) -> list[Path]:
-        return F.temporary_files(self.path, F.RUN_FILES)
+        return F.temporary_files(self.folder, F.RUN_FILES)
 
     def remove_temporary(self) -> list[Path]:
         """Delete what killed writes left (hold the run's lock: writes happen under it)."""
-        return F.remove_temporary(self.path, F.RUN_FILES)
+        return F.remove_temporary(self.folder, F.RUN_FILES)
 
     def tidy(self) -> tuple[list[Path], list[tuple[str, str, Path]]]:
         """Before a worker runs the run (holding its claim): delete the temporary files of
@@ -296,7 +309,8 @@ class Run:
         """``{split: {"logits": Tensor[N_exits, M, C] float16, "raw_logits": Tensor[N_exits,
         M, C] float16, "targets": Tensor[M] int64}}`` for the held-out and test splits:
         ``logits`` are F_n (what each exit predicts with), ``raw_logits`` the heads' own f_n
-        (absent in predictions saved before they were kept)."""
+        (absent in predictions saved before they were kept). Imported logits beyond
+        float16's range are float32 (bench.pipeline.importing)."""
         save_torch(self.file(F.PREDICTIONS), predictions)
 
     def load_predictions(self) -> dict:
@@ -342,8 +356,9 @@ class Run:
         ``previous/<UTC time>-<tag>/``, so that it starts from scratch and nothing is lost."""
         stamp = F.now().replace("-", "").replace(":", "").replace("+0000", "Z")
         target = self.file(F.PREVIOUS) / f"{stamp}-{tag}"
+        refuse_links(target.parent, self.path)
         target.mkdir(parents=True, exist_ok=False)
-        for entry in sorted(self.path.iterdir()):
+        for entry in sorted(self.folder.iterdir()):
             if entry.name not in (F.RUN_LOCK, F.PREVIOUS):
                 entry.rename(target / entry.name)
         fsync_dir(target)

@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -130,3 +131,63 @@ def test_nan_run_fails_with_exit_1_and_others_go_on(suite, tmp_path):
     states = [json.loads(p.read_text()) for p in tmp_path.glob("results/tiny/*/status.json")]
     assert len(states) == 2 and all(s["state"] == "failed" for s in states)
     assert all("nan" in s["error"] or "inf" in s["error"] for s in states)
+
+
+def test_ctrl_c_while_the_modules_load_is_one_line_and_exit_130(tmp_path):
+    """The interrupt arrives in the middle of `import torch` (a SIGINT at a moment chosen
+    deterministically: when the import system looks torch up)."""
+    script = (
+        "import os, runpy, signal, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = ['bench', 'results', 'x']\n"
+        "runpy.run_module('bench', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")
+
+
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
+    """`bench results ... | head`: the pipe closes before the table is printed."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from report_fixtures import make_suite
+    make_suite(tmp_path / "results", "demo", [{"run_id": "r", "method": "joint", "m": 20}],
+               name="demo")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "results", "demo"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the modules have loaded: the first print meets a closed pipe
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_a_full_disk_fails_the_run_names_the_file_keeps_the_summary_and_exit_1(suite,
+                                                                                tmp_path):
+    """A real failed write: a file-size limit below the checkpoint's size (as a disk with
+    that much room left). The run fails naming its checkpoint, the report cannot copy
+    plotly.min.js: said after the summary, and no part of it is left."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "PYTHONWARNINGS": "ignore", "BENCH_NATIVE_BATCHNORM": "0",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", str(suite), "--only", "*joint*", "--quiet",
+         "--set", "training.epochs=1"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000)))
+    assert done.returncode == 1, done.stderr
+    (run,) = (tmp_path / "results" / "tiny").glob("chain_tiny--joint--*")
+    lines = done.stderr.splitlines()
+    assert lines[-3] == "1 run(s) failed (the status.json of a run that started holds the " \
+                        "traceback):"
+    assert lines[-2].startswith(f"  {run.name}: CannotWrite: ") and \
+        lines[-2].endswith(f" while writing results/tiny/{run.name}/checkpoint.pt")
+    assert lines[-1].startswith("error: report not written: ") and \
+        lines[-1].endswith(" while writing reports/assets/plotly.min.js")
+    assert json.loads((run / "status.json").read_text())["state"] == "failed"
+    leftovers = [p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp")
+                 or p.name == "plotly.min.js"]
+    assert leftovers == []

@@ -8,14 +8,15 @@ import pytest
 
 from bench import cli
 from bench.commands.common import suite_folder
+from bench.config import load_suite
 from bench.errors import UsageError
-from report_fixtures import make_suite
+from report_fixtures import make_run, make_suite
 
 
 @pytest.fixture
 def results(tmp_path):
     make_suite(tmp_path / "results", "demo", [{"run_id": "r", "method": "joint", "m": 20}],
-               name="Demo")
+               name="demo")
     (tmp_path / "outside").mkdir()
     return tmp_path / "results"
 
@@ -112,3 +113,52 @@ def test_results_and_report_name_unreadable_files_and_leave_them_out(tmp_path, c
                  root / "demo" / "a" / "predictions.pt"):
         assert said.count(f"{path} is unreadable") == 1, said  # once, however often read
     assert "Traceback" not in said
+
+
+SETTINGS = """\
+name: settings
+dataset: {name: synthetic, heldout: 32, options: {train_size: 64, test_size: 32,
+          image_size: 16}}
+backbones: [{name: chain_tiny, overrides: {image_size: 16}}]
+methods: [joint]
+seeds: [0]
+training: {epochs: 2, device: cpu}
+budgets: {fractions: [0.7]}
+"""
+
+
+def test_results_use_the_current_runs_and_other_settings_on_purpose(tmp_path, capsys):
+    """`bench run --set training.epochs=1`, then with 2 epochs: the table holds the
+    2-epoch run alone and says that one run of other settings is kept; `--set` shows the
+    1-epoch run instead."""
+    suite_file = tmp_path / "settings.yaml"
+    suite_file.write_text(SETTINGS)
+    ids = {e: load_suite(str(suite_file), [f"training.epochs={e}"]).runs[0].run_id
+           for e in (1, 2)}
+    assert ids[1] != ids[2]
+    root = tmp_path / "results"
+    make_suite(root, "settings", [{"run_id": ids[2], "method": "joint", "skill": 2.0}],
+               name="settings")
+    make_run(root / "settings", ids[1], method="joint", skill=0.2)
+    capsys.readouterr()
+    assert cli.main(["results", str(suite_file), "--results", str(root)]) == 0
+    two = capsys.readouterr().out
+    assert "seeds per cell: 1" in two and "seeds per cell: 2" not in two
+    assert "not in the tables: other settings: 1 run" in two
+    assert cli.main(["results", str(suite_file), "--results", str(root),
+                     "--set", "training.epochs=1"]) == 0
+    one = capsys.readouterr().out
+    assert "seeds per cell: 1" in one and one.splitlines()[3:] != two.splitlines()[3:]
+    assert cli.main(["results", "settings", "--results", str(root), "--set", "seeds=[1]"]) == 2
+    assert "--set needs a suite file" in capsys.readouterr().err
+
+
+def test_results_of_a_suite_file_whose_folder_holds_another_suite_exit_2(results, tmp_path,
+                                                                          capsys):
+    other = tmp_path / "other.yaml"
+    other.write_text("name: demo?\n")  # the folder name of suite 'demo', another name
+    assert cli.main(["results", str(other), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {results / 'demo'}: the folder of suite 'demo?' holds the "
+                   "results of suite 'demo' (both names give the folder name 'demo'); rename "
+                   "one of the suites\n")

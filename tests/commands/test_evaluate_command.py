@@ -1,6 +1,7 @@
 """bench evaluate --checkpoint / --logits: a suite's run evaluated from a file instead of
 training, stored and reported like any other, marked as imported."""
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -118,3 +119,54 @@ def test_a_method_with_exit_modules_is_refused_for_a_backbone_checkpoint(trained
                      "--no-report"])
     err = capsys.readouterr().err
     assert code == 2 and "'imta' adds modules at the exits" in err
+
+
+def _hand_arrays(scale: float = 5.0) -> dict:
+    """Logits by hand, no training: 3 exits, 4 classes, every exit right on every image
+    (the true class scores ``scale``, the others 0)."""
+    out = {}
+    for split, m in (("heldout", 48), ("test", 40)):
+        targets = torch.arange(m) % 4
+        logits = torch.zeros(3, m, 4)
+        logits[:, torch.arange(m), targets] = scale
+        out.update({f"{split}_logits": logits, f"{split}_targets": targets})
+    return {**out, "exit_mmacs": torch.tensor([1.0, 2.0, 3.0])}
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda a: a["test_logits"].fill_(math.nan), "test_logits must be finite; 480 of 480"),
+    (lambda a: a["heldout_logits"][1, 2, 3].fill_(math.inf),
+     "heldout_logits must be finite; 1 of 576 values are not (the first: inf at exit 2, "
+     "image 2, class 3)"),
+    (lambda a: a.update(exit_mmacs=torch.tensor([1.0, 2.0, math.inf])),
+     "exit_mmacs must be finite"),
+    (lambda a: a.update(test_logits=torch.zeros(3, 0, 4), test_targets=torch.zeros(0).long()),
+     "test_logits holds no image"),
+])
+def test_logits_that_cannot_give_metrics_are_refused_and_leave_no_run(tmp_path, capsys,
+                                                                      change, words):
+    arrays = _hand_arrays()
+    change(arrays)
+    path = tmp_path / "bad.pt"
+    torch.save(arrays, path)
+    code, folder = _evaluate(tmp_path, "--logits", str(path))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+    assert not folder.exists() or store.Suite(folder).folders == []
+
+
+def test_logits_beyond_float16_are_stored_in_float32(tmp_path, capsys):
+    path = tmp_path / "big.pt"
+    torch.save(_hand_arrays(scale=9e4), path)  # float16 would make them infinite
+    code, folder = _evaluate(tmp_path, "--logits", str(path))
+    assert code == 0, capsys.readouterr().err
+    run = _imported(folder)
+    assert run.load_predictions()["test"]["logits"].dtype == torch.float32
+    assert [a["top1"] for a in run.metrics["anytime"]] == [100.0] * 3
+    assert all(b["accuracy"] == 100.0 for b in run.metrics["budgeted"])
+    small = tmp_path / "small.pt"
+    torch.save(_hand_arrays(), small)
+    assert _evaluate(tmp_path, "--logits", str(small))[0] == 0
+    (run,) = [r for r in store.Suite(folder).runs if r.imported]  # the newest import alone
+    assert run.imported["file"] == str(small.resolve())
+    assert run.load_predictions()["test"]["logits"].dtype == torch.float16

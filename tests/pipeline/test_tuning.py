@@ -1,6 +1,7 @@
 """Tuning a method's options (BoostNet's ensemble temperature here) with Optuna on tiny
 synthetic data (bench.pipeline.tuning, bench.config.tune, bench tune)."""
 import json
+import time
 
 import pytest
 import torch
@@ -168,3 +169,49 @@ def test_heldout_objective_uses_disjoint_halves():
     assert full["value"] == 100.0  # the whole budget: every sample reaches the last exit
     low = tuning.heldout_objective(logits, targets, [1.0, 2.0, 3.0], [1.0], "budgeted", 0)
     assert low["value"] == pytest.approx(anytime["anytime"][0])  # everyone leaves at exit 1
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_the_trial_of_a_dead_worker_is_failed_and_retried(tmp_path, monkeypatch):
+    """A worker killed in trial 2 of 3 leaves it RUNNING with a heartbeat that stops; the
+    next bench tune, once the heartbeat is older than the grace period, marks it failed
+    and runs its parameters again (not "2 complete, 1 running" and nothing done)."""
+    monkeypatch.setattr(tuning, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(tuning, "GRACE_S", 1)
+    raw = {**BASE, "tune": {"trials": 2, "objective": "anytime", "pruner": "none",
+                            "epochs": 1, "space": {"low": 0.1, "high": 1.5}}}
+    suite = write(tmp_path, raw)
+    results = tmp_path / "results"
+    assert tune(suite, results, quiet=True) == 0
+    spec = select_targets(load_suite(suite))[0]
+    name = study_name(spec, load_suite(suite).config.tune)
+    study = optuna.load_study(study_name=name,
+                              storage=tuning.open_storage(storage_of(results)))
+    dead = study.ask({"temperature": optuna.distributions.FloatDistribution(0.1, 1.5,
+                                                                             log=True)})
+    study._storage.record_heartbeat(dead._trial_id)  # then the worker is killed
+    time.sleep(1.5)
+    assert tune(suite, results, "tune.trials=3", quiet=True) == 0
+    ts = trials(name, storage_of(results))
+    assert [t.state.name for t in ts] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    assert ts[3].params == ts[2].params and ts[3].system_attrs["failed_trial"] == 2
+    assert tune(suite, results, "tune.trials=3", quiet=True) == 0  # nothing left to do
+    assert len(trials(name, storage_of(results))) == 4
+
+
+def test_a_dead_workers_trial_does_not_count_in_a_journal(tmp_path):
+    """Journal storage has no heartbeats: the RUNNING trial of a dead worker stays, and the
+    next worker runs another in its place."""
+    raw = {**BASE, "tune": {"trials": 1, "objective": "anytime", "pruner": "none",
+                            "epochs": 1, "space": {"low": 0.1, "high": 1.5}}}
+    suite = write(tmp_path, raw)
+    journal = f"journal:{tmp_path / 'studies.log'}"
+    spec = select_targets(load_suite(suite))[0]
+    name = study_name(spec, load_suite(suite).config.tune)
+    study = optuna.create_study(study_name=name, storage=tuning.open_storage(journal),
+                                direction="maximize")
+    study.ask()  # a worker that died in its first trial
+    assert tune(suite, tmp_path / "results", storage=journal, quiet=True) == 0
+    states = [t.state.name for t in optuna.load_study(
+        study_name=name, storage=tuning.open_storage(journal)).get_trials()]
+    assert states == ["RUNNING", "COMPLETE"]

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from bench import store
+from bench.fileio import LinkRefused
 from bench.report import render
 from bench.report.plots import to_script_json
 from report_fixtures import make_run, make_suite, standard_store
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +84,8 @@ def test_paper_numbers_beside_ours(tmp_path):
 def test_partial_and_empty_stores(tmp_path):
     results = tmp_path / "results"
     assert "No results yet" in render(results, tmp_path / "reports").read_text()
-    make_suite(results, "pending", [])  # suite.json only
+    make_suite(results, "pending", [], planned=2)  # suite.json only
+    store.Suite(results / "pending").write_suite({"name": "pending"}, ["half", "started"])
     (results / "pending" / "half").mkdir()
     (results / "pending" / "half" / "config.json").write_text("{not json")
     make_run(results / "pending", "started", state="running")
@@ -140,3 +150,92 @@ def test_ablations_of_any_method_against_its_reference_variant(tmp_path):
     page = (index.parent / "seq" / "index.html").read_text()
     assert "seq-free: {&#34;freeze_previous&#34;: false}" in page
     assert not (index.parent / "noref" / "ablation-tiny3.csv").exists()
+
+
+def test_other_settings_are_listed_apart_and_left_out_of_the_tables(tmp_path):
+    results = tmp_path / "results"
+    folder = make_suite(results, "s", [
+        {"run_id": "joint-e2", "method": "joint", "skill": 2.0, "epochs": 2},
+        {"run_id": "boost-e2", "method": "boostnet", "skill": 2.5, "epochs": 2}], name="s")
+    make_run(folder, "joint-e1", method="joint", skill=0.1, epochs=1,
+             config={"training": {"epochs": 1, "batch_size": 64}})
+    index = render(results, tmp_path / "reports")
+    assert "2/2 runs done; other settings: 1 run" in index.read_text()
+    page = index.parent / "s"
+    budget = (page / "budget-tiny3.csv").read_text()
+    assert set(line.split(",")[7] for line in budget.splitlines()[1:]) == {"1"}  # n = 1
+    significance = (page / "significance-tiny3.csv").read_text()
+    assert ",1 seeds" not in significance and "bootstrap" in significance
+    others = (page / "other-runs.csv").read_text().splitlines()
+    assert len(others) == 2 and others[1].startswith("joint-e1,tiny3,joint,0,done,"
+                                                      "other settings,")
+    assert "training.epochs: 1 (current 2)" in others[1]
+    html = (page / "index.html").read_text()
+    assert "Runs not in the tables (other settings: 1 run)" in html
+    assert (page / "runs" / "joint-e1.html").exists()  # linked from that list
+
+
+def test_report_files_replace_links_and_never_write_through_them(tmp_path):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    make_suite(results, "s", [{"run_id": "r", "method": "joint", "m": 20}], name="s")
+    render(results, reports)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("index.html", "report.css"):
+        (outside / name).write_text("precious")
+    links = {reports / "s" / "index.html": outside / "index.html",
+             reports / "assets" / "report.css": outside / "report.css",
+             reports / "s" / "runs.csv": outside / "new.csv"}  # dangling
+    for link, target in links.items():
+        link.unlink()
+        link.symlink_to(target)
+    render(results, reports)
+    assert sorted(p.name for p in outside.iterdir()) == ["index.html", "report.css"]
+    assert all(p.read_text() == "precious" for p in outside.iterdir())
+    for link in links:
+        assert not link.is_symlink() and link.stat().st_size > 0, link
+
+
+def test_a_report_folder_that_is_a_link_is_refused(tmp_path):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    make_suite(results, "s", [{"run_id": "r", "method": "joint", "m": 20}], name="s")
+    (tmp_path / "outside").mkdir()
+    reports.mkdir()
+    (reports / "s").symlink_to(tmp_path / "outside")
+    with pytest.raises(LinkRefused, match=f"{reports / 's'} is a symbolic link"):
+        render(results, reports)
+    assert list((tmp_path / "outside").iterdir()) == []
+
+
+def test_a_write_that_fails_during_the_report_leaves_every_page_whole(tmp_path):
+    """A real failed write (a file-size limit, like a full disk): the page being written
+    keeps its previous version, no partial or temporary file is left."""
+    standard_store(tmp_path / "results")
+    reports = render(tmp_path / "results", tmp_path / "reports").parent
+    before = {p: p.read_bytes() for p in reports.rglob("*") if p.is_file()}
+    big = reports / "demo" / "index.html"
+    assert big.stat().st_size > 30_000 > max(
+        p.stat().st_size for p in reports.rglob("*.html") if p != big)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "report", "--results", "results", "--reports",
+         "reports"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000)))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(f"while writing reports/demo/index.html\n"), done.stderr
+    after = {p: p.read_bytes() for p in reports.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_a_render_deletes_what_a_killed_render_left(tmp_path):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    make_suite(results, "s", [{"run_id": "r", "method": "joint", "m": 20}], name="s")
+    render(results, reports)
+    left = [reports / ".index.html.k1ll3d.tmp", reports / "s" / ".runs.csv.x8.tmp",
+            reports / "s" / "runs" / ".r.html.y9.tmp", reports / "assets" / ".report.css.z.tmp"]
+    for path in left:
+        path.write_text("half")
+    kept = reports / "s" / "notes.tmp"  # not a name a write of the report leaves
+    kept.write_text("mine")
+    render(results, reports)
+    assert not any(p.exists() for p in left) and kept.read_text() == "mine"
