@@ -61,9 +61,12 @@ def test_cli_writes_latency_json_with_agreement_per_budget(run_dir, batch_size, 
         if b["saved_differences"] == 0:  # same decisions as the saved-logit evaluation
             assert b["accuracy"] == pytest.approx(m["accuracy"])
             assert b["mmacs"] == pytest.approx(m["mmacs"])
-    keys = sorted(_agreement_keys(result))
-    assert keys == [f"budgets.{i}.{k}" for i in range(2) for k in ("agreement",
-                                                                    "agreement_saved")]
+    per_budget = [f"budgets.{i}.{k}" for i in range(2) for k in ("agreement",
+                                                                 "agreement_saved")]
+    top = {k: v for k, v in result.items() if k != "measurements"}
+    assert sorted(_agreement_keys(top)) == per_budget
+    (kept,) = [m for m in result["measurements"] if m["batch_size"] == batch_size]
+    assert kept == top and sorted(_agreement_keys(kept)) == per_budget
 
 
 def test_measured_decisions_are_early_exit_on_the_test_images(run_dir):
