@@ -29,9 +29,8 @@ intra-op threads): the same thresholds and decisions, made outside PyTorch; its
 CUDA, the energy per image of every exit and budget comes from NVML's counter where it
 can be read (bench.inference.energy); elsewhere ``energy`` says why there is none.
 
-latency.json keeps every measurement (:func:`merge`): one per runtime, device, batch size
-and threads, the newest of each; its top-level keys are the first measurement of the last
-``bench latency`` (the file's form before several were kept).
+latency.json keeps every measurement (bench.store.latency): one per runtime, device, batch
+size and threads, the newest of each.
 """
 from __future__ import annotations
 
@@ -53,9 +52,12 @@ from bench.inference import (OnnxModel, early_exit, export_stages, simulate,
 from bench.inference.energy import energy_per_image, open_meter
 from bench.pipeline.restore import Restored, load_splits, thresholds_of
 from bench.store import now
+from bench.store.latency import find, measurements, merge
 
 RUNTIMES = ("pytorch", "onnxruntime")
-KEY = ("runtime", "device", "batch_size", "threads")  # one measurement per key is kept
+__all__ = ["RUNTIMES", "Settings", "agreement", "budget_result", "decide", "find",
+           "full_forward", "machine", "measure", "measure_all", "measurements", "merge",
+           "near_threshold", "onnx_model", "pytorch_exits", "test_data", "test_images"]
 
 
 @dataclass(frozen=True)
@@ -313,35 +315,3 @@ def measure_all(r: Restored, settings: Settings, batch_sizes: Sequence[int],
                 out.append(measure(r, one, data_root, data=data,
                                    onnx=onnx if runtime == "onnxruntime" else None)[0])
     return out
-
-
-def measurements(latency: dict | None) -> list[dict]:
-    """Every measurement a latency.json holds (one written before several were kept is
-    its own single measurement, runtime pytorch)."""
-    if not isinstance(latency, dict):
-        return []
-    kept = latency.get("measurements")
-    if isinstance(kept, list):
-        return [m for m in kept if isinstance(m, dict)]
-    if "exits" in latency:
-        return [{"runtime": "pytorch", **latency}]
-    return []
-
-
-def key(measurement: dict) -> tuple:
-    return tuple(measurement.get(k, "pytorch" if k == "runtime" else None) for k in KEY)
-
-
-def merge(old: dict | None, new: list[dict]) -> dict:
-    """latency.json after new measurements: the old ones whose runtime, device, batch size
-    and threads no new one has, then the new ones; the first new one's keys on top."""
-    fresh = {key(m) for m in new}
-    kept = [m for m in measurements(old) if key(m) not in fresh] + list(new)
-    return {**new[0], "measurements": kept}
-
-
-def find(latency: dict | None, runtime: str, device: str, batch_size: int, threads: int
-         ) -> dict | None:
-    """The measurement of latency.json with that runtime, device, batch size and threads."""
-    want = (runtime, device, batch_size, threads)
-    return next((m for m in measurements(latency) if key(m) == want), None)
