@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import math
 
+from bench.errors import UsageError
 from bench.evaluate import finite_thresholds
 
 RELATIVE_TOLERANCE = 1e-6  # a budget this close to a fixed one is that budget
 LATENCY_KEY = ("runtime", "device", "batch_size", "threads")
 
 
-class ExportError(ValueError):
-    """A file that is no export of this harness, or a budget it cannot serve."""
+class ExportError(UsageError, ValueError):
+    """A file that is no export of this harness, or a budget it cannot serve (a ValueError;
+    the CLI says it in one line, exit code 2)."""
 
 
 def _same(a: float, b: float) -> bool:
