@@ -148,21 +148,25 @@ def _speedups(runs: list[Run]) -> dict[tuple, dict[int, float]]:
 
 
 def batch_figure(runs: list[Run], backbone: str) -> dict:
-    """Speed-up against batch size (log axis), one line per run, runtime and budget."""
+    """Speed-up against batch size (log axis), one line per run, runtime and budget: a
+    color per budget, dashed for onnxruntime."""
+    speedups = _speedups(runs)
+    budgets = sorted({k[5] for k in speedups})
     data = []
-    for i, (k, by_size) in enumerate(sorted(_speedups(runs).items(), key=str)):
+    for k, by_size in sorted(speedups.items(), key=str):
         sizes = sorted(by_size)
         method, seed, runtime, device, threads, budget = k
         data.append({"type": "scatter", "mode": "lines+markers",
                      "name": f"{method} s{seed} · {runtime} {device}, {threads} thr · "
                              f"{fmt(budget)} MMACs",
-                     "line": {"color": PALETTE[i % len(PALETTE)]},
+                     "line": {"color": PALETTE[budgets.index(budget) % len(PALETTE)],
+                              **({"dash": "dash"} if runtime == "onnxruntime" else {})},
                      "x": sizes, "y": [by_size[s] for s in sizes],
                      "hovertemplate": "batch %{x}: %{y:.2f}x<extra></extra>"})
     layout = _layout(f"Speed-up over the full network per batch size: {backbone}",
-                     "batch size", "speed-up (mean ms of the last exit / of the budget)",
-                     height=380)
-    layout["xaxis"]["type"] = "log"
+                     "batch size", "speed-up (x)", height=380)
+    layout["xaxis"].update(type="log", tickvals=sorted({s for by in speedups.values()
+                                                        for s in by}))
     return {"data": data, "layout": layout}
 
 
