@@ -144,3 +144,16 @@ def test_a_folder_that_is_not_an_export_is_not_overwritten(exported, tmp_path):
     (taken / "notes.txt").write_text("mine")
     assert cli.main(["export", str(exported[0]), "--format", "onnx", "--out", str(taken)]) == 2
     assert (taken / "notes.txt").read_text() == "mine"
+
+
+def test_the_deploy_guide_script_agrees_with_pytorch(exported):
+    run, out, pt = exported
+    env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, str(ROOT / "docs" / "examples" /
+                                               "onnx_early_exit.py"), str(run), str(out), str(pt)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3 and all(line.endswith("agreement with PyTorch 1.000")
+                                   for line in lines)
+    assert len((ROOT / "docs" / "examples" / "onnx_early_exit.py").read_text().splitlines()) <= 30
