@@ -5,8 +5,9 @@ The exporter is torch's TorchScript-based one (``torch.onnx.export(..., dynamo=F
 default: a stage is straight-line code once its exit is fixed (the Python control flow of
 ``advance`` depends on the exit, never on the images), which tracing captures exactly, and
 it exports a stage in a fraction of a second where the torch.export-based exporter
-(``exporter="dynamo"``, also supported) takes 10-30 s per stage and needs onnxscript. Both
-give the same graphs up to float rounding (tests/inference/test_onnx.py). Inputs a stage
+(``exporter="dynamo"``, also supported) took 5-12 s per stage of msdnet_tiny and needs
+onnxscript. Both give the same graphs up to float rounding
+(tests/inference/test_onnx_export.py). Inputs a stage
 does not read (a scale no later block uses) are dropped from its graph; :func:`graph_inputs`
 reads back the ones it has.
 """
