@@ -26,10 +26,10 @@ from bench.evaluate import assign_exits
 from bench.fileio import read_json
 from bench.fingerprint import fingerprint
 from bench.inference import early_exit
-from bench.pipeline.latency import measurements
 from bench.pipeline.restore import Restored, load_splits, method_options, thresholds_of
 from bench.store import files as F
 from bench.store import now
+from bench.store.latency import measurements
 
 log = logging.getLogger("bench.pipeline")
 AGREEMENT_IMAGES = 256  # test images bench export --format onnx checks against PyTorch
