@@ -13,6 +13,7 @@ import torch
 import bench.export
 from bench import cli
 from bench.pipeline import latency as L
+from bench.pipeline import packaging
 from bench.pipeline.restore import restore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/run_fixtures.py
@@ -157,3 +158,15 @@ def test_the_deploy_guide_script_agrees_with_pytorch(exported):
     assert len(lines) == 3 and all(line.endswith("agreement with PyTorch 1.000")
                                    for line in lines)
     assert len((ROOT / "docs" / "examples" / "onnx_early_exit.py").read_text().splitlines()) <= 30
+
+
+def test_the_export_checks_itself_against_pytorch(exported):
+    run, out, _ = exported
+    r = restore(run)
+    x, _ = _test_images(run)
+    result = packaging.agreement(r, bench.export.load(out), x, batch=16)
+    assert result["images"] == len(x) == 40
+    assert list(result["agreement"]) == ["last exit"] + [
+        f"{b['budget_mmacs']:.4g} MMACs" for b in r.budgets]
+    assert set(result["agreement"].values()) == {1.0}
+    assert 0 <= result["max_abs_logit_difference"] < 1e-4

@@ -162,23 +162,25 @@ def package(r: Restored, out: Path, data_root: Path | None = None, fmt: str = "p
                             exporter=exporter)
 
 
-def agreement(r: Restored, model, images: torch.Tensor) -> dict:
-    """The exported ONNX model against the run's PyTorch model on ``images``: per fixed
-    budget (and every image to the last exit) the share of images with the same exit and
-    class (1.0 expected), and the largest difference of F_n over every exit."""
-    with torch.no_grad():
-        want = r.method.combine(r.model(images))
-    got = model(images)
-    diff = max(float((a.float() - b.float()).abs().max()) for a, b in zip(want, got))
-    shares = {}
-    for entry in [{"budget_mmacs": None}] + list(r.budgets):
-        budget = entry["budget_mmacs"]
-        thresholds = model.thresholds(budget)
-        torch_side = early_exit(r.model, r.method.combine, thresholds, images)
-        onnx_side = model.predict(images, budget_mmacs=budget)
-        same = (torch_side[0] == onnx_side[0]) & (torch_side[1] == onnx_side[1])
-        shares["last exit" if budget is None else f"{budget:.4g} MMACs"] = float(
-            same.double().mean())
+def agreement(r: Restored, model, images: torch.Tensor, batch: int = 64) -> dict:
+    """The exported ONNX model against the run's PyTorch model on ``images`` (in batches of
+    ``batch``): per fixed budget (and every image to the last exit) the share of images
+    with the same exit and class (1.0 expected), and the largest difference of F_n over
+    every exit."""
+    budgets = [None] + [float(b["budget_mmacs"]) for b in r.budgets]
+    same = [[] for _ in budgets]  # per budget, per batch: [B] bool
+    diff = 0.0
+    for x in images.split(batch):
+        with torch.no_grad():
+            want = r.method.combine(r.model(x))
+        diff = max([diff] + [float((a.float() - b.float()).abs().max())
+                             for a, b in zip(want, model(x))])
+        for budget, agree in zip(budgets, same):
+            mine = early_exit(r.model, r.method.combine, model.thresholds(budget), x)
+            theirs = model.predict(x, budget_mmacs=budget)
+            agree.append((mine[0] == theirs[0]) & (mine[1] == theirs[1]))
+    names = ["last exit" if b is None else f"{b:.4g} MMACs" for b in budgets]
+    shares = {n: float(torch.cat(a).double().mean()) for n, a in zip(names, same)}
     return {"images": len(images), "agreement": shares, "max_abs_logit_difference": diff}
 
 
