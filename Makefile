@@ -2,9 +2,10 @@
 #
 #   make quickstart   .venv with the pinned torch/torchvision pair if missing, the project
 #                     installed, suites/quickstart.yaml run, the report's path printed
-#   make test         the same environment, Debian's chromium, Fashion-MNIST and PostgreSQL
-#                     for the tests (where apt-get is there and we are root), then the
-#                     README's test command
+#   make test         the same environment (the deploy extra included: ONNX, ONNX
+#                     Runtime), Debian's chromium, Fashion-MNIST and PostgreSQL for the
+#                     tests (where apt-get is there and we are root), then the README's
+#                     test command
 #
 # Both are idempotent: the install is remembered by a stamp file in .venv named after a
 # checksum of pyproject.toml and the torch pair, so the second run goes straight to work,
@@ -34,7 +35,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install $(TORCH_PAIR)
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -e '.[test,deploy]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

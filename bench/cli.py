@@ -80,8 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(writes RUN_DIR/latency.json)")
     lat.add_argument("run_dir", type=Path, help="a finished run folder (anywhere)")
     lat.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
-    lat.add_argument("--batch-size", type=int, default=1,
-                     help="1: image by image (default); more: exited images leave the batch")
+    sizes = lat.add_mutually_exclusive_group()
+    sizes.add_argument("--batch-size", type=int, default=1,
+                       help="1: image by image (default); more: exited images leave the batch")
+    sizes.add_argument("--batch-sizes", metavar="B1,B2,...",
+                       help="measure each of these batch sizes, e.g. 1,8,64,256")
+    lat.add_argument("--runtime", default="pytorch", metavar="RUNTIME",
+                     help="pytorch (default), onnxruntime (the run's stage graphs in ONNX "
+                          "Runtime, CPU) or pytorch,onnxruntime: both, timed one after the "
+                          "other")
     lat.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     lat.add_argument("--warmup", type=int, default=10,
                      help="untimed batches before each timed configuration (default 10)")
@@ -91,10 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--data-root", type=Path,
                      help="where the data set lives, if not where config.json says")
 
-    exp = sub.add_parser("export", help="write a finished run as one deployable file "
-                                        "(docs/deploy.md)")
+    exp = sub.add_parser("export", help="write a finished run as one deployable file, or "
+                                        "as ONNX stage graphs (docs/deploy.md)")
     exp.add_argument("run_dir", type=Path, help="a finished run folder (anywhere)")
-    exp.add_argument("--out", type=Path, required=True, help="the file to write, e.g. model.pt")
+    exp.add_argument("--out", type=Path, required=True,
+                     help="the file to write (model.pt), or the folder (--format onnx)")
+    exp.add_argument("--format", choices=("pt", "onnx"), default="pt",
+                     help="pt: one PyTorch file (default); onnx: one ONNX graph per exit and "
+                          "manifest.json (needs the deploy extra)")
+    exp.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
+                     help="torch's ONNX exporter (default torchscript: dynamo=False)")
     exp.add_argument("--data-root", type=Path,
                      help="where the data set lives (for its normalization), if not where "
                           "config.json says")

@@ -1,13 +1,22 @@
-"""The file ``bench export`` writes: one deployable early-exit model, loaded without the
-harness's results, suites or training code. This module owns the file's format: ``save``
-writes it (bench.pipeline.packaging puts the content together), ``load`` reads it.
+"""What ``bench export`` writes: one deployable early-exit model, loaded without the
+harness's results, suites or training code. This module owns both formats: ``save`` and
+``save_onnx`` write them (bench.pipeline.packaging puts the content together), ``load``
+reads either.
 
 >>> model = bench.export.load("model.pt")          # torch.load(..., weights_only=True)
+>>> model = bench.export.load("model_onnx/")       # a folder: stage graphs in ONNX Runtime
 >>> classes, exits, confidences = model.predict(x, budget_mmacs=3.0)
 
-``load`` returns a :class:`bench.inference.ExportedModel`, whose ``predict`` really exits
-early: every image leaves at the first exit whose confidence (max softmax of F_n) reaches
-that exit's threshold, and nothing past its exit is computed for it.
+``load`` returns a :class:`bench.inference.ExportedModel` (a file) or a
+:class:`bench.inference.OnnxModel` (a folder), whose ``predict`` really exits early: every
+image leaves at the first exit whose confidence (max softmax of F_n) reaches that exit's
+threshold, and nothing past its exit is computed for it.
+
+The folder holds one ONNX graph per exit (``stage{n}.onnx``: the backbone from exit n-1 to
+exit n and exit n's head, with the state the next stage needs; bench.inference.stages) and
+``manifest.json``: the same plain data as the file (thresholds, costs, latency, input
+normalization) without the weights, the stages' input and output names in order and each
+stage file's sha256. ``load`` refuses a folder whose manifest or any stage file changed.
 
 The file is plain data and tensors (so ``weights_only=True`` loads it) and carries the
 sha256 of its own content (``sha256``): ``load`` refuses a file whose content no longer
@@ -20,22 +29,33 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
-from bench.fileio import save_torch
+from bench.fileio import read_json, save_torch, write_json
 from bench.inference.exported import ExportedModel, ExportError
+from bench.inference.onnx_export import OPSET, export_stages, sha256_file
+from bench.inference.onnx_runtime import OnnxModel
 
 FORMAT = "boostnet-bench export 2"  # 2: with the content's sha256
 OLD_FORMATS = ("boostnet-bench export 1",)  # no checksum: export the run again
+ONNX_FORMAT = "boostnet-bench onnx export 1"
+MANIFEST = "manifest.json"
 CHECKSUM = "sha256"
+FORMATS = ("pt", "onnx")  # bench export --format
 REQUIRED = ("format", "state_dict", "backbone", "num_classes", "method", "exit_mmacs",
             "budgets", "curve", CHECKSUM)
+ONNX_REQUIRED = ("format", "opset", "stages", "input", "num_classes", "exit_mmacs",
+                 "budgets", "curve", CHECKSUM)
 
-__all__ = ["CHECKSUM", "FORMAT", "REQUIRED", "ExportError", "ExportedModel", "check",
-           "content_sha256", "load", "save"]
+__all__ = ["CHECKSUM", "FORMAT", "FORMATS", "MANIFEST", "ONNX_FORMAT", "REQUIRED",
+           "ExportError", "ExportedModel", "OnnxModel", "check", "check_manifest",
+           "content_sha256", "load", "save", "save_onnx"]
 
 
 def content_sha256(payload: dict) -> str:
@@ -55,6 +75,7 @@ def content_sha256(payload: dict) -> str:
 def _check_thresholds(payload: dict, path) -> None:
     """Every threshold a finite number; an ExportError names the budget or curve point."""
     places = [(f"budget {b.get('budget_mmacs')} MMACs", b) for b in payload["budgets"]]
+    places += [(f"budget {b.get('budget_ms')} ms", b) for b in payload.get("budgets_ms") or []]
     places += [(f"the q curve's point q={c.get('q')}", c) for c in payload["curve"]]
     for where, entry in places:
         for n, t in enumerate(entry.get("thresholds") or []):
@@ -98,8 +119,82 @@ def save(path: str | Path, content: dict) -> Path:
     return path
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> ExportedModel:
-    """The model in the file ``bench export`` wrote, loaded with ``weights_only=True`` (no
-    pickled code runs), checked (format, keys, sha256, finite thresholds), in eval mode."""
+def check_manifest(manifest: Any, folder: Path) -> dict:
+    """``manifest`` if the folder is an intact ONNX export: format, keys, the manifest's
+    sha256, every stage file present with the sha256 the manifest gives; an ExportError
+    naming the file otherwise."""
+    path = folder / MANIFEST
+    found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+    if not isinstance(manifest, dict) or found != ONNX_FORMAT:
+        raise ExportError(f"{path}: not a manifest of bench export --format onnx (format "
+                          f"{ONNX_FORMAT!r} expected, found {found!r})")
+    missing = [k for k in ONNX_REQUIRED if k not in manifest]
+    if missing:
+        raise ExportError(f"{path}: the manifest lacks key(s) {', '.join(missing)}")
+    if manifest[CHECKSUM] != content_sha256(manifest):
+        raise ExportError(f"{path}: the content does not match its sha256 (the manifest was "
+                          "changed after bench export wrote it); export the run again")
+    for stage in manifest["stages"]:
+        file = folder / stage["file"]
+        if not file.is_file():
+            raise ExportError(f"{file}: stage file of exit {stage.get('exit')} is missing; "
+                              "export the run again")
+        if sha256_file(file) != stage["sha256"]:
+            raise ExportError(f"{file}: stage file of exit {stage.get('exit')} does not match "
+                              "its sha256 in manifest.json (changed or damaged after bench "
+                              "export wrote it); export the run again")
+    _check_thresholds(manifest, path)
+    return manifest
+
+
+def save_onnx(folder: str | Path, content: dict, network: nn.Module,
+              combine: Callable | None, opset: int = OPSET, exporter: str = "torchscript"
+              ) -> Path:
+    """Write ``content`` (docs/deploy.md's keys; its ``state_dict`` is left out: the weights
+    are in the graphs) as an ONNX export folder: the stage graphs of ``network`` (eval
+    mode, CPU) and the method's ``combine``, and manifest.json with the stages, the opset
+    and its sha256. The folder is built beside ``folder`` and put in its place at the end;
+    an existing ``folder`` is replaced only if it is an export (a manifest.json in it)."""
+    folder = Path(folder)
+    payload = {"format": ONNX_FORMAT, **{k: v for k, v in content.items()
+                                         if k != "state_dict"}}
+    _check_thresholds(payload, folder / MANIFEST)
+    if folder.exists() and not (folder / MANIFEST).is_file() and any(folder.iterdir()):
+        raise ExportError(f"{folder}: exists and holds no manifest.json (not an ONNX export); "
+                          "give an empty or new folder to --out")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        stages = export_stages(network, combine, building, payload["input"]["size"], opset,
+                               exporter)
+        payload.update(opset=opset, exporter=exporter, stages=stages)
+        payload[CHECKSUM] = content_sha256(payload)
+        write_json(building / MANIFEST, payload)
+        if folder.exists():
+            shutil.rmtree(folder)
+        building.rename(folder)
+    finally:
+        if building.exists():
+            shutil.rmtree(building)
+    return folder
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu",
+         threads: int | None = None) -> ExportedModel | OnnxModel:
+    """The model ``bench export`` wrote: a file is loaded with ``weights_only=True`` (no
+    pickled code runs) as an ExportedModel in eval mode; a folder (``--format onnx``) as an
+    OnnxModel whose stages run in ONNX Runtime (``threads``: its intra-op threads). Both
+    are checked first (format, keys, sha256, finite thresholds)."""
+    path = Path(path)
+    if path.is_dir():
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise ExportError(f"{path}: a folder without manifest.json is not an export of "
+                              "bench export --format onnx")
+        try:
+            manifest = read_json(manifest_path)
+        except ValueError as err:
+            raise ExportError(f"{manifest_path}: not readable JSON ({err})") from err
+        return OnnxModel(path, check_manifest(manifest, path), threads=threads)
     payload = torch.load(path, map_location=map_location, weights_only=True)
     return ExportedModel(check(payload, path))

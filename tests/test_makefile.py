@@ -53,7 +53,7 @@ def test_install_once_then_nothing_then_again_when_pyproject_changes(tree):
     make(tree, "install")
     assert calls(tree) == ["venv .venv",
                            "-m pip install torch==2.14.1 torchvision==0.29.1",
-                           "-m pip install -e .[test]"]
+                           "-m pip install -e .[test,deploy]"]
     assert len(list((tree / ".venv").glob(".installed-*"))) == 1
     make(tree, "install")
     assert calls(tree) == []  # idempotent: the stamp says it is done
@@ -61,7 +61,7 @@ def test_install_once_then_nothing_then_again_when_pyproject_changes(tree):
         f.write("\n# a new dependency\n")
     make(tree, "install")
     assert calls(tree) == ["-m pip install torch==2.14.1 torchvision==0.29.1",
-                           "-m pip install -e .[test]"]
+                           "-m pip install -e .[test,deploy]"]
     assert len(list((tree / ".venv").glob(".installed-*"))) == 1  # the old stamp is gone
 
 

@@ -1,11 +1,15 @@
-"""``bench latency RUN_DIR``: time a finished run with real early exits; writes
-RUN_DIR/latency.json and prints per-exit and per-budget tables."""
+"""``bench latency RUN_DIR``: time a finished run with real early exits, at one or several
+batch sizes, in PyTorch and/or ONNX Runtime; writes RUN_DIR/latency.json (keeping the
+measurements of other batch sizes, runtimes, devices and threads) and prints per-exit and
+per-budget tables."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from bench import store
-from bench.pipeline.latency import Settings, measure
+from bench.errors import UsageError
+from bench.pipeline.latency import RUNTIMES, Settings, measure_all, merge
 from bench.pipeline.restore import restore
 
 
@@ -33,21 +37,70 @@ def _budget_table(result: dict) -> list[str]:
 
 
 def render(result: dict) -> str:
-    head = (f"{result['run_id']}: {result['device']} ({result['timing']}), batch size "
+    head = (f"{result['run_id']}: {result.get('runtime', 'pytorch')} on {result['device']} "
+            f"({result['timing']}), batch size "
             f"{result['batch_size']}, {result['threads']} thread(s), {result['images']} test "
             f"images x {result['repeats']} repeats, load {result['load_before'][0]:.2f} -> "
             f"{result['load_after'][0]:.2f}")
+    extra = []
+    if "max_abs_logit_difference" in result:
+        extra.append(f"largest |F_n(onnxruntime) - F_n(pytorch)|: "
+                     f"{result['max_abs_logit_difference']:.2e}")
+    energy = result.get("energy") or {}
+    if not energy.get("available", True):
+        extra.append(f"energy: none ({energy.get('reason')})")
     return "\n".join([head, "", "every image to exit k:", *_exit_table(result), "",
                       "fixed budgets (thresholds from the held-out split):",
-                      *_budget_table(result)])
+                      *_budget_table(result), *extra])
+
+
+def speedup_table(results: list[dict]) -> list[str]:
+    """Speed-up over the full network (mean ms) per budget, one column per runtime and
+    batch size."""
+    columns = [f"{r.get('runtime', 'pytorch')} b{r['batch_size']}" for r in results]
+    lines = ["speed-up over every image to the last exit (mean ms), per batch size:",
+             f"{'budget':>8} {'MACs':>6} " + " ".join(f"{c:>16}" for c in columns)]
+    for i, b in enumerate(results[0]["budgets"]):
+        cells = [f"{r['budgets'][i]['speedup']:>15.2f}x" for r in results]
+        lines.append(f"{b['budget_mmacs']:>8.3f} {b['mmacs_ratio']:>5.2f}x " + " ".join(cells))
+    return lines
+
+
+def batch_sizes(args) -> list[int]:
+    if args.batch_sizes is None:
+        return [args.batch_size]
+    try:
+        sizes = [int(v) for v in args.batch_sizes.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--batch-sizes must be positive integers separated by commas, "
+                         f"e.g. 1,8,64; got {args.batch_sizes!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise UsageError(f"--batch-sizes must be positive integers separated by commas, "
+                         f"e.g. 1,8,64; got {args.batch_sizes!r}")
+    return list(dict.fromkeys(sizes))
+
+
+def runtimes(text: str) -> list[str]:
+    chosen = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in RUNTIMES]
+    if unknown or not chosen:
+        raise UsageError(f"--runtime must be {' or '.join(RUNTIMES)} (or both, separated by "
+                         f"a comma), got {text!r}")
+    return list(dict.fromkeys(chosen))
 
 
 def main(args) -> int:
     settings = Settings(device=args.device, batch_size=args.batch_size, threads=args.threads,
                         warmup=args.warmup, repeats=args.repeats, images=args.images)
+    sizes, chosen = batch_sizes(args), runtimes(args.runtime)
     restored = restore(Path(args.run_dir))
-    result, _ = measure(restored, settings, data_root=args.data_root)
-    store.Run(Path(args.run_dir)).write_latency(result)
-    print(render(result))
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if len(sizes) * len(chosen) > 1 \
+        else (lambda _: None)
+    results = measure_all(restored, settings, sizes, chosen, args.data_root, say)
+    run = store.Run(Path(args.run_dir))
+    run.write_latency(merge(run.latency, results))
+    print("\n\n".join(render(r) for r in results))
+    if len(results) > 1 and results[0]["budgets"]:
+        print("\n" + "\n".join(speedup_table(results)))
     print(f"\nwrote {Path(args.run_dir) / 'latency.json'}")
     return 0

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from bench.config.schema import (AMP_PRECISION, BackboneEntry, DatasetConfig, EvaluationConfig,
-                                 MethodEntry, SuiteConfig, TrainingConfig)
+                                 LatencyConfig, MethodEntry, SuiteConfig, TrainingConfig)
 from bench.config.tune import TuneConfig, targets, tuned_options
 from bench.config.types import freeze, thaw
 
@@ -61,6 +61,9 @@ class RunSpec:
     evaluation: EvaluationConfig
     tune: TuneConfig | None  # the suite's, for runs with a tuned option
     frozen_config: Mapping[str, Any]
+    # ms budgets and where their latency is measured: evaluation only, never in the run id
+    budgets_ms: tuple[float, ...] = ()
+    latency: LatencyConfig | None = None
 
     @property
     def config(self) -> dict:
@@ -148,7 +151,9 @@ def make_run(suite: SuiteConfig, slug: str, backbone: BackboneEntry, method: Met
         num_classes=num_classes, input_size=tuple(input_size),
         exit_mmacs=tuple(exit_mmacs), budgets_mmacs=tuple(budgets), dataset=suite.dataset,
         training=suite.training, evaluation=suite.evaluation,
-        tune=suite.tune if method.tuned else None, frozen_config=freeze(config))
+        tune=suite.tune if method.tuned else None, frozen_config=freeze(config),
+        budgets_ms=tuple(float(b) for b in suite.budgets.ms or ()),
+        latency=suite.budgets.latency if suite.budgets.ms else None)
 
 
 def select(runs: Sequence[RunSpec], pattern: str) -> list[RunSpec]:

@@ -149,11 +149,28 @@ class TrainingConfig(Config):
         return value if amp is None else {**value, "precision": AMP_PRECISION[amp]}
 
 
+class LatencyConfig(Config):
+    """Where the per-exit latency that ms budgets cost is measured (bench latency's
+    settings); never part of a run id."""
+    device: Matching(r"cpu|cuda(:\d+)?", "cpu, cuda or cuda:N") = Key("cpu", "cpu, cuda "
+                                                                      "or cuda:N")
+    batch_size: Int = Key(1, "images per batch (1: image by image)", ge=1)
+    threads: Int = Key(1, "torch (or ONNX Runtime) threads", ge=1)
+    runtime: Choice("runtime", ("pytorch", "onnxruntime")) = Key(
+        "pytorch", "pytorch, or onnxruntime (the run's ONNX stage graphs, CPU)")
+    images: Optional[Int] = Key(None, "the first k test images timed; null: all", ge=1)
+
+
 class BudgetsConfig(Config):
-    """At most one of the two; none: no budgeted evaluation."""
+    """At most one of mmacs and fractions, and ms beside either; none: no budgeted
+    evaluation."""
     mmacs: Optional[Items(Number, gt=0)] = Key(None, "absolute budgets (MMACs)")
     fractions: Optional[Items(Number, gt=0, le=1)] = Key(None, "fractions of the last exit's "
                                                          "cost")
+    ms: Optional[Items(Number, gt=0)] = Key(None, "budgets in measured ms per image: an "
+                                            "image costs the latency of the exit it takes, "
+                                            "measured as `latency` says (docs/deploy.md)")
+    latency: LatencyConfig = Key(LatencyConfig, "where ms budgets are measured")
 
     @model_validator(mode="after")
     def _one(self) -> "BudgetsConfig":

@@ -20,12 +20,24 @@ Each budget's decisions are checked twice (fractions in [0, 1]):
 
 CPU time is wall time (``time.perf_counter``) with ``torch.set_num_threads(threads)``; CUDA
 time comes from CUDA events recorded around each batch, read after ``synchronize``.
+
+``runtime`` ``onnxruntime`` times the run's stage graphs in ONNX Runtime instead (exported
+for the measurement into a temporary folder, bench.inference.onnx_export; ``threads`` its
+intra-op threads): the same thresholds and decisions, made outside PyTorch; its
+``agreement`` compares its real exits with the simulation from PyTorch's full forward, so
+1.0 says that both runtimes send every image to the same exit with the same class. On
+CUDA, the energy per image of every exit and budget comes from NVML's counter where it
+can be read (bench.inference.energy); elsewhere ``energy`` says why there is none.
+
+latency.json keeps every measurement (bench.store.latency): one per runtime, device, batch
+size and threads, the newest of each.
 """
 from __future__ import annotations
 
 import os
 import platform
-from dataclasses import asdict, dataclass
+import tempfile
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -35,9 +47,17 @@ import bench
 from bench.errors import UsageError
 from bench.evaluate import confidences, forced_exit
 from bench.fingerprint import fingerprint
-from bench.inference import early_exit, simulate, time_interleaved, timer_for
+from bench.inference import (OnnxModel, early_exit, export_stages, simulate,
+                             time_interleaved, timer_for)
+from bench.inference.energy import energy_per_image, open_meter
 from bench.pipeline.restore import Restored, load_splits, thresholds_of
 from bench.store import now
+from bench.store.latency import find, measurements, merge
+
+RUNTIMES = ("pytorch", "onnxruntime")
+__all__ = ["RUNTIMES", "Settings", "agreement", "budget_result", "decide", "find",
+           "full_forward", "machine", "measure", "measure_all", "measurements", "merge",
+           "near_threshold", "onnx_model", "pytorch_exits", "test_data", "test_images"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,7 @@ class Settings:
     warmup: int = 10  # untimed batches before each timed configuration
     repeats: int = 3  # timed passes over the images
     images: int | None = None  # the first k test images (None: all)
+    runtime: str = "pytorch"  # pytorch | onnxruntime (the stage graphs, CPU)
 
     def check(self) -> None:
         for name in ("batch_size", "threads", "repeats"):
@@ -61,13 +82,28 @@ class Settings:
             raise UsageError(f"--images must be a positive integer, got {self.images!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise UsageError(f"--device must be cpu or cuda[:N], got {self.device!r}")
+        if self.runtime not in RUNTIMES:
+            raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}, got "
+                             f"{self.runtime!r}")
+        if self.runtime == "onnxruntime" and self.device != "cpu":
+            raise UsageError("--runtime onnxruntime runs the stage graphs on the CPU "
+                             f"(CPUExecutionProvider); --device {self.device} is for pytorch")
 
 
 # -- decisions ------------------------------------------------------------------------
-def decide(r: Restored, thresholds: list[float], batches: list[torch.Tensor]
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Real early exits over ``batches``: (classes, exits, confidences) on the CPU."""
-    parts = [early_exit(r.model, r.method.combine, thresholds, x) for x in batches]
+Exits = Callable[[list[float], torch.Tensor], tuple]  # (thresholds, x) -> real early exits
+
+
+def pytorch_exits(r: Restored) -> Exits:
+    return lambda thresholds, x: early_exit(r.model, r.method.combine, thresholds, x)
+
+
+def decide(r: Restored, thresholds: list[float], batches: list[torch.Tensor],
+           exits: Exits | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Real early exits over ``batches`` (``exits``: PyTorch's by default): (classes,
+    exits, confidences) on the CPU."""
+    exits = exits or pytorch_exits(r)
+    parts = [exits(thresholds, x) for x in batches]
     return tuple(torch.cat(p) for p in zip(*parts))
 
 
@@ -133,75 +169,149 @@ def machine(device: torch.device, threads: int) -> dict:
             "threads": threads, "code_version": bench.__version__}
 
 
+def test_data(r: Restored, images: int | None, data_root: Path | None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``images`` test images (all: None) and their targets, on the CPU."""
+    splits = load_splits(r.config, r.run.path, data_root)
+    xs, ys, have = [], [], 0
+    for x, y in splits.batches("test", 256):
+        xs.append(x.cpu())
+        ys.append(y.cpu())
+        have += len(y)
+        if images is not None and have >= images:
+            break
+    x, y = torch.cat(xs), torch.cat(ys).long()
+    return (x[:images], y[:images]) if images is not None else (x, y)
+
+
 def test_images(r: Restored, settings: Settings, device: torch.device, data_root: Path | None
                 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The first ``settings.images`` test images in batches of ``settings.batch_size`` on
     ``device``, and their targets (CPU)."""
-    splits = load_splits(r.config, r.run.path, data_root)
-    xs, ys, have = [], [], 0
-    for x, y in splits.batches("test", max(settings.batch_size, 256)):
-        xs.append(x.cpu())
-        ys.append(y.cpu())
-        have += len(y)
-        if settings.images is not None and have >= settings.images:
-            break
-    x, y = torch.cat(xs), torch.cat(ys).long()
-    if settings.images is not None:
-        x, y = x[:settings.images], y[:settings.images]
-    x = x.to(device)
-    return list(x.split(settings.batch_size)), y
+    x, y = test_data(r, settings.images, data_root)
+    return list(x.to(device).split(settings.batch_size)), y
+
+
+def onnx_model(r: Restored, folder: Path, threads: int) -> OnnxModel:
+    """The run's stage graphs exported into ``folder`` and loaded in ONNX Runtime with
+    ``threads`` intra-op threads (the model is on the CPU)."""
+    stages = export_stages(r.model, r.method.combine, folder, r.model.input_size)
+    manifest = {"stages": stages, "exit_mmacs": r.exit_mmacs, "budgets": r.budgets,
+                "curve": []}
+    return OnnxModel(folder, manifest, threads=threads)
 
 
 def measure(r: Restored, settings: Settings, data_root: Path | None = None,
-            timer=None) -> tuple[dict, dict]:
-    """(latency.json's content, the real decisions per budget: {budget_mmacs: (classes,
-    exits, confidences)}) for the restored run ``r``."""
+            timer=None, data: tuple[torch.Tensor, torch.Tensor] | None = None,
+            onnx: OnnxModel | None = None) -> tuple[dict, dict]:
+    """(one measurement: latency.json's content for ``settings``, the real decisions per
+    budget: {budget_mmacs: (classes, exits, confidences)}) for the restored run ``r``.
+    ``data``: the test images and targets (else read, ``settings.images`` of them);
+    ``onnx``: the run's OnnxModel for runtime onnxruntime (else exported here)."""
     settings.check()
+    if settings.runtime == "onnxruntime" and onnx is None:
+        with tempfile.TemporaryDirectory(prefix="bench-latency-onnx-") as folder:
+            return measure(r, settings, data_root, timer, data,
+                           onnx_model(r, Path(folder), settings.threads))
     device = torch.device(settings.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available on this machine")
-    if not r.budgets:
-        raise UsageError(f"{r.run.path}: metrics.json has no fixed budgets (a run without a "
-                         "held-out split has no thresholds)")
     saved = r.run.load_predictions()["test"]["logits"]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     load_before = os.getloadavg()
     try:
         r.model.to(device)
-        batches, targets = test_images(r, settings, device, data_root)
+        x, targets = data if data is not None else test_data(r, settings.images, data_root)
+        batches = list(x.to(device).split(settings.batch_size))
         saved = saved[:, :len(targets)].float()
         if saved.shape[1] != len(targets):
             raise UsageError(f"{r.run.path}: predictions.pt has {saved.shape[1]} test images, "
                              f"the data set {len(targets)}")
         timer = timer or timer_for(device)
+        exits_of = pytorch_exits(r) if onnx is None else onnx.early_exit
         n = r.model.num_exits
         plans = [forced_exit(k, n) for k in range(n)] + [thresholds_of(e) for e in r.budgets]
-        timed = time_interleaved([_runner(r, t) for t in plans], batches, timer,
-                                 settings.warmup, settings.repeats)
-        exits = [{"exit": k + 1, "mmacs": r.exit_mmacs[k], **timed[k]} for k in range(n)]
+        runners = [_runner(exits_of, t) for t in plans]
+        timed = time_interleaved(runners, batches, timer, settings.warmup, settings.repeats)
+        energy, joules = _energy(device, runners, batches, settings)
+        exits = [{"exit": k + 1, "mmacs": r.exit_mmacs[k], **timed[k], **joules(k)}
+                 for k in range(n)]
         full = full_forward(r, batches)
         budgets, decisions = [], {}
-        for entry, stats in zip(r.budgets, timed[n:]):
-            real = decide(r, thresholds_of(entry), batches)
-            row = {**budget_result(r, entry, real, full, saved, targets), **stats}
+        for i, (entry, stats) in enumerate(zip(r.budgets, timed[n:])):
+            real = decide(r, thresholds_of(entry), batches, exits_of)
+            row = {**budget_result(r, entry, real, full, saved, targets), **stats,
+                   **joules(n + i)}
             row["speedup"] = exits[-1]["mean_ms"] / row["mean_ms"]
             row["speedup_median"] = exits[-1]["median_ms"] / row["median_ms"]
             row["mmacs_ratio"] = r.exit_mmacs[-1] / row["mmacs"]
             budgets.append(row)
             decisions[row["budget_mmacs"]] = real
+        logit_difference = None if onnx is None else _logit_difference(r, onnx, batches)
     finally:
         torch.set_num_threads(previous_threads)
         r.model.to("cpu")
     result = {"run_id": r.config.get("run_id", r.run.run_id), "date": now(),
-              "device": str(device), "timing": "cuda events" if device.type == "cuda"
-              else "wall clock", **asdict(settings), "images": len(targets),
+              "runtime": settings.runtime, "device": str(device),
+              "timing": "cuda events" if device.type == "cuda" else "wall clock",
+              **{k: v for k, v in asdict(settings).items() if k != "runtime"},
+              "images": len(targets),
               "machine": machine(device, settings.threads),
               "load_before": list(load_before), "load_after": list(os.getloadavg()),
-              "code": fingerprint(git=False)["sha256"],
+              "code": fingerprint(git=False)["sha256"], "energy": energy,
               "exits": exits, "budgets": budgets}
+    if logit_difference is not None:
+        result["max_abs_logit_difference"] = logit_difference
     return result, decisions
 
 
-def _runner(r: Restored, thresholds: list[float]) -> Callable[[torch.Tensor], object]:
-    return lambda x: early_exit(r.model, r.method.combine, thresholds, x)
+def _runner(exits_of: Exits, thresholds: list[float]) -> Callable[[torch.Tensor], object]:
+    return lambda x: exits_of(thresholds, x)
+
+
+def _energy(device: torch.device, runners, batches, settings: Settings):
+    """(the measurement's ``energy``: its source or why there is none, a function
+    i -> {"energy_mj": mJ per image of runner i} or {})."""
+    meter, why = open_meter(device) if settings.runtime == "pytorch" else (
+        None, "energy is measured for the pytorch runtime on CUDA only")
+    if meter is None:
+        return {"available": False, "reason": why}, lambda i: {}
+    values = energy_per_image(meter, runners, batches, torch.cuda.synchronize)
+    return {"available": True, "source": why}, lambda i: {"energy_mj": values[i]}
+
+
+@torch.no_grad()
+def _logit_difference(r: Restored, onnx: OnnxModel, batches: list[torch.Tensor]) -> float:
+    """The largest |F_n(ONNX Runtime) - F_n(PyTorch)| over every exit and image."""
+    worst = 0.0
+    for x in batches:
+        want = r.method.combine(r.model(x))
+        for a, b in zip(want, onnx(x)):
+            worst = max(worst, float((a.float().cpu() - b).abs().max()))
+    return worst
+
+
+# -- several measurements -------------------------------------------------------------
+def measure_all(r: Restored, settings: Settings, batch_sizes: Sequence[int],
+                runtimes: Sequence[str], data_root: Path | None = None,
+                say: Callable[[str], None] = lambda _: None) -> list[dict]:
+    """One measurement per runtime and batch size (``settings`` gives the rest), the test
+    images read once and the stage graphs exported once."""
+    for runtime in runtimes:
+        replace(settings, runtime=runtime).check()
+    for size in batch_sizes:
+        replace(settings, batch_size=size).check()
+    data = test_data(r, settings.images, data_root)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bench-latency-onnx-") as folder:
+        onnx = (onnx_model(r, Path(folder), settings.threads)
+                if "onnxruntime" in runtimes else None)
+        for size in batch_sizes:
+            for runtime in runtimes:
+                say(f"timing {runtime} at batch size {size} ({settings.device}, "
+                    f"{settings.threads} thread(s))")
+                one = replace(settings, batch_size=size, runtime=runtime)
+                out.append(measure(r, one, data_root, data=data,
+                                   onnx=onnx if runtime == "onnxruntime" else None)[0])
+    return out

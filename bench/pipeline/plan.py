@@ -30,7 +30,7 @@ from bench import store
 from bench.config import RunSpec, Suite
 from bench.fileio import UnreadableFile
 from bench.fingerprint import short
-from bench.pipeline import claims, runner
+from bench.pipeline import claims, ms_budgets, runner
 
 TRAIN, FINISHED, STALE, BUSY, FAILED = "train", "finished", "stale", "busy", "failed"
 
@@ -121,6 +121,11 @@ def _settle(spec: RunSpec, run: store.Run, code: str) -> Plan:
                                                "without the evaluation it lacks") from err
         say(f"{spec.run_id} re-evaluated from its saved predictions (new evaluation options "
             "or exit rules)")
+    if ms_budgets.outdated(spec, run):
+        with claims.locked(run.lock_path):
+            ms_budgets.settle(spec, run, say)
+    else:
+        ms_budgets.settle(spec, run, say)  # says a problem it recorded again
     return Plan(STALE if run.is_stale(code) else FINISHED)
 
 

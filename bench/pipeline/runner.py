@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bench import store
 from bench.config import RunSpec
 from bench.evaluate import compute_metrics
-from bench.pipeline import distributed
+from bench.pipeline import distributed, ms_budgets
 from bench.pipeline.distributed import Dist
 from bench.pipeline.metrics import rule_options
 from bench.pipeline.setup import DataCache, environment, set_up
@@ -185,3 +185,4 @@ def _train_and_evaluate(spec: RunSpec, run: store.Run, ctx: RunContext, options:
     if tuned:
         metrics["tuned"] = tuned
     run.write_metrics(metrics)
+    ms_budgets.settle(spec, run)  # budgets.ms: latency measured first where missing

@@ -102,7 +102,7 @@ def test_null_is_the_default_and_unknown_keys_list_the_allowed_ones():
     assert schema.TrainingConfig.model_validate({"epochs": None, "optimizer": None}) == \
         schema.TrainingConfig()
     assert message(schema.BudgetsConfig, {"fraction": [0.5]}) == (
-        "fraction", "unknown key 'fraction'; allowed: mmacs, fractions")
+        "fraction", "unknown key 'fraction'; allowed: mmacs, fractions, ms, latency")
     assert message(schema.SuiteConfig, {"dataset": {"name": "synthetic"}})[1] == \
         "required key is missing"
 

@@ -164,7 +164,8 @@ def test_minimal_suite_gets_every_default(tmp_path):
     assert c["baseline"] == "joint" and c["plugins"] == []
     assert c["evaluation"] == {"calibration": False, "criteria": ["max_softmax"],
                                "combiners": [{"name": "none"}], "global_threshold": False}
-    assert c["budgets"] == {"mmacs": None, "fractions": None}
+    assert c["budgets"] == {"mmacs": None, "fractions": None, "ms": None, "latency": {
+        "device": "cpu", "batch_size": 1, "threads": 1, "runtime": "pytorch", "images": None}}
     assert c["training"] == {
         "epochs": 300, "batch_size": 64, "eval_batch_size": 256,
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4,

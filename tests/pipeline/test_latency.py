@@ -61,9 +61,12 @@ def test_cli_writes_latency_json_with_agreement_per_budget(run_dir, batch_size, 
         if b["saved_differences"] == 0:  # same decisions as the saved-logit evaluation
             assert b["accuracy"] == pytest.approx(m["accuracy"])
             assert b["mmacs"] == pytest.approx(m["mmacs"])
-    keys = sorted(_agreement_keys(result))
-    assert keys == [f"budgets.{i}.{k}" for i in range(2) for k in ("agreement",
-                                                                    "agreement_saved")]
+    per_budget = [f"budgets.{i}.{k}" for i in range(2) for k in ("agreement",
+                                                                 "agreement_saved")]
+    top = {k: v for k, v in result.items() if k != "measurements"}
+    assert sorted(_agreement_keys(top)) == per_budget
+    (kept,) = [m for m in result["measurements"] if m["batch_size"] == batch_size]
+    assert kept == top and sorted(_agreement_keys(kept)) == per_budget
 
 
 def test_measured_decisions_are_early_exit_on_the_test_images(run_dir):
@@ -114,3 +117,47 @@ def test_cuda_latency_agrees(run_dir):
     result, _ = L.measure(restore(run_dir), L.Settings(device="cuda", warmup=1, repeats=1))
     assert result["timing"] == "cuda events" and result["machine"]["gpu"]
     assert all(b["agreement"] == 1.0 for b in result["budgets"])
+
+
+def test_several_batch_sizes_and_both_runtimes_are_kept_side_by_side(run_dir, capsys):
+    pytest.importorskip("onnxruntime", reason="--runtime onnxruntime needs the deploy extra")
+    code = cli.main(["latency", str(run_dir), "--batch-sizes", "1,8", "--runtime",
+                     "pytorch,onnxruntime", "--warmup", "0", "--repeats", "1", "--images", "24"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime b8" in out and "speed-up over every image to the last exit" in out
+    result = json.loads((run_dir / "latency.json").read_text())
+    got = {(m["runtime"], m["batch_size"]): m for m in result["measurements"]}
+    assert {("pytorch", 1), ("pytorch", 8), ("onnxruntime", 1), ("onnxruntime", 8)} <= set(got)
+    assert result["runtime"] == "pytorch" and result["batch_size"] == 1  # the first on top
+    for (runtime, _), m in got.items():
+        if m["images"] != 24:
+            continue  # kept from an earlier test of this module
+        assert m["energy"] == {"available": False, "reason": m["energy"]["reason"]}
+        assert all(b["agreement"] == 1.0 for b in m["budgets"])  # same exits as PyTorch's
+        if runtime == "onnxruntime":
+            assert m["max_abs_logit_difference"] < 1e-4
+    # measuring batch 1 again replaces it and keeps the others
+    assert cli.main(["latency", str(run_dir), "--warmup", "0", "--repeats", "1", "--images",
+                     "8"]) == 0
+    again = json.loads((run_dir / "latency.json").read_text())["measurements"]
+    assert sum(m["runtime"] == "pytorch" and m["batch_size"] == 1 for m in again) == 1
+    assert any(m["runtime"] == "onnxruntime" and m["batch_size"] == 8 for m in again)
+
+
+@pytest.mark.parametrize("args, word", [
+    (["--batch-sizes", "1,x"], "--batch-sizes must be positive integers"),
+    (["--batch-sizes", "0,4"], "--batch-sizes must be positive integers"),
+    (["--runtime", "tensorrt"], "--runtime must be pytorch or onnxruntime"),
+    (["--runtime", "onnxruntime", "--device", "cuda"], "runs the stage graphs on the CPU")])
+def test_bad_latency_arguments_are_named(run_dir, args, word, capsys):
+    assert cli.main(["latency", str(run_dir), *args]) == 2
+    assert word in capsys.readouterr().err
+
+
+def test_a_run_without_fixed_budgets_still_gets_its_exits_timed(run_dir):
+    r = restore(run_dir)
+    r.budgets = []
+    result, decisions = L.measure(r, L.Settings(warmup=0, repeats=1, images=4))
+    assert [e["exit"] for e in result["exits"]] == [1, 2, 3] and result["budgets"] == []
+    assert decisions == {}

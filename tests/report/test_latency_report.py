@@ -43,3 +43,36 @@ def test_an_unreadable_latency_json_is_left_out(tmp_path, caplog):
     page = (tmp_path / "reports" / "s" / "index.html").read_text()
     assert 'id="latency"' not in page
     assert any("latency.json" in r.getMessage() for r in caplog.records)
+
+
+def _measurement(runtime, batch, speedup, mean_ms):
+    return {**LATENCY, "runtime": runtime, "batch_size": batch,
+            "energy": {"available": False, "reason": "no energy counter on cpu"},
+            "budgets": [{**LATENCY["budgets"][0], "speedup": speedup, "mean_ms": mean_ms}]}
+
+
+def test_batch_sizes_runtimes_and_ms_budgets_are_shown(tmp_path):
+    results = tmp_path / "results"
+    make_suite(results, "timed", [{"run_id": "a", "method": "joint"},
+                                  {"run_id": "b", "method": "boostnet"}])
+    kept = [_measurement("pytorch", 1, 2.0, 1.4), _measurement("pytorch", 64, 1.5, 0.2),
+            _measurement("onnxruntime", 1, 1.25, 0.9)]
+    store.Run(results / "timed" / "a").write_latency({**kept[0], "measurements": kept})
+    lat = {"runtime": "pytorch", "device": "cpu", "batch_size": 1, "threads": 1,
+           "exit_ms": [1.0, 2.0, 3.0]}
+    for run_id, acc in (("a", 70.0), ("b", 80.0)):
+        r = store.Run(results / "timed" / run_id)
+        r.write_metrics({**r.metrics, "budgeted_ms": {
+            "requested": [1.5], "latency": lat, "budgets": [
+                {"budget_ms": 1.5, "accuracy": acc, "ms": 1.45, "thresholds": [0.5, 0.5, -1]}]}})
+    render(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "timed" / "index.html").read_text()
+    assert "Speed-up over the full network per batch size" in page
+    assert "onnxruntime · cpu, batch 1, 2 thr" in page and "no energy counter on cpu" in page
+    assert "Leaderboard at ms budgets" in page and "Accuracy at ms budgets" in page
+    batch = pd.read_csv(tmp_path / "reports" / "timed" / "latency-batch-tiny3.csv")
+    pt = batch[batch.runtime == "pytorch"].iloc[0]
+    assert pt.batch_1 == 2.0 and pt.batch_64 == 1.5
+    ranked = pd.read_csv(tmp_path / "reports" / "timed" / "latency-ms-budgets-tiny3.csv")
+    assert list(ranked.method) == ["boostnet", "joint"] and list(ranked["rank"]) == [1, 2]
+    assert ranked.measured_on[0] == "pytorch · cpu, batch 1, 1 thr"
