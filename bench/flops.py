@@ -1,7 +1,7 @@
 """Per-exit cost, counted the way an early-exit network runs.
 
 Exit n's cost is everything executed to produce exits 1..n in sequence, earlier heads
-included (docs/method.md, "Counting FLOPs"). The unit is the multiply-accumulate (MAC):
+included (docs/paper.md, "Counting FLOPs"). The unit is the multiply-accumulate (MAC):
 one fused multiply-add = 1, fvcore's convention; batch norm, adaptive average pooling and
 upsampling are counted as fvcore counts them, pooling, ReLU and elementwise ops are free.
 
@@ -54,7 +54,7 @@ COUNTER_ENV = "BENCH_FLOP_COUNTER"
 # Ops that fvcore would report as unsupported, and why each costs 0 here.
 ZERO_COST_OPS = {
     # Pooling: fvcore's convention is to leave it out (the reference counter counts it;
-    # the two conventions differ by about 0.5% on MSDNet, docs/method.md).
+    # the two conventions differ by about 0.5% on MSDNet, docs/paper.md).
     "aten::avg_pool2d": 0, "aten::max_pool2d": 0, "aten::mean": 0,
     # Elementwise arithmetic (residual adds, the ensemble F_n = t F_{n-1} + f_n, bilinear
     # interpolation's weights): not multiply-adds of a layer, left out like ReLU.

@@ -1,4 +1,4 @@
-"""The README's guides run: each worked example in docs/examples/ (a plugin file and a suite
+"""docs/extending.md's guides run: each worked example in docs/examples/ (a plugin file and a suite
 using it) passes `bench run --dry-run` and a one-epoch run, as a user would type them, in
 processes of their own (the plugins register names this process should not see)."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"
-# guide title in the README -> (suite, plugin, the name the plugin registers, runs)
+# guide title in docs/extending.md -> (suite, plugin, the name the plugin registers, runs)
 GUIDES = {
     "Add a method": ("add-a-method.yaml", "method_plugin.py", "mean_ensemble", 3),
     "Add a backbone": ("add-a-backbone.yaml", "backbone_plugin.py", "example_cnn", 2),
@@ -29,14 +29,22 @@ def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_every_guide_in_the_readme_points_to_its_example():
-    readme = (ROOT / "README.md").read_text()
+def test_every_guide_points_to_its_example():
+    guides = (ROOT / "docs" / "extending.md").read_text()
     for title, (suite, plugin, _, _) in GUIDES.items():
-        match = re.search(rf"^### {title}\n(.*?)(?=^##)", readme, re.S | re.M)
-        assert match, f"README has no section '### {title}'"
+        match = re.search(rf"^## {title}\n(.*?)(?=^## |\Z)", guides, re.S | re.M)
+        assert match, f"docs/extending.md has no section '## {title}'"
         assert f"docs/examples/{suite}" in match.group(1)
         assert f"docs/examples/{plugin}" in match.group(1)
         assert (EXAMPLES / suite).is_file() and (EXAMPLES / plugin).is_file()
+
+
+def test_each_guide_is_written_once():
+    pages = [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    for title in GUIDES:
+        found = [p.name for p in pages
+                 if re.search(rf"^#+ (How to )?{title}\b", p.read_text(), re.M | re.I)]
+        assert found == ["extending.md"], f"'{title}' is written in {found}"
 
 
 @pytest.mark.parametrize("title", list(GUIDES))

@@ -1,6 +1,6 @@
 """Reference numbers of the BoostNet paper (AAAI 2023), drawn beside our results.
 
-Read off the reference repository's README figures (see docs/method.md). The paper's MMACs
+Read off the reference repository's README figures (see docs/paper.md). The paper's MMACs
 come from the reference counter (conv/linear multiply-adds plus ReLU and pooling, no
 BatchNorm), not fvcore; the two differ by about 0.5%. The paper's "MSDNet" is the plain
 joint-loss training of the same backbone. Which of a suite's methods stands beside which

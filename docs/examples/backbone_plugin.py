@@ -12,7 +12,8 @@ What the harness needs from a backbone:
 - optionally a ``grad_rescale`` attribute, for BoostNet's gradient rescaling (paper Eq. 7;
   without the attribute, methods that ask for it fail with a clear error).
 
-Used by docs/examples/add-a-backbone.yaml; README, "Add a backbone", walks through it.
+Used by docs/examples/add-a-backbone.yaml; docs/extending.md, "Add a backbone", walks
+through it.
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ What the harness needs from a data set:
   labels for the original train and test sets, plus the training augmentation. The
   harness splits off the held-out images (seeded), normalizes, augments and batches.
 
-Used by docs/examples/add-a-data-set.yaml; README, "Add a data set", walks through it.
+Used by docs/examples/add-a-data-set.yaml; docs/extending.md, "Add a data set", walks
+through it.
 """
 from __future__ import annotations
 

@@ -8,7 +8,8 @@
 exit's loss sees what it predicts with, CE(F_n, y), with the earlier heads' part detached
 so that exit n's loss trains head n only (like BoostNet's stop-gradient on F_{n-1}).
 
-Used by docs/examples/add-a-method.yaml; README, "Add a method", walks through it.
+Used by docs/examples/add-a-method.yaml; docs/extending.md, "Add a method", walks through
+it.
 """
 from __future__ import annotations
 

@@ -9,5 +9,5 @@ with no knowledge of the trainer, the registry or a backbone:
 - :mod:`methods.lib.ensemble`: Zero Time Waste's geometric ensembles, fitted on stored logits;
 - :mod:`methods.lib.l2w`: L2W-DEN's weight prediction network and its meta step.
 
-The formulas, defaults, citations and costs are in ``docs/methods-math.md``.
+The formulas, defaults, citations and costs are in ``docs/building-blocks.md``.
 """

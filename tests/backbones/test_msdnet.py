@@ -18,7 +18,7 @@ MSDNET_NAMES = ["msdnet10_cifar", "msdnet5_lingrow_cifar", "msdnet6_cifar", "msd
 # implementation (SHI-Labs/Boosted-Dynamic-Networks models/msdnet_ge.py, built from the
 # scripts' arguments, 100 classes on CIFAR, 1000 on ImageNet): same parameter shapes block by
 # block and head by head, bit-identical outputs with copied weights, and these exact counts
-# with the same bench.flops counting. msdnet10_cifar is docs/method.md's table.
+# with the same bench.flops counting. msdnet10_cifar is docs/paper.md's table.
 EXPECTED = {
     "msdnet10_cifar": (
         [15312384, 25750528, 38105600, 52450816, 62612480, 74543616, 88244224, 100584448,
@@ -49,7 +49,7 @@ EXPECTED = {
 SLOW = {"msdnet7_cifar", "msdnet_step5_imagenet", "msdnet_step7_imagenet"}
 RUN_SLOW = os.environ.get("BENCH_SLOW_TESTS") == "1"
 
-# docs/method.md, "Counting FLOPs": MMACs and M params per exit of MSDNet CIFAR-100 nBlocks 10.
+# docs/paper.md, "Counting FLOPs": MMACs and M params per exit of MSDNet CIFAR-100 nBlocks 10.
 PAPER_MMACS = [15.31, 25.75, 38.11, 52.45, 62.61, 74.54, 88.24, 100.58, 110.68, 122.26]
 PAPER_MPARAMS = [0.434, 0.877, 1.382, 1.828, 2.280, 2.793, 3.370, 3.865, 4.378, 4.956]
 

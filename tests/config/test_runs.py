@@ -131,7 +131,7 @@ def test_tuned_runs_and_study_names_are_pinned():
 def msdnet10_costs(monkeypatch):
     real = flops.per_exit
 
-    def per_exit(model, input_size=None):  # docs/method.md's counts; tracing msdnet10 takes long
+    def per_exit(model, input_size=None):  # docs/paper.md's counts; tracing msdnet10 takes long
         if model.num_exits == 10:
             return [int(m * 1e6) for m in MSDNET10_MMACS]
         return real(model, input_size)

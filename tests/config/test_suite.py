@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # fvcore counts of the big backbones (MMACs per exit), so that loading the shipped suites
 # does not trace them (small ones, such as the quickstart's msdnet_tiny variant, are counted for
-# real); msdnet10_cifar's are docs/method.md's numbers. Real counting is tested
+# real); msdnet10_cifar's are docs/paper.md's numbers. Real counting is tested
 # on chain_tiny below.
 KNOWN_MMACS = {
     ("MSDNet", 10, (3, 32, 32)): [15.31, 25.75, 38.11, 52.45, 62.61, 74.54, 88.24, 100.58,

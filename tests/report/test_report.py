@@ -56,7 +56,7 @@ def test_suite_page_contents(reports):
     for text in ("computed from the saved logits of all exits", "fvcore multiply-adds",
                  "paired t-test over seeds", "Ablations: each variant minus its method",
                  "boostnet-no-rescale", "effective training samples", "Resolved suite",
-                 "Plotly.newPlot", "torch"):
+                 "Plotly.newPlot"):
         assert text in html, text
     assert "paper:" not in html  # synthetic data: not the paper's protocol
     ablation = (reports.parent / "demo" / "ablation-tiny3.csv").read_text().splitlines()
@@ -64,6 +64,23 @@ def test_suite_page_contents(reports):
     assert len(ablation) == 1 + 2  # the variant at both budgets
     run = (reports.parent / "demo" / "runs" / "tiny3-boostnet-s0.html").read_text()
     assert "Share of test images leaving at each exit" in run and "History per epoch" in run
+
+
+def test_suite_page_shows_the_environment_the_runs_recorded(reports):
+    """The environment table holds the values of the runs' environment.json (one row per
+    distinct torch, device, code version and commit, with the run count), not just its
+    header."""
+    envs = [json.loads(p.read_text()) for p in
+            sorted((reports.parent.parent / "results" / "demo").glob("*/environment.json"))]
+    assert len(envs) == 8
+    html = (reports.parent / "demo" / "index.html").read_text()
+    table = re.search(r'<table id="environment">.*?<tbody>(.*?)</tbody>', html, re.S)
+    assert table, "the suite page has no environment table"
+    e = envs[0]
+    dates = sorted(x["date"] for x in envs)
+    assert re.findall(r"<td>(.*?)</td>", table.group(1)) == [
+        e["torch"], e["device"], e["code_version"], e["git_commit"] or "–", e["python"],
+        dates[0], dates[-1], "8"]
 
 
 def test_paper_numbers_beside_ours(tmp_path):
