@@ -84,6 +84,13 @@ def missing(metrics: dict | None, criteria, combiners, global_threshold: bool) -
     return out
 
 
+def asked_entries(metrics: dict | None, criteria, combiners) -> list[dict]:
+    """The entries of ``metrics["rules"]`` that the asked-for rules have (in their order)."""
+    have = {entry_key(e): e for e in (metrics or {}).get(RULES) or [] if isinstance(e, dict)}
+    keys = [_key(*split_combiner(spec), criterion) for spec in combiners for criterion in criteria]
+    return [have[k] for k in keys if k in have]
+
+
 def merged(old: list[dict] | None, new: list[dict]) -> list[dict]:
     """``new`` entries, then the old entries ``new`` does not replace (rules a suite no
     longer asks for stay in metrics.json)."""
