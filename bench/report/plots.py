@@ -237,10 +237,11 @@ def rule_heatmap(means: pd.DataFrame, backbone: str) -> dict:
     rules, methods = [str(r) for r in means.index], [str(m) for m in means.columns]
     z = [[None if v != v else round(float(v), 2) for v in row] for row in means.to_numpy()]
     layout = _layout(f"Every exit rule: {backbone}", "method", "",
-                     height=max(300, 120 + 26 * len(rules)),
+                     height=max(300, 110 + 24 * len(rules)),
                      margin={"l": 20, "r": 20, "t": 50, "b": 50})
     layout["yaxis"].update({"automargin": True, "autorange": "reversed"})
-    layout["xaxis"].update({"automargin": True, "side": "top", "title": {"text": ""}})
+    layout["xaxis"].update({"automargin": True, "title": {"text": ""}})
+    layout["title"].update({"x": 0.01, "xanchor": "left"})
     return {"data": [{"type": "heatmap", "x": methods, "y": rules, "z": z,
                       "colorscale": "Viridis", "texttemplate": "%{z:.1f}",
                       "colorbar": {"title": {"text": "top-1 %"}},
