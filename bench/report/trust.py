@@ -119,7 +119,7 @@ def ltt_cell(frame: pd.DataFrame, backbone: str, method: str) -> str:
 
 # -- the suite page's section -------------------------------------------------------------
 def section(suite: Suite, folder: Path) -> dict | None:
-    """{"backbones": [{backbone, figures, tables, details}], "errors": [...], "asked": ...}
+    """{"backbones": [{backbone, figures, tables, details}], "errors": [...], "risk_asked"}
     or None when no finished run has an anytime-quality block (metrics before issue 23)."""
     frames = {"risk": per_run(suite, risk_rows), "validity": per_run(suite, validity_rows),
               "mono": per_run(suite, monotonicity_rows), "exits": per_run(suite, exit_rows),
@@ -127,7 +127,7 @@ def section(suite: Suite, folder: Path) -> dict | None:
     if not len(frames["mono"]) and not len(frames["risk"]):
         return None
     backbones = list(dict.fromkeys(pd.concat([f.backbone for f in frames.values() if len(f)])))
-    labels = [m for m in suite.method_labels]
+    labels = list(suite.method_labels)
     return {"backbones": [backbone_section(frames, b, labels, folder, suite)
                           for b in backbones],
             "errors": errors(suite),
