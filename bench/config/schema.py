@@ -23,6 +23,9 @@ from bench.config.types import (JSON, AnyText, Choice, Config, Flag, Free, Int, 
 from bench.engine.precision import PRECISIONS
 from bench.evaluate import combiners as exit_combiners
 from bench.evaluate import criteria as exit_criteria
+from bench.evaluate import conformal as exit_conformal
+from bench.evaluate import risk as exit_risk
+from bench.evaluate import risk_validity as exit_validity
 
 TUNED = "tuned"  # an option value: the suite's Optuna study chooses it (bench tune)
 BASELINE = "joint"  # the baseline where a suite names none and has a method of this label
@@ -195,14 +198,43 @@ def _combiner(value: Any) -> Mapping[str, Any]:
     return freeze({"name": name, **options})
 
 
+class RiskControlConfig(Config):
+    """Risk-controlled thresholds per exit rule (docs/trustworthy-exits.md), fitted on the
+    held-out split: one λ̂ per loss, procedure and ε."""
+    losses: Items(Choice("loss", tuple(exit_risk.LOSS_BOUNDS)), distinct=True) = Key(
+        tuple(exit_risk.LOSS_BOUNDS), "what exiting early may cost, against the last exit")
+    procedures: Items(Choice("procedure", exit_risk.PROCEDURES), distinct=True) = Key(
+        exit_risk.PROCEDURES, "crc (in expectation), ucb and ltt (with probability 1 - delta)")
+    epsilons: Items(Number, distinct=True, gt=0, lt=1) = Key(
+        exit_risk.DEFAULT_EPSILONS, "risk levels, each in (0, 1)")
+    delta: Number = Key(exit_risk.DEFAULT_DELTA, "ucb's and ltt's failure probability",
+                        gt=0, lt=1)
+    grid: Int = Key(exit_risk.DEFAULT_GRID, "thresholds scanned: 1, ..., 0 in grid - 1 steps",
+                    ge=2)
+    repeats: Int = Key(exit_validity.DEFAULT_REPEATS, "random held-out halves of the "
+                       "validity diagnostic", ge=1)
+
+
+class PredictionSetsConfig(Config):
+    """Split-conformal prediction sets per exit, quantiles from the held-out split."""
+    alphas: Items(Number, distinct=True, gt=0, lt=1) = Key(
+        exit_conformal.DEFAULT_ALPHAS, "miscoverage levels, each in (0, 1): a set holds the "
+        "true class with probability 1 - alpha")
+
+
 class EvaluationConfig(Config):
-    """Exit rules and calibration, computed from saved logits: never part of a run id."""
+    """Exit rules, calibration and trustworthy exits, computed from saved logits: never part
+    of a run id. Anytime quality (monotonicity, AUROC, ECE per exit) is always computed."""
     calibration: Flag = Key(False, "also post-hoc temperature scaling")
     criteria: Items(Choice("exit criterion", exit_criteria.names), distinct=True) = Key(
         ("max_softmax",), "exit criteria (bench.evaluate.criteria), each with every combiner")
     combiners: Items(Annotated[Mapping, PlainValidator(_combiner)], distinct=True) = Key(
         ({"name": "none"},), "post-hoc combiners: names or {name, option: value}")
     global_threshold: Flag = Key(False, "also one threshold shared by every exit")
+    risk_control: Optional[RiskControlConfig] = Key(
+        None, "risk-controlled thresholds per exit rule; {} for the defaults; null: none")
+    prediction_sets: Optional[PredictionSetsConfig] = Key(
+        None, "conformal prediction sets per exit; {} for the defaults; null: none")
 
 
 class Entry(Config):

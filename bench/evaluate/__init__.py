@@ -28,7 +28,8 @@ from bench.evaluate.calibration import (apply_temperatures, calibration_report,
 from bench.evaluate.criteria import MAX_SOFTMAX_BOUNDS, confidences, max_softmax
 from bench.evaluate.inputs import (as_targets, check_budgets, check_exit_costs, check_logits,
                                    stack_logits)
-from bench.evaluate.metrics import RULES, calibration_metrics, compute_metrics
+from bench.evaluate.metrics import (ANYTIME_QUALITY, ERROR, RISK_CONTROL, RULES,
+                                    calibration_metrics, compute_metrics)
 from bench.evaluate.risk import (DEFAULT_EPSILONS, LOSS_BOUNDS, PROCEDURES, RiskControl,
                                  hb_p_value, measure_threshold, risk_control)
 from bench.evaluate.risk_validity import validity_diagnostic
@@ -38,24 +39,29 @@ from bench.evaluate.rules import (DEFAULT_COMBINER, DEFAULT_CRITERION, GLOBAL, P
 from bench.evaluate.thresholds import (ScoredSplit, assign_exits, exit_counts, exit_prior,
                                        exits_from_scores, finite_thresholds, forced_exit,
                                        global_thresholds)
-from bench.evaluate.trustworthy import trustworthy_metrics
+from bench.evaluate.trustworthy import (anytime_quality_metrics, risk_control_metrics,
+                                        rule_inputs, trustworthy_metrics)
 
 __all__ = [
+    "ANYTIME_QUALITY",
     "DEFAULT_COMBINER",
     "DEFAULT_CRITERION",
     "DEFAULT_EPSILONS",
     "DEFAULT_QS",
     "DEFAULT_TAUS",
+    "ERROR",
     "GLOBAL",
     "LOSS_BOUNDS",
     "MAX_SOFTMAX_BOUNDS",
     "PER_EXIT",
     "PROCEDURES",
+    "RISK_CONTROL",
     "RULES",
     "RiskControl",
     "ScoredSplit",
     "accuracy_at_budgets",
     "anytime_accuracy",
+    "anytime_quality_metrics",
     "apply_temperatures",
     "as_targets",
     "assign_exits",
@@ -92,6 +98,8 @@ __all__ = [
     "monotonicity",
     "paper",
     "risk_control",
+    "risk_control_metrics",
+    "rule_inputs",
     "scored_split",
     "solve_global",
     "solve_q",

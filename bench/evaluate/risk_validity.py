@@ -6,11 +6,12 @@ risks (crc promises E[R(λ̂)] <= ε) and the share of repeats whose risk exceed
 promise at most δ), each up to the Monte Carlo error of R repeats and the finite second half.
 The test split is never read.
 """
+import numpy as np
 import torch
 
 from bench.evaluate.exit_probs import check_heldout_size, check_probs, confidences
 from bench.evaluate.risk import (DEFAULT_DELTA, DEFAULT_EPSILONS, DEFAULT_GRID, LOSS_BOUNDS,
-                                 PROCEDURES, check_options, fit_index, lambda_grid, loss_matrix)
+                                 PROCEDURES, check_options, lambda_grid, loss_matrix, passes)
 
 DEFAULT_REPEATS = 100
 
@@ -38,23 +39,37 @@ def validity_diagnostic(probs, labels, *, losses=tuple(LOSS_BOUNDS), procedures=
     probs, labels = check_probs(probs, labels)
     check_heldout_size(len(labels) // 2, "half of the held-out split")
     c, lambdas = confidences(probs, confidence), lambda_grid(grid)
-    splits = list(half_splits(len(labels), repeats, seed))  # the same halves for every row
+    fit_rows, check_rows = half_masks(len(labels), repeats, seed)  # the same halves for every row
     rows = []
     for loss in losses:
         matrix = loss_matrix(probs, labels, c, loss, lambdas)  # [N, G], computed once per loss
+        fit_risks = (fit_rows @ matrix / fit_rows[0].sum()).numpy()  # R̂(λ) per repeat [R, G]
+        check_risks = (check_rows @ matrix / check_rows[0].sum()).numpy()
         for procedure in procedures:
             for epsilon in epsilons:
-                risks = torch.tensor([_repeat(matrix[fit], matrix[check], procedure, epsilon,
-                                              delta, LOSS_BOUNDS[loss])
-                                      for fit, check in splits], dtype=torch.float64)
+                index = fitted_indices(fit_risks, procedure, epsilon, delta, LOSS_BOUNDS[loss],
+                                       int(fit_rows[0].sum()))
+                risks = torch.from_numpy(check_risks[np.arange(repeats), index])
                 rows.append({"loss": loss, "procedure": procedure, "epsilon": float(epsilon),
                              "mean_risk": risks.mean().item(),
                              "exceeded_share": (risks > epsilon).double().mean().item()})
     return rows
 
 
-def _repeat(fit_losses, check_losses, procedure, epsilon, delta, bound):
-    """Risk on the second half of the λ̂ fitted on the first."""
-    index, _, _ = fit_index(fit_losses, procedure=procedure, epsilon=epsilon, delta=delta,
-                            bound=bound)
-    return check_losses[:, index].mean().item()
+def half_masks(n, repeats, seed=0):
+    """The halves of ``half_splits`` as 0/1 masks, float64 [R, N] each: mask @ losses sums a
+    half's losses for every repeat at once (exact for 0/1 losses: sums of integers)."""
+    fit_rows = torch.zeros(repeats, n, dtype=torch.float64)
+    check_rows = torch.zeros(repeats, n, dtype=torch.float64)
+    for r, (fit, check) in enumerate(half_splits(n, repeats, seed)):
+        fit_rows[r, fit], check_rows[r, check] = 1.0, 1.0
+    return fit_rows, check_rows
+
+
+def fitted_indices(risks, procedure, epsilon, delta, bound, n):
+    """Grid index of λ̂ for every repeat [R], from the empirical risks R̂ [R, G] of n images:
+    the scan of ``risk.last_passing`` (the last λ before the first failure, 0 if λ = 1 fails)
+    on every row at once."""
+    failed = ~passes(procedure, risks, n, epsilon=epsilon, delta=delta, bound=bound)  # [R, G]
+    first_failure = np.where(failed.any(axis=1), failed.argmax(axis=1), risks.shape[1])
+    return np.maximum(first_failure - 1, 0)

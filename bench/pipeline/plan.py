@@ -31,6 +31,7 @@ from bench.config import RunSpec, Suite
 from bench.fileio import UnreadableFile
 from bench.fingerprint import short
 from bench.pipeline import claims, ms_budgets, runner
+from bench.pipeline.metrics import trust_outdated
 
 TRAIN, FINISHED, STALE, BUSY, FAILED = "train", "finished", "stale", "busy", "failed"
 
@@ -112,7 +113,7 @@ def _settle(spec: RunSpec, run: store.Run, code: str) -> Plan:
         if held is not None:
             with held:
                 run.remove_temporary()
-    if runner.metrics_outdated(spec, run):
+    if metrics_outdated(spec, run):
         with claims.locked(run.lock_path):
             try:
                 runner.evaluate_saved(spec, run)
@@ -127,6 +128,15 @@ def _settle(spec: RunSpec, run: store.Run, code: str) -> Plan:
     else:
         ms_budgets.settle(spec, run, say)  # says a problem it recorded again
     return Plan(STALE if run.is_stale(code) else FINISHED)
+
+
+def metrics_outdated(spec: RunSpec, run: store.Run) -> bool:
+    """Whether a finished run's metrics.json lacks an evaluation the suite now asks for:
+    the calibration report or an exit rule (bench.pipeline.runner), or a trustworthy-exit
+    block (anytime quality, which every run gets; risk control and prediction sets as
+    asked; bench.pipeline.metrics.trust_outdated). Only runs with saved predictions."""
+    return runner.metrics_outdated(spec, run) or (
+        run.has_predictions and trust_outdated(spec.evaluation, run.metrics))
 
 
 def tidy_run(spec: RunSpec, run: store.Run) -> bool:

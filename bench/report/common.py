@@ -76,7 +76,8 @@ def status_of(suite: Suite, stale: list[str]) -> dict:
     text = suite.status_text + (f", {len(stale)} stale" if stale else "")
     return {"state": suite.state, "text": text, "done": suite.count("done"),
             "total": suite.total, "failed": suite.count("failed"),
-            "running": suite.count("running"), "stale": len(stale)}
+            "running": suite.count("running"), "interrupted": suite.count("interrupted"),
+            "stale": len(stale)}
 
 
 def stale_footnote(raw: pd.DataFrame) -> str:

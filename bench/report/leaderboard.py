@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.evaluate import paper
 from bench.fileio import write_text
-from bench.report import plots, rules, stats
+from bench.report import plots, rules, stats, trust
 from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, fmt, make_table, missing,
                                  safe, status_of, test_columns)
 from bench.report.tables import STALE_MARK, fmt_cell
@@ -47,7 +47,8 @@ def render_leaderboard(env, suite: Suite, folder: Path, stale: list[str],
     sig = (stats.rule_significance(suite, base, cmp) if base is not None
            else pd.DataFrame(columns=stats.SIG_COLUMNS))
     labels = suite.method_labels + [m for m in cmp["method"] if m not in suite.method_labels]
-    sections = [backbone_section(suite, cmp, sig, b, labels, folder)
+    ltt = trust.ltt_mmacs(suite)
+    sections = [backbone_section(suite, cmp, sig, b, labels, folder, ltt)
                 for b in dict.fromkeys(cmp["backbone"])]
     path = folder / PAGE
     write_text(path, env.get_template("leaderboard.html").render(
@@ -59,29 +60,106 @@ def render_leaderboard(env, suite: Suite, folder: Path, stale: list[str],
 
 
 def backbone_section(suite: Suite, cmp: pd.DataFrame, sig: pd.DataFrame, backbone: str,
-                     labels: list[str], folder: Path) -> dict:
+                     labels: list[str], folder: Path, ltt: pd.DataFrame) -> dict:
+    """The ranking first (default rule), the methods x rules heatmap, the figures; the full
+    per-rule tables in ``details`` (shown collapsed)."""
     slug = safe(backbone)
     sub = cmp[cmp.backbone == backbone]
     here = [m for m in labels if m in set(sub.method)]
     budgets, exits_ = sub[sub.kind == "budget"], sub[sub.kind == "exit"]
     sig = sig[sig.backbone == backbone]
-    sec = {"backbone": backbone, "tables": [], "figures": []}
+    sec = {"backbone": backbone, "ranking": ranking_table(
+               sub, sig, ltt[ltt.backbone == backbone], folder, f"ranking-{slug}.csv"),
+           "heatmap": None, "figures": [], "details": []}
+    per_exit = budgets[budgets.fit == R.FITS[R.PER_EXIT]]
+    if per_exit["rule"].nunique() > 1:
+        sec["heatmap"] = plots.rule_heatmap(rule_means(per_exit, here), backbone)
     for key, fit in R.FITS.items():
         if (budgets.fit == fit).any():
             name = f"leaderboard-{slug}.csv" if key == R.PER_EXIT else \
                 f"leaderboard-global-{slug}.csv"
-            sec["tables"].append(budget_table(budgets, sig, folder, name, suite.baseline, fit))
+            sec["details"].append(budget_table(budgets, sig, folder, name, suite.baseline, fit))
     if len(budgets):
-        per_exit = budgets[budgets.fit == R.FITS[R.PER_EXIT]]
         sec["figures"].append(plots.rule_curves(rule_curves(suite, backbone, per_exit),
                                                 per_exit, backbone, here))
     if len(exits_):
-        sec["tables"].append(anytime_table(exits_, folder, f"leaderboard-anytime-{slug}.csv"))
+        sec["details"].append(anytime_table(exits_, folder, f"leaderboard-anytime-{slug}.csv"))
         sec["figures"].append(plots.rule_anytime(exits_, backbone, here))
     if len(sig):
-        sec["tables"].append(significance_table(sig, folder,
-                                                f"leaderboard-significance-{slug}.csv"))
+        sec["details"].append(significance_table(sig, folder,
+                                                 f"leaderboard-significance-{slug}.csv"))
+    sec["detail_rows"] = sum(len(t.rows) for t in sec["details"])
     return sec
+
+
+DEFAULT_RULE = R.rule_label(R.DEFAULT_COMBINER, {}, R.DEFAULT_CRITERION)
+
+
+def ranking_points(sub: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The default rule's rows the ranking is built from: its budgets (per-exit thresholds),
+    or, in a suite without budgets, the last exit's anytime top-1; and what they are."""
+    budgets = sub[(sub.kind == "budget") & (sub.rule == DEFAULT_RULE)
+                  & (sub.fit == R.FITS[R.PER_EXIT])]
+    if len(budgets):
+        return budgets, "budget"
+    exits_ = sub[(sub.kind == "exit") & (sub.rule == R.DEFAULT_COMBINER)]
+    return exits_[exits_.point == exits_.point.max()], "exit"
+
+
+def ranking_table(sub: pd.DataFrame, sig: pd.DataFrame, ltt: pd.DataFrame, folder: Path,
+                  filename: str) -> Table | None:
+    """Methods x budgets under the default rule (max softmax, per-exit thresholds), sorted by
+    the mean over budgets, marked where significantly better or worse than the baseline; and
+    the cost of exiting under a risk guarantee (LTT, accuracy gap <= 5%, delta 0.1)."""
+    points, kind = ranking_points(sub)
+    if not len(points):
+        return None
+    p = {(s.method, s.point): (s.p, s.diff) for s in sig[(sig.rule == DEFAULT_RULE)
+                                                       & (sig.fit == R.FITS[R.PER_EXIT])]
+         .itertuples()}
+    columns = sorted(dict.fromkeys(points["point"]))
+    rows, raw = [], []
+    for method, g in points.groupby("method", sort=False):
+        stale = STALE_MARK if (g["stale"] > 0).any() else ""
+        cells = {r.point: fmt_cell(r.mean, r.std, r.delta)
+                 + _marker(*p.get((method, r.point), (math.nan, math.nan)))
+                 for r in g.itertuples()}
+        score = float(g["mean"].mean())
+        rows.append((score, [method + stale] + [cells.get(b, "–") for b in columns]
+                     + [fmt(score), trust.ltt_cell(ltt, g.backbone.iloc[0], method)]))
+        hit = ltt[ltt.method == method]
+        raw.append({"method": method, **{f"{b:g}": m for b, m in zip(g.point, g["mean"])},
+                    "mean": score,
+                    "ltt_mmacs_mean": hit.mmacs_mean.iloc[0] if len(hit) else math.nan,
+                    "ltt_mmacs_std": hit.mmacs_std.iloc[0] if len(hit) else math.nan})
+    order = sorted(range(len(rows)), key=lambda i: -rows[i][0])
+    heads = ([f"{b:.4g} MMACs" for b in columns] if kind == "budget"
+             else [f"exit {int(b)}" for b in columns])
+    display = pd.DataFrame([[str(k + 1)] + rows[i][1] for k, i in enumerate(order)],
+                           columns=["rank", "method"] + heads
+                           + ["mean over budgets" if kind == "budget" else "mean",
+                              trust.LTT_COLUMN])
+    what = ("test top-1 % at each average budget" if kind == "budget"
+            else "test top-1 % at the last exit (this suite has no budgets)")
+    return make_table(display, pd.DataFrame(raw).iloc[order], folder, filename,
+                      f"Ranking: {what}, default exit rule",
+                      note=f"Max softmax with per-exit thresholds fitted on held-out; mean ± "
+                           f"std over seeds, in parentheses the difference to the baseline, "
+                           f"{BETTER.strip()}/{WORSE.strip()} significant at p < {stats.ALPHA}; "
+                           f"sorted by the mean over the columns. '{trust.LTT_COLUMN}': mean "
+                           "test cost per image of the threshold Learn-then-Test fits on "
+                           "held-out so that, with probability 0.9, exiting early loses at most "
+                           "5 points of accuracy against the last exit (docs/trustworthy-"
+                           "exits.md); – where the suite's evaluation.risk_control does not "
+                           "ask for it. Every other exit rule: the heatmap and the tables "
+                           "below.", index=False)
+
+
+def rule_means(per_exit: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Rules x methods: test top-1 averaged over the budgets (per-exit fit, mean over seeds)."""
+    means = per_exit.groupby(["rule", "method"], sort=False)["mean"].mean().unstack("method")
+    return means.reindex(index=list(dict.fromkeys(per_exit["rule"])),
+                         columns=[m for m in methods if m in means.columns])
 
 
 def rule_curves(suite: Suite, backbone: str, per_exit: pd.DataFrame

@@ -206,18 +206,21 @@ def _dropdown(groups: list[tuple[str, int]], n_traces: int) -> list[dict]:
              "xanchor": "right", "y": 1.02, "yanchor": "bottom"}]
 
 
-def _grouped(title: str, xtitle: str, groups: list[tuple[str, list[dict]]]) -> dict:
-    """Traces in groups, the first group visible, a menu to switch between them."""
+def _grouped(title: str, xtitle: str, groups: list[tuple[str, list[dict]]],
+             caption: str = "") -> dict:
+    """Traces in groups, the first group visible, a menu to switch between them; a one-line
+    title (a second line, <br><sub>, is drawn above the figure by Chromium, cut off: what it
+    said goes into the caption under the figure)."""
     data = []
     for i, (_, traces) in enumerate(groups):
         for t in traces:
             data.append({**t, "visible": i == 0})
     layout = _layout(title, xtitle, "top-1 accuracy (%)",
-                     margin={"l": 60, "r": 20, "t": 90, "b": 50})
-    layout["title"].update({"x": 0.01, "xanchor": "left", "y": 0.98})
+                     margin={"l": 60, "r": 20, "t": 70, "b": 50})
+    layout["title"].update({"x": 0.01, "xanchor": "left"})
     if len(groups) > 1:
         layout["updatemenus"] = _dropdown([(g, len(t)) for g, t in groups], len(data))
-    return {"data": data, "layout": layout}
+    return {"data": data, "layout": layout, **({"caption": caption} if caption else {})}
 
 
 def mean_curve(curves: list[list[dict]]) -> pd.DataFrame:
@@ -226,6 +229,28 @@ def mean_curve(curves: list[list[dict]]) -> pd.DataFrame:
     frame = pd.DataFrame([{"i": i, "q": c[i].get("q"), "accuracy": c[i].get("accuracy"),
                            "mmacs": c[i].get("mmacs")} for c in curves for i in range(n)])
     return frame.groupby("i").mean(numeric_only=True)
+
+
+def rule_heatmap(means: pd.DataFrame, backbone: str) -> dict:
+    """Exit rules (rows) x methods (columns): test top-1 averaged over the budgets, each
+    cell written out; ``means`` as bench.report.leaderboard.rule_means gives it."""
+    rules, methods = [str(r) for r in means.index], [str(m) for m in means.columns]
+    z = [[None if v != v else round(float(v), 2) for v in row] for row in means.to_numpy()]
+    layout = _layout(f"Every exit rule: {backbone}", "method", "",
+                     height=max(300, 110 + 24 * len(rules)),
+                     margin={"l": 20, "r": 20, "t": 50, "b": 50})
+    layout["yaxis"].update({"automargin": True, "autorange": "reversed"})
+    layout["xaxis"].update({"automargin": True, "title": {"text": ""}})
+    layout["title"].update({"x": 0.01, "xanchor": "left"})
+    return {"data": [{"type": "heatmap", "x": methods, "y": rules, "z": z,
+                      "colorscale": "Viridis", "texttemplate": "%{z:.1f}",
+                      "colorbar": {"title": {"text": "top-1 %"}},
+                      "hovertemplate": "%{x}, %{y}: top-1 %{z:.2f} % (mean over budgets)"
+                                       "<extra></extra>"}],
+            "layout": layout,
+            "caption": "Test top-1 % of each method (columns) under each exit rule (rows: "
+                       "combiner / criterion, per-exit thresholds fitted on held-out), averaged "
+                       "over the budgets and seeds; brighter is more accurate."}
 
 
 def rule_curves(curves: dict[str, dict[str, list[list[dict]]]], points: pd.DataFrame,
@@ -257,9 +282,12 @@ def rule_curves(curves: dict[str, dict[str, list[list[dict]]]], points: pd.DataF
                                "hovertemplate": f"{_esc(m)}: realized %{{x:.2f}} MMACs, "
                                                 "top-1 %{y:.2f} %<extra></extra>"})
         groups.append((rule, traces))
-    return _grouped(f"Budgeted batch per exit rule: {backbone}<br><sub>pick the rule on the "
-                    "right; thresholds per exit, fitted on held-out</sub>",
-                    "average MMACs per test image (fvcore multiply-adds)", groups)
+    return _grouped(f"Budgeted batch per exit rule: {backbone}",
+                    "average MMACs per test image (fvcore multiply-adds)", groups,
+                    "Test top-1 against the average cost per image under the exit rule picked "
+                    "on the right (per-exit thresholds fitted on held-out): each method's "
+                    "curve over the exit prior's q and its fixed budgets (diamonds, ± std "
+                    "over seeds).")
 
 
 def rule_anytime(points: pd.DataFrame, backbone: str, methods: list[str]) -> dict:
@@ -280,6 +308,7 @@ def rule_anytime(points: pd.DataFrame, backbone: str, methods: list[str]) -> dic
                                "hovertemplate": f"{_esc(m)}, {_esc(combiner)}: %{{x:.2f}} "
                                                 "MMACs, top-1 %{y:.2f} %<extra></extra>"})
         groups.append((combiner, traces))
-    return _grouped(f"Anytime prediction per combiner: {backbone}<br><sub>pick the combiner "
-                    "on the right</sub>",
-                    "MMACs per image (fvcore multiply-adds)", groups)
+    return _grouped(f"Anytime prediction per combiner: {backbone}",
+                    "MMACs per image (fvcore multiply-adds)", groups,
+                    "Test top-1 at every exit (mean ± std over seeds) of the predictions "
+                    "that the combiner picked on the right makes from exits 1..n.")

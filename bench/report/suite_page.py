@@ -13,7 +13,7 @@ import pandas as pd
 from bench import fingerprint
 from bench.evaluate import paper
 from bench.fileio import write_text
-from bench.report import latency, plots, stats, tables, tuning
+from bench.report import latency, plots, stats, tables, trust, tuning
 from bench.report.common import (LOGITS_NOTE, MACS_NOTE, Table, dataset_of, fmt, make_table,
                                  point_label, safe, stale_footnote, status_of,
                                  test_columns)
@@ -37,6 +37,7 @@ def render_suite(env, suite: Suite, cmp: pd.DataFrame, folder: Path, stale: list
         other_runs=other_runs_table(suite, folder),
         environments=environments(suite), baseline=base, stale=stale,
         tuning=tuning.section(suite), latency=latency.section(suite, folder),
+        trust=trust.section(suite, folder),
         config=suite.config, logits_note=LOGITS_NOTE,
         macs_note=MACS_NOTE))
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 
 # the names and keys bench.evaluate writes metrics.json with, defined there once
-from bench.evaluate import (DEFAULT_COMBINER, DEFAULT_CRITERION, GLOBAL, PER_EXIT, RULES,
-                            split_combiner)
+from bench.evaluate import (ANYTIME_QUALITY, DEFAULT_COMBINER, DEFAULT_CRITERION, ERROR,
+                            GLOBAL, PER_EXIT, RISK_CONTROL, RULES, split_combiner)
 
 FITS = {PER_EXIT: "per exit", GLOBAL: "global"}
+TRUST = (ANYTIME_QUALITY, RISK_CONTROL)  # the trustworthy-exit blocks of an entry
 
 
 def combiner_label(name: str, options: dict | None = None) -> str:
@@ -57,7 +58,14 @@ def default_entry(metrics: dict) -> dict:
             "anytime": [{"exit": a.get("exit"), "mmacs": a.get("mmacs"), "top1": a.get("top1")}
                         for a in metrics.get("anytime") or []],
             "curve": list(metrics.get("curve") or []),
-            PER_EXIT: list(metrics.get("budgeted") or [])}
+            PER_EXIT: list(metrics.get("budgeted") or []),
+            **{k: metrics[k] for k in TRUST if isinstance(metrics.get(k), dict)}}
+
+
+def trust_blocks(metrics: dict | None) -> dict:
+    """The default rule's trustworthy-exit blocks (metrics.json's top-level
+    ``anytime_quality`` and ``risk_control``, where present): {key: block}."""
+    return {k: (metrics or {})[k] for k in TRUST if isinstance((metrics or {}).get(k), dict)}
 
 
 def entries(metrics: dict | None) -> list[dict]:
@@ -82,6 +90,13 @@ def missing(metrics: dict | None, criteria, combiners, global_threshold: bool) -
             if hit is None or (global_threshold and GLOBAL not in hit):
                 out.append(rule_label(name, options, criterion))
     return out
+
+
+def asked_entries(metrics: dict | None, criteria, combiners) -> list[dict]:
+    """The entries of ``metrics["rules"]`` that the asked-for rules have (in their order)."""
+    have = {entry_key(e): e for e in (metrics or {}).get(RULES) or [] if isinstance(e, dict)}
+    keys = [_key(*split_combiner(spec), criterion) for spec in combiners for criterion in criteria]
+    return [have[k] for k in keys if k in have]
 
 
 def merged(old: list[dict] | None, new: list[dict]) -> list[dict]:

@@ -162,25 +162,36 @@ class Suite:
 
     @property
     def state(self) -> str:
-        """A one-word status for the suite: done, failed, running, pending or empty."""
+        """A one-word status for the suite: done, failed, running (a run says it is),
+        interrupted (a run was stopped, none is running), partial (some runs done, the others
+        not started and none running: e.g. after ``bench run --only``), pending or empty."""
         if not self.runs and not self.total:
             return "empty"
         if self.count("failed"):
             return "failed"
         if self.count("done") == self.total:
             return "done"
-        if self.count("running") or self.count("done"):
-            return "running"
-        return "pending"
+        for state in ("running", "interrupted"):
+            if self.count(state):
+                return state
+        return "partial" if self.count("done") else "pending"
+
+    @property
+    def unfinished(self) -> int:
+        """Runs neither done nor failed (running, interrupted, pending or without a folder)."""
+        return self.total - self.count("done") - self.count("failed")
 
     @property
     def status_text(self) -> str:
-        """``2/2 runs done, 1 failed`` (the current runs), then ``; other settings: 1 run``
-        where the folder holds runs that are not in the tables."""
+        """``2/2 runs done, 1 failed`` (the current runs); ``2/4 runs done, 1 interrupted,
+        none running`` where runs are unfinished and none says it is running; then
+        ``; other settings: 1 run`` where the folder holds runs that are not in the tables."""
         parts = [f"{self.count('done')}/{self.total} runs done"]
-        for state in ("failed", "running"):
+        for state in ("failed", "interrupted", "running"):
             if self.count(state):
                 parts.append(f"{self.count(state)} {state}")
+        if self.unfinished and not self.count("running"):
+            parts.append("none running")
         others = self.others_text()
         return ", ".join(parts) + (f"; {others}" if others else "")
 

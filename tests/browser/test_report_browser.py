@@ -141,8 +141,12 @@ def rules_report(tmp_path_factory):
     return render(root / "results", root / "reports")
 
 
+RULE_CURVES = "[...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout.title.text" \
+              ".startsWith('Budgeted batch per exit rule'))"
+
+
 def visible_traces(page) -> list[int]:
-    return page.evaluate("() => document.querySelector('.js-plotly-plot').data"
+    return page.evaluate(f"() => {RULE_CURVES}.data"
                          ".map((t, i) => t.visible === false ? -1 : i).filter(i => i >= 0)")
 
 
@@ -152,11 +156,145 @@ def test_leaderboard_menu_switches_the_exit_rule(page, rules_report):
     page.wait_for_selector(".js-plotly-plot svg.main-svg")
     assert page.url.endswith("/rules/leaderboard.html")
     first = visible_traces(page)
-    assert first and page.locator(".updatemenu-header-group").count() >= 1
-    page.locator(".updatemenu-header-group").first.click()
-    page.locator(".updatemenu-dropdown-button", has_text="none / entropy").first.click()
-    page.wait_for_function("() => document.querySelector('.js-plotly-plot').data[0]"
-                           ".visible === false")
+    figure = page.locator(".js-plotly-plot", has_text="Budgeted batch per exit rule")
+    assert first and figure.locator(".updatemenu-header-group").count() == 1
+    figure.locator(".updatemenu-header-group").click()
+    figure.locator(".updatemenu-dropdown-button", has_text="none / entropy").first.click()
+    page.wait_for_function(f"() => {RULE_CURVES}.data[0].visible === false")
     second = visible_traces(page)
     assert second and not set(first) & set(second)
     assert page.errors == []
+
+
+# -- trustworthy exits, the leaderboard's ranking, figure titles (issue 23) ---------------
+TRUST_RULES = {"criteria": ["max_softmax", "entropy"], "combiners": ["none", "product"],
+               "risk_control": {"losses": ["consistency", "accuracy_gap"],
+                                "procedures": ["crc", "ltt"], "epsilons": [0.05, 0.1, 0.2],
+                                "delta": 0.1, "grid": 101, "repeats": 10},
+               "alphas": [0.1]}
+TRUST_EVALUATION = {"criteria": TRUST_RULES["criteria"],
+                    "combiners": [{"name": "none"}, {"name": "product"}],
+                    "risk_control": TRUST_RULES["risk_control"],
+                    "prediction_sets": {"alphas": [0.1]}}
+
+
+@pytest.fixture(scope="module")
+def trust_report(tmp_path_factory):
+    from bench.report import render
+
+    root = tmp_path_factory.mktemp("trust")
+    make_suite(root / "results", "trust", [
+        {"run_id": f"tiny3-{m}-s{seed}", "method": m, "seed": seed, "skill": s,
+         "rules": TRUST_RULES, "evaluation": TRUST_EVALUATION}
+        for seed in (0, 1) for m, s in (("joint", 1.0), ("boostnet", 1.3),
+                                        ("sequential", 0.8))],
+        name="Trust suite", evaluation=TRUST_EVALUATION)
+    # bench run --only ran two of four runs and stopped: nothing runs the other two
+    make_suite(root / "results", "half", [
+        {"run_id": f"tiny3-{m}-s0", "method": m, "seed": 0} for m in ("joint", "boostnet")],
+        name="Half suite", planned=2)
+    return render(root / "results", root / "reports")
+
+
+@pytest.fixture
+def wide_page(browser):
+    """A 1400-pixel-wide page (where the figure titles were cut off), recording errors."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.errors = []
+    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    yield page
+    page.close()
+
+
+def titles_inside_their_figures(page) -> list[str]:
+    """Each figure's title drawn within its figure (the title's top at or below the plot's
+    top): the titles that are not, by their text."""
+    return page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => {
+        const t = p.querySelector('.gtitle');
+        if (!t) return [];
+        const top = t.getBoundingClientRect().top, box = p.getBoundingClientRect();
+        return top >= box.top - 0.5 && t.getBoundingClientRect().bottom <= box.bottom
+            ? [] : [t.textContent];
+    })""")
+
+
+def test_figure_titles_are_not_cut_off_at_1400_pixels(wide_page, trust_report):
+    for page_name in ("leaderboard.html", "index.html"):
+        wide_page.goto((Path(trust_report).parent / "trust" / page_name).as_uri())
+        wide_page.wait_for_selector(".js-plotly-plot .gtitle")
+        titles = wide_page.locator(".js-plotly-plot .gtitle").all_text_contents()
+        assert any(t.startswith("Budgeted batch per exit rule") for t in titles) or \
+            page_name == "index.html"
+        assert titles_inside_their_figures(wide_page) == [], page_name
+    assert wide_page.errors == []
+
+
+def test_trustworthy_exit_figures_and_tables_on_the_suite_page(wide_page, trust_report):
+    wide_page.goto((Path(trust_report).parent / "trust" / "index.html").as_uri())
+    section = wide_page.locator("#trustworthy-exits")
+    section.locator(".js-plotly-plot svg.main-svg").first.wait_for()
+    plots = section.locator(".js-plotly-plot")
+    assert plots.count() == 2
+    titles = section.locator(".gtitle").all_text_contents()
+    assert titles == ["Risk control: test risk against ε, tiny3",
+                      "Risk control: cost against ε, tiny3"]
+    # each figure carries one sentence saying what it shows
+    captions = section.locator("p.caption").all_text_contents()
+    assert len(captions) == 2 and all(c.count(". ") == 0 and c.endswith(".")
+                                      for c in captions)
+    assert "dotted diagonal" in captions[0]
+    # the diagonal risk = ε is drawn, and one line per method
+    risk = wide_page.evaluate("() => { const p = document.querySelectorAll("
+                              "'#trustworthy-exits .js-plotly-plot')[0];"
+                              " return {shapes: p.layout.shapes, data: p.data.filter("
+                              "t => t.visible !== false).map(t => t.name)}; }")
+    assert risk["shapes"][0]["x0"] == 0 and risk["shapes"][0]["x1"] == risk["shapes"][0]["y1"] \
+        == 0.2
+    assert risk["data"] == ["joint", "boostnet", "sequential"]
+    assert section.locator(".js-plotly-plot").first.locator(".trace.scatter").count() == 3
+    # the menu picks another loss and procedure
+    section.locator(".updatemenu-header-group").first.click()
+    section.locator(".updatemenu-dropdown-button", has_text="accuracy_gap, ltt").first.click()
+    wide_page.wait_for_function("() => document.querySelector('#trustworthy-exits "
+                                ".js-plotly-plot').data[0].visible === false")
+    for title in ("Validity diagnostic", "Anytime quality", "Failure prediction and "
+                  "calibration per exit", "Prediction sets per exit"):
+        assert section.locator("h3", has_text=title).count() == 1, title
+    details = section.locator("details.more")
+    assert details.count() == 1 and details.get_attribute("open") is None
+    assert wide_page.errors == []
+
+
+def test_the_leaderboard_leads_with_the_ranking_and_the_ltt_column(wide_page, trust_report):
+    wide_page.goto((Path(trust_report).parent / "trust" / "leaderboard.html").as_uri())
+    wide_page.wait_for_selector(".js-plotly-plot svg.main-svg")
+    backbone = wide_page.locator("section.backbone").first
+    first = backbone.locator("section.table").first
+    assert first.locator("h3").inner_text().startswith("Ranking: test top-1 % at each "
+                                                       "average budget, default exit rule")
+    header = first.locator("thead th").all_inner_texts()
+    assert header[:2] == ["rank", "method"]
+    assert header[-1] == "MMACs at accuracy gap ≤ 5% (LTT, δ 0.1)"
+    rows = [r.locator("td").all_inner_texts() for r in first.locator("tbody tr").all()]
+    assert [r[0] for r in rows] == ["1", "2", "3"]
+    assert [r[1] for r in rows] == ["boostnet", "joint", "sequential"]  # by skill
+    assert all(r[-1] != "–" and float(r[-1].split(" ± ")[0]) > 0 for r in rows)
+    # then the heatmap of methods x rules; the full per-rule tables collapsed below
+    assert wide_page.evaluate("() => document.querySelector('.js-plotly-plot')"
+                              ".data[0].type") == "heatmap"
+    details = backbone.locator("details.more")
+    assert details.get_attribute("open") is None
+    assert not details.locator("section.table").first.is_visible()
+    details.locator("summary").click()
+    assert details.locator("section.table").first.is_visible()
+    assert wide_page.errors == []
+
+
+def test_a_half_run_suite_says_none_running(wide_page, trust_report):
+    wide_page.goto(trust_report.as_uri())
+    half = wide_page.locator("article.suite", has_text="Half suite")
+    assert half.get_attribute("data-state") == "partial"
+    assert "2/4 runs done, none running" in half.inner_text()
+    assert half.locator(".badge").inner_text() == "partial"
+    assert wide_page.errors == []

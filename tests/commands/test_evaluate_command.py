@@ -170,3 +170,52 @@ def test_logits_beyond_float16_are_stored_in_float32(tmp_path, capsys):
     (run,) = [r for r in store.Suite(folder).runs if r.imported]  # the newest import alone
     assert run.imported["file"] == str(small.resolve())
     assert run.load_predictions()["test"]["logits"].dtype == torch.float16
+
+
+TRUST = """\
+evaluation:
+  criteria: [max_softmax, entropy]
+  risk_control: {losses: [accuracy_gap], procedures: [ltt], epsilons: [0.05, 0.2],
+                 repeats: 5}
+  prediction_sets: {alphas: [0.1]}
+"""
+
+
+def test_imported_logits_get_the_trustworthy_exit_blocks(trained, tmp_path, capsys):
+    """Logits from elsewhere (another paper's released logits, say) get anytime quality,
+    risk control per exit rule and prediction sets, fitted on the file's held-out logits."""
+    path = tmp_path / "logits.pt"
+    torch.save(_logit_arrays(trained), path)
+    suite = suite_file(tmp_path)
+    suite.write_text(suite.read_text() + TRUST)
+    results = tmp_path / "imported-results"
+    code = cli.main(["evaluate", str(suite), "--results", str(results), "--no-report",
+                     "--logits", str(path)])
+    assert code == 0, capsys.readouterr().err
+    metrics = _imported(results / "tiny").metrics
+    for block in [metrics] + metrics["rules"]:
+        rc = block["risk_control"]
+        assert rc["heldout_images"] == 48 and rc["test_images"] == 40
+        assert [(r["loss"], r["procedure"], r["epsilon"]) for r in rc["results"]] == \
+            [("accuracy_gap", "ltt", 0.05), ("accuracy_gap", "ltt", 0.2)]
+        assert rc["validity"]["repeats"] == 5 and len(rc["validity"]["rows"]) == 2
+        quality = block["anytime_quality"]
+        assert [p["alpha"] for p in quality["prediction_sets"]] == [0.1]
+        assert len(quality["exits"]) == 3
+    assert [r["criterion"] for r in metrics["rules"]] == ["max_softmax", "entropy"]
+    assert metrics["risk_control"] == metrics["rules"][0]["risk_control"]
+
+
+def test_a_bad_risk_control_section_is_one_line_and_exit_2(trained, tmp_path, capsys):
+    path = tmp_path / "logits.pt"
+    torch.save(_logit_arrays(trained), path)
+    suite = suite_file(tmp_path)
+    suite.write_text(suite.read_text() + "evaluation: {risk_control: {epsilons: [0.1, 1.2]}}\n")
+    code = cli.main(["evaluate", str(suite), "--results", str(tmp_path / "r"), "--no-report",
+                     "--logits", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0] == (f"error: {suite}: evaluation.risk_control.epsilons[1]: expected a "
+                      "number < 1, found 1.2 (float)")
+    assert not (tmp_path / "r" / "tiny").exists() or not any(
+        p.is_dir() for p in (tmp_path / "r" / "tiny").iterdir())

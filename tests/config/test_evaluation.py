@@ -59,6 +59,25 @@ def test_evaluation_keys_never_change_a_run_id(tmp_path):
                      global_threshold: true}
         """, name="b.yaml").runs[0].run_id
     assert plain == rules
+    trust = load(tmp_path, """\
+        evaluation: {risk_control: {epsilons: [0.05], repeats: 3}, prediction_sets: {}}
+        """, name="c.yaml").runs[0].run_id
+    assert plain == trust
+
+
+def test_trustworthy_sections_are_off_unless_given_and_take_the_defaults(tmp_path):
+    ev = load(tmp_path).config.evaluation
+    assert ev.risk_control is None and ev.prediction_sets is None
+    s = load(tmp_path, """\
+        evaluation: {risk_control: {}, prediction_sets: {}}
+        """, name="on.yaml")
+    resolved = s.resolved()["evaluation"]
+    assert resolved["risk_control"] == {
+        "losses": ["consistency", "accuracy_gap", "brier_gap"],
+        "procedures": ["crc", "ucb", "ltt"], "epsilons": [0.01, 0.02, 0.05, 0.1, 0.15, 0.2],
+        "delta": 0.1, "grid": 101, "repeats": 100}
+    assert resolved["prediction_sets"] == {"alphas": [0.05, 0.1]}
+    assert s.runs[0].config["evaluation"] == resolved
 
 
 BAD = [
@@ -81,7 +100,29 @@ BAD = [
     ("evaluation: {global_threshold: yes please}", "evaluation.global_threshold",
      "true or false"),
     ("evaluation: {rules: [entropy]}", "evaluation.rules",
-     "allowed: calibration, criteria, combiners, global_threshold"),
+     "allowed: calibration, criteria, combiners, global_threshold, risk_control, "
+     "prediction_sets"),
+    ("evaluation: {risk_control: {epsilons: [0.05, 0]}}", "evaluation.risk_control.epsilons[1]",
+     "expected a number > 0, found 0"),
+    ("evaluation: {risk_control: {epsilons: [1.0]}}", "evaluation.risk_control.epsilons[0]",
+     "expected a number < 1, found 1.0"),
+    ("evaluation: {risk_control: {delta: 1}}", "evaluation.risk_control.delta",
+     "expected a number < 1, found 1"),
+    ("evaluation: {risk_control: {delta: -0.1}}", "evaluation.risk_control.delta",
+     "expected a number > 0, found -0.1"),
+    ("evaluation: {risk_control: {losses: [hinge]}}", "evaluation.risk_control.losses[0]",
+     "unknown loss 'hinge'; known: consistency, accuracy_gap, brier_gap"),
+    ("evaluation: {risk_control: {procedures: [ltt, bonferroni]}}",
+     "evaluation.risk_control.procedures[1]",
+     "unknown procedure 'bonferroni'; known: crc, ucb, ltt"),
+    ("evaluation: {risk_control: {grid: 1}}", "evaluation.risk_control.grid",
+     "expected an integer >= 2, found 1"),
+    ("evaluation: {risk_control: {repeats: 0}}", "evaluation.risk_control.repeats",
+     "expected an integer >= 1, found 0"),
+    ("evaluation: {risk_control: {epsilon: 0.1}}", "evaluation.risk_control.epsilon",
+     "allowed: losses, procedures, epsilons, delta, grid, repeats"),
+    ("evaluation: {prediction_sets: {alphas: [0.1, 1.5]}}",
+     "evaluation.prediction_sets.alphas[1]", "expected a number < 1, found 1.5"),
 ]
 
 

@@ -135,17 +135,17 @@ def test_pruners_and_samplers_take_a_bare_name():
 
 
 def test_a_new_key_is_one_line():
-    """What issue 23 will do to evaluation: one declaration gives the default, the type
-    check, the error path, the resolved form and the key's description."""
+    """What a new evaluation key takes (as issue 23's did): one declaration gives the
+    default, the type check, the error path, the resolved form and the key's description."""
     class Grown(schema.EvaluationConfig):
-        risk_control: Flag = Key(False, "calibrated early exits (issue 23)")
+        abstain: Flag = Key(False, "abstain where no exit is confident")
 
-    assert Grown().as_dict()["risk_control"] is False
-    assert list(Grown().as_dict())[-1] == "risk_control"
-    assert message(Grown, {"risk_control": "yes"}) == (
-        "risk_control", "expected true or false, found 'yes' (str)")
-    assert "risk_control" in message(Grown, {"risk": 1})[1]
-    assert Grown.model_fields["risk_control"].description.startswith("calibrated")
+    assert Grown().as_dict()["abstain"] is False
+    assert list(Grown().as_dict())[-1] == "abstain"
+    assert message(Grown, {"abstain": "yes"}) == (
+        "abstain", "expected true or false, found 'yes' (str)")
+    assert "abstain" in message(Grown, {"abstai": 1})[1]
+    assert Grown.model_fields["abstain"].description.startswith("abstain where")
 
 
 def test_a_validation_error_becomes_a_suite_error():

@@ -163,7 +163,8 @@ def test_minimal_suite_gets_every_default(tmp_path):
     assert c["description"] == "" and c["seeds"] == [0] and c["tune"] is None
     assert c["baseline"] == "joint" and c["plugins"] == []
     assert c["evaluation"] == {"calibration": False, "criteria": ["max_softmax"],
-                               "combiners": [{"name": "none"}], "global_threshold": False}
+                               "combiners": [{"name": "none"}], "global_threshold": False,
+                               "risk_control": None, "prediction_sets": None}
     assert c["budgets"] == {"mmacs": None, "fractions": None, "ms": None, "latency": {
         "device": "cpu", "batch_size": 1, "threads": 1, "runtime": "pytorch", "images": None}}
     assert c["training"] == {

@@ -1,4 +1,5 @@
 """The validity diagnostic: random held-out halves, fit on one, measure on the other."""
+import numpy as np
 import pytest
 import torch
 
@@ -88,3 +89,12 @@ def test_bad_options_are_refused_before_any_work():
 
 def test_package_export():
     assert ev.validity_diagnostic is risk_validity.validity_diagnostic
+
+
+def test_fitted_indices_scan_every_repeat_like_last_passing():
+    # rows: passes to the end, fails at λ = 1, non-monotone (passes again after a failure)
+    risks = np.array([[0.0, 0.01, 0.02, 0.03], [0.5, 0.0, 0.0, 0.0], [0.0, 0.3, 0.0, 0.0]])
+    index = risk_validity.fitted_indices(risks, "crc", 0.1, 0.1, 1.0, 100)
+    expected = [risk.last_passing(risk.passes("crc", row, 100, epsilon=0.1, delta=0.1,
+                                              bound=1.0)) for row in risks]
+    assert index.tolist() == expected == [3, 0, 0]

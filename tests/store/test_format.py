@@ -25,7 +25,9 @@ SUITE = {
     "training": {"epochs": 1, "batch_size": 32, "device": "cpu"},
     "budgets": {"fractions": [0.8]},
     "evaluation": {"criteria": ["max_softmax", "entropy"], "combiners": ["none", "product"],
-                   "global_threshold": True},
+                   "global_threshold": True,
+                   "risk_control": {"epsilons": [0.1], "repeats": 2},
+                   "prediction_sets": {"alphas": [0.1]}},
     "tune": {"trials": 1, "pruner": "none"},
 }
 

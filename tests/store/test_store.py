@@ -65,6 +65,32 @@ def test_checkpoints_round_trip_with_weights_only(tmp_path):
     assert run.checkpoint_epoch() == 4
 
 
+def _runs_in_states(tmp_path, states: list[str]) -> store.Suite:
+    suite = store.Suite(tmp_path / "s")
+    suite.write_suite({"name": "s"}, [f"r{i}" for i in range(4)])
+    for i, state in enumerate(states):
+        run = suite.run(f"r{i}")
+        run.write_config({"run_id": f"r{i}", "method": {"name": "m", "label": "m"}, "seed": i})
+        run.set_status(state, epoch=1, epochs=2, fingerprint="abc")
+    return store.Suite(suite.path)
+
+
+@pytest.mark.parametrize("states, state, text", [
+    # bench run --only ran half of the suite: nothing is running the rest
+    (["done", "done"], "partial", "2/4 runs done, none running"),
+    (["done", "done", "running"], "running", "2/4 runs done, 1 running"),
+    (["done", "interrupted"], "interrupted", "1/4 runs done, 1 interrupted, none running"),
+    (["done", "interrupted", "running"], "running", "1/4 runs done, 1 interrupted, 1 running"),
+    (["done", "failed", "interrupted"], "failed",
+     "1/4 runs done, 1 failed, 1 interrupted, none running"),
+    ([], "pending", "0/4 runs done, none running"),
+    (["done"] * 4, "done", "4/4 runs done"),
+])
+def test_suite_state_says_whether_anything_runs(tmp_path, states, state, text):
+    suite = _runs_in_states(tmp_path, states)
+    assert (suite.state, suite.status_text) == (state, text)
+
+
 def test_suite_json_holds_the_run_count_and_summary_is_rebuilt(tmp_path):
     suite = store.Suite(tmp_path / "s")
     suite.write_suite({"name": "My suite"}, ["a", "b", "c"])
@@ -73,7 +99,8 @@ def test_suite_json_holds_the_run_count_and_summary_is_rebuilt(tmp_path):
     a.set_status("failed", epoch=0, epochs=1, fingerprint="abc", error="boom")
     fresh = store.Suite(suite.path)
     assert fresh.total == 3 and fresh.name == "My suite" and [r.run_id for r in fresh.runs] == ["a"]
-    assert fresh.status_text == "0/3 runs done, 1 failed" and fresh.state == "failed"
+    assert fresh.status_text == "0/3 runs done, 1 failed, none running"
+    assert fresh.state == "failed"
     text = fresh.write_summary().read_text().splitlines()
     assert text[0] == ",".join(store.SUMMARY_COLUMNS)
     assert text[1].startswith("My suite,a,?,m,0,failed,run")
