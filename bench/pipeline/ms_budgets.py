@@ -26,6 +26,7 @@ from bench import store
 from bench.config import RunSpec
 from bench.evaluate import accuracy_at_budgets, finite_thresholds
 from bench.pipeline.latency import Settings, find, measure, merge
+from bench.store.latency import exit_costs_ms
 from bench.pipeline.restore import restore
 
 SECTION = "budgeted_ms"
@@ -138,7 +139,7 @@ def settle(spec: RunSpec, run: store.Run, say: Callable[[str], None] = _say) -> 
         measurement = _measurement(spec, run, say)
         if measurement is None:
             return
-        exit_ms = [float(e["mean_ms"]) for e in measurement["exits"]]
+        exit_ms = exit_costs_ms(measurement)
         preds = run.load_predictions()
         section = _wanted(spec)
         section["latency"].update(date=measurement.get("date"), images=measurement.get(

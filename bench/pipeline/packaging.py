@@ -29,7 +29,7 @@ from bench.inference import early_exit
 from bench.pipeline.restore import Restored, load_splits, method_options, thresholds_of
 from bench.store import files as F
 from bench.store import now
-from bench.store.latency import measurements
+from bench.store.latency import exit_costs_ms, measurements
 
 log = logging.getLogger("bench.pipeline")
 AGREEMENT_IMAGES = 256  # test images bench export --format onnx checks against PyTorch
@@ -62,7 +62,7 @@ def latency_tables(r: Restored) -> list[dict]:
                        "batch_size": m.get("batch_size"), "threads": m.get("threads"),
                        "date": m.get("date"), "cpu": (m.get("machine") or {}).get("cpu"),
                        "gpu": (m.get("machine") or {}).get("gpu"),
-                       "exit_ms": [float(e["mean_ms"]) for e in exits]})
+                       "exit_ms": exit_costs_ms(m)})
     return tables
 
 

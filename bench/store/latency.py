@@ -37,3 +37,16 @@ def find(latency: dict | None, runtime: str, device: str, batch_size: int, threa
     """The measurement with that runtime, device, batch size and threads, or None."""
     want = (runtime, device, batch_size, threads)
     return next((m for m in measurements(latency) if key(m) == want), None)
+
+
+def exit_costs_ms(measurement: dict) -> list[float]:
+    """The cost in ms per image of leaving at each exit, as budgets in ms use it: the
+    measured cumulative latency of exits 1..n, made non-decreasing (a running maximum).
+    Reaching exit n runs everything exit n-1 ran, so its true cost is never lower; a
+    measured inversion is timing noise (another process on the machine, a cache warming
+    up), and the threshold fit needs cumulative costs."""
+    costs, highest = [], 0.0
+    for e in measurement["exits"]:
+        highest = max(highest, float(e["mean_ms"]))
+        costs.append(highest)
+    return costs

@@ -190,7 +190,9 @@ def test_the_trial_of_a_dead_worker_is_failed_and_retried(tmp_path, monkeypatch)
     dead = study.ask({"temperature": optuna.distributions.FloatDistribution(0.1, 1.5,
                                                                              log=True)})
     study._storage.record_heartbeat(dead._trial_id)  # then the worker is killed
-    time.sleep(1.5)
+    # SQLite's CURRENT_TIMESTAMP has whole seconds: 1.5 s can read as 1 s, not older than
+    # the 1 s grace period; 2.5 s reads as at least 2 s.
+    time.sleep(2.5)
     assert tune(suite, results, "tune.trials=3", quiet=True) == 0
     ts = trials(name, storage_of(results))
     assert [t.state.name for t in ts] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
