@@ -22,6 +22,16 @@ BENCH_SLOW_TESTS=1):
   is deliberate, not automatic: a suite's costs should come from one counter, and a
   plugin backbone may use ops the two counters have not been checked on.
 
+Attention (the ViTs, bench.backbones.vit): softmax(q k^T / sqrt(e)) v costs L S e MACs
+for q k^T plus L S e_v for the product with v, per image and head (q [L, e], k [S, e],
+v [S, e_v]); the scaling and the softmax are free like every elementwise op. fvcore counts
+the unfused form (two ``aten::matmul``) so by itself, but not torch's fused
+``scaled_dot_product_attention`` that timm calls: :data:`ATTENTION_OPS` gives it that
+count (its own entry in :func:`fvcore_by_operator`), and the torch counter the same for
+the fused CPU kernel (FlopCounterMode knows the CUDA ones). Layer norm is counted with
+fvcore's convention, 5 MACs per element with an affine transform (4 without); GELU is
+free like ReLU.
+
 Every op either counter meets is decided on purpose: it is counted, or it is in the zero-
 cost lists below; anything else raises :class:`UnsupportedOpError`, and a count of zero
 for a model with parameters raises :class:`CounterError`: never a silent zero.
@@ -64,7 +74,27 @@ ZERO_COST_OPS = {
     "aten::softmax": 0, "aten::max": 0,
     # The gradient-rescale autograd function is an identity in the forward pass.
     "prim::PythonOp.GradientRescale": 0,
+    # Activations other than ReLU (the ViTs' MLPs): free like ReLU.
+    "aten::gelu": 0,
 }
+
+
+def attention_macs(q_shape, k_shape, v_shape) -> int:
+    """MACs of softmax(q k^T / sqrt(e)) v for q [..., L, e], k [..., S, e], v [..., S, e_v]:
+    L S e for q k^T and L S e_v for the weighted sum of v, times the leading (batch, head)
+    dimensions; the scaling and the softmax are free."""
+    *lead, length, e = q_shape
+    s, e_v = k_shape[-2], v_shape[-1]
+    return math.prod(lead) * length * s * (e + e_v)
+
+
+def _attention_fvcore(inputs, outputs) -> int:
+    """fvcore handle of aten::scaled_dot_product_attention (inputs: jit values q, k, v, ...)."""
+    return attention_macs(*(v.type().sizes() for v in inputs[:3]))
+
+
+# fvcore handles of ours, by traced op (fvcore's by_operator names them by the key's tail).
+ATTENTION_OPS = {"aten::scaled_dot_product_attention": _attention_fvcore}
 
 # The same decisions for the ops the torch counter sees (after autograd and composite ops
 # are decomposed): ZERO_COST_OPS, the ops fvcore ignores silently (ReLU, concatenation,
@@ -73,7 +103,8 @@ TORCH_ZERO_COST_OPS = frozenset({
     "avg_pool2d", "max_pool2d", "max_pool2d_with_indices", "mean",  # mean outside adaptive pooling
     "add", "add_", "mul", "mul_", "div", "div_", "sub", "sub_", "rsub",
     "_softmax", "softmax", "max", "amax",
-    "relu", "relu_", "cat", "stack", "clamp", "clamp_", "constant_pad_nd", "roll", "gather",
+    "relu", "relu_", "gelu", "cat", "stack", "clamp", "clamp_", "constant_pad_nd", "roll",
+    "gather",
     "empty", "empty_like", "zeros", "zeros_like", "ones", "full", "new_empty", "new_zeros",
     "fill_", "zero_", "arange", "copy_", "clone", "_to_copy", "detach", "alias", "lift_fresh",
     "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "slice",
@@ -149,7 +180,7 @@ def _fvcore_analysis(model: nn.Module, k: int, x: torch.Tensor):
     except ImportError as e:
         raise CounterError(f"fvcore is not importable ({e}). {_fallback_hint()}.") from e
     analysis = FlopCountAnalysis(_TraceUpToExit(model, k), (x,))
-    analysis.set_op_handle(**{op: None for op in ZERO_COST_OPS})
+    analysis.set_op_handle(**{op: None for op in ZERO_COST_OPS}, **ATTENTION_OPS)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     fvcore_logger = logging.getLogger("fvcore")
     level = fvcore_logger.level
@@ -199,8 +230,9 @@ class _OpRecorder(TorchDispatchMode):
 def _torch_formulas(inside_adaptive_pool: list[int]) -> dict:
     """FlopCounterMode formulas (shapes in, 2 x MACs out) for what fvcore counts beyond
     convolutions and matrix products, with fvcore's conventions: eval-mode batch norm 1 MAC
-    per element (2 with an affine transform), adaptive average pooling 1 per input
-    element, bilinear upsampling 4 and nearest 1 per output element."""
+    per element (2 with an affine transform), layer norm 5 (4 without), adaptive average
+    pooling 1 per input element, bilinear upsampling 4 and nearest 1 per output element;
+    and the fused CPU attention kernel as :func:`attention_macs`."""
     aten = torch.ops.aten
 
     def batch_norm(x_shape, w_shape=None, *args, out_shape=None, **kwargs):
@@ -217,10 +249,18 @@ def _torch_formulas(inside_adaptive_pool: list[int]) -> dict:
     def upsample(per_output):
         return lambda x_shape, *args, out_shape=None, **kwargs: 2 * per_output * math.prod(out_shape)
 
+    def layer_norm(x_shape, normalized_shape, w_shape=None, *args, out_shape=None, **kwargs):
+        return 2 * math.prod(x_shape) * (5 if w_shape is not None else 4)
+
+    def attention(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs):
+        return 2 * attention_macs(q_shape, k_shape, v_shape)
+
     return {aten.native_batch_norm: batch_norm, aten._native_batch_norm_legit: batch_norm,
             aten._native_batch_norm_legit_no_training: batch_norm,
             aten._adaptive_avg_pool2d: adaptive_pool, aten.mean: mean,
-            aten.upsample_bilinear2d: upsample(4), aten.upsample_nearest2d: upsample(1)}
+            aten.upsample_bilinear2d: upsample(4), aten.upsample_nearest2d: upsample(1),
+            aten.native_layer_norm: layer_norm,
+            aten._scaled_dot_product_flash_attention_for_cpu: attention}
 
 
 def _count_torch(model: nn.Module, k: int, x: torch.Tensor) -> int:

@@ -1,4 +1,5 @@
-"""Multi-exit backbones: a registry plus MSDNet, RANet and small nets for tests.
+"""Multi-exit backbones: a registry plus MSDNet, RANet, early-exit ViTs (timm) and small
+nets for tests.
 
 >>> from bench import backbones
 >>> model = backbones.create("msdnet10_cifar", num_classes=100)
@@ -12,6 +13,6 @@ On CPU the MSDNets run channels_last with exact batch norm (bench.backbones.layo
 from bench.backbones.registry import create, names, register
 
 # Importing a module registers its configurations.
-from bench.backbones import msdnet, ranet, tiny  # noqa: E402,F401
+from bench.backbones import msdnet, ranet, tiny, vit  # noqa: E402,F401
 
 __all__ = ["create", "names", "register"]

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 INPUT_TYPES = ("loss", "conf", "both")  # main_cifar_DDP.py:333-352
 CENTRINGS = ("col", "row", "mat")  # main_cifar_DDP.py:355-360
@@ -185,11 +186,15 @@ def meta_step(model: nn.Module, wpn: WeightNet, wpn_optimizer: torch.optim.Optim
     The model runs through ``torch.func.functional_call`` on detached copies of its
     parameters and of its buffers, so the model, its .grad, its batch-norm statistics and
     the SGD state are left as they were. Runs in fp32 (autocast off); keep it uncompiled.
+    Attention (the ViT backbones) runs torch's math kernel here: the fused kernels have no
+    second derivative (on CPU: "derivative for _scaled_dot_product_flash_attention_for_cpu_
+    backward is not implemented"); the math kernel computes the same function.
     ``exit_scale`` [N] multiplies each exit's weights (``loss_weights``); ``reduce_grads``
     averages phi's gradients in place over DDP ranks before the step (``autograd.grad``
     bypasses DDP's hooks).
     """
-    with torch.autocast(device_type=x_train.device.type, enabled=False):
+    with torch.autocast(device_type=x_train.device.type, enabled=False), \
+            sdpa_kernel(SDPBackend.MATH):
         live = {n: p for n, p in model.named_parameters() if p.requires_grad}
         params = {n: p.detach().requires_grad_() for n, p in live.items()}
         buffers = {n: b.detach().clone() for n, b in model.named_buffers()}

@@ -10,6 +10,7 @@ import pytest
 
 import methods
 from bench import backbones, flops
+from bench.backbones import vit
 from bench.evaluate import combiners as exit_combiners
 from bench.evaluate import criteria as exit_criteria
 from bench.config import SuiteError, costs, load_suite, select
@@ -25,6 +26,9 @@ KNOWN_MMACS = {
     ("MSDNet", 10, (3, 32, 32)): [15.31, 25.75, 38.11, 52.45, 62.61, 74.54, 88.24, 100.58,
                                   110.68, 122.26],
     ("MSDNet", 5, (3, 224, 224)): [423.93, 936.52, 1457.20, 1919.42, 2161.30],  # step 5
+    # deit_small_ee on CIFAR-100's 32x32 images resized to 224 (suites/cifar100-vit.yaml)
+    ("EarlyExitViT", 12, (3, 32, 32)): [437.59, 816.86, 1196.12, 1575.39, 1954.66, 2333.92,
+                                        2713.19, 3092.45, 3471.72, 3850.98, 4230.25, 4609.52],
 }
 
 
@@ -77,11 +81,28 @@ def write(tmp_path, text, name="suite.yaml"):
 
 
 SHIPPED = ["quickstart", "fashion-mnist", "cifar100", "cifar100-ablation", "imagenet",
-           "quickstart-methods", "cifar100-methods", "fashion-mnist-reference"]
+           "quickstart-methods", "cifar100-methods", "fashion-mnist-reference",
+           "quickstart-vit", "cifar100-vit"]
+
+
+@pytest.fixture
+def no_weight_download(monkeypatch):
+    """``pretrained: true`` (cifar100-vit) would download timm's weights; what loading a
+    suite checks (runs, ids, costs, budgets) does not depend on them. Skips where timm
+    cannot be imported (it needs torchvision, which some torch builds lack)."""
+    try:
+        vit._timm()
+    except vit.TimmUnavailable as e:
+        pytest.skip(str(e))
+    monkeypatch.setattr(vit, "_download_pretrained",
+                        lambda name, timm_name, kwargs: vit._timm().create_model(timm_name,
+                                                                                 **kwargs))
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_suites_load(name, known_costs):
+def test_shipped_suites_load(name, known_costs, request):
+    if name.endswith("-vit"):
+        request.getfixturevalue("no_weight_download")
     s = load_suite(ROOT / "suites" / f"{name}.yaml")
     assert s.slug == name and s.runs
     c = s.resolved()

@@ -257,3 +257,44 @@ def test_meta_step_trains_the_wpn_towards_a_lower_meta_loss():
     losses = [meta_step(model, wpn, wpn_opt, opt, xt, yt, xm, ym, epsilon=0.8).item()
               for _ in range(15)]
     assert losses[-1] < losses[0]
+
+
+class AttentionExits(nn.Module):
+    """Two exits over one self-attention (5 tokens of width 4): torch's fused kernel, as
+    timm's ViTs call it, or the same function written out (``fused`` False)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(3, 20)
+        self.qkv = nn.Linear(4, 12)
+        self.exit1 = nn.Linear(4, 3)
+        self.exit2 = nn.Linear(4, 3)
+        self.fused = True
+
+    def forward(self, x):
+        tokens = self.embed(x).view(-1, 5, 4)  # [B, 5, 4]
+        q, k, v = self.qkv(tokens).chunk(3, dim=-1)
+        if self.fused:
+            mixed = F.scaled_dot_product_attention(q, k, v)
+        else:
+            mixed = torch.softmax(q @ k.transpose(1, 2) / 2.0, dim=-1) @ v  # sqrt(4) = 2
+        return [self.exit1(tokens[:, 0]), self.exit2((tokens + mixed)[:, 0])]
+
+
+def test_meta_step_differentiates_twice_through_fused_attention():
+    # The fused kernels have no second derivative; meta_step runs attention on torch's math
+    # kernel, which computes the same function: phi's gradient equals the hand recipe's on
+    # the written-out attention.
+    torch.manual_seed(0)
+    model = AttentionExits().train()
+    opt = trained_sgd(model, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    wpn = WeightNet(2, hidden=6)
+    (xt, yt), (xm, ym) = batch(seed=2), batch(seed=3)
+    model.fused = False
+    expected = hand_meta_gradient(model, wpn, opt, xt, yt, xm, ym, eps=0.8, q=0.75)
+    model.fused = True
+    meta_step(model, wpn, torch.optim.Adam(wpn.parameters(), lr=1e-3), opt, xt, yt, xm, ym,
+              epsilon=0.8, q=0.75)
+    assert sum(float(g.abs().sum()) for g in expected) > 0
+    for p, g in zip(wpn.parameters(), expected):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-7)
