@@ -48,6 +48,9 @@ def test_classes_come_from_the_data_set_unless_given():
     assert measure(quick(dataset="cifar10", num_classes=7)).num_classes == 7
     with pytest.raises(UsageError, match="--dataset: unknown data set 'nope'"):
         measure(quick(dataset="nope"))
+    with pytest.raises(UsageError, match="backbone 'msdnet_step4_imagenet' takes 3x224x224 "
+                                         "images, data set 'cifar100' serves 3x32x32"):
+        measure(quick(backbone="msdnet_step4_imagenet"))
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -90,28 +90,37 @@ def _checked(s: Settings) -> None:
         raise UsageError(f"--warmup: expected at least 0, got {s.warmup}")
 
 
-def classes(s: Settings) -> int:
-    """The number of classes the heads predict: ``num_classes``, else the data set's."""
+def classes(s: Settings, input_size) -> int:
+    """The number of classes the heads predict: ``num_classes``, else the data set's, whose
+    images must have the backbone's shape ``input_size`` (C, H, W)."""
     if s.num_classes is not None:
         return s.num_classes
     try:
         dataset = data.get(s.dataset)
     except UnknownName as err:
         raise UsageError(f"--dataset: {err}") from None
-    n, _ = dataset.shape(dict(dataset.options))
+    n, shape = dataset.shape(dict(dataset.options))
+    if tuple(shape) != tuple(input_size):
+        raise UsageError(f"backbone {s.backbone!r} takes {_size(input_size)} images, data set "
+                         f"{s.dataset!r} serves {_size(shape)}: pass --dataset with images "
+                         f"of that shape (e.g. imagenet), or --num-classes")
     return n
+
+
+def _size(shape) -> str:
+    return "x".join(str(v) for v in shape)
 
 
 def measure(s: Settings) -> Measurement:
     """Time every stage of ``s.method`` (or only ``s.stage``) as the settings say."""
     _checked(s)
-    num_classes = classes(s)
     try:
         method = methods.create(s.method, **s.options)
         resolved = precision.resolve(s.precision, s.device)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    probe = backbones.create(s.backbone, num_classes=num_classes)  # its shape, its exits
+    probe = backbones.create(s.backbone)  # its shape, its exits
+    num_classes = classes(s, probe.input_size)
     stages = method.stages(probe.num_exits)
     if s.stage is not None and not 1 <= s.stage <= len(stages):
         raise UsageError(f"--stage: method {s.method!r} has stages 1..{len(stages)}")
