@@ -48,8 +48,7 @@ quickstart: install
 # Debian packages the tests use, installed where apt-get is there and we are root: chromium
 # drives the report's browser tests, dataset-fashion-mnist feeds the real-data test,
 # postgresql serves the shared-study test (it starts a server of its own in a temporary
-# folder and creates its database there), gcc builds the CPU batch-norm kernel
-# (bench/backbones/native.py); each skips with a message without them.
+# folder and creates its database there); each skips with a message without them.
 # --no-install-recommends: otherwise apt upgrades systemd. A failed install (no network, a
 # package the sources lack) does not stop the tests either: the tests that need it skip.
 system-packages:
@@ -57,7 +56,6 @@ system-packages:
 	command -v chromium >/dev/null 2>&1 || missing=" chromium"; \
 	[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing="$$missing dataset-fashion-mnist"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	{ command -v cc && [ -f /usr/include/stdlib.h ]; } >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
 	if [ -z "$$missing" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "installing Debian's$$missing for the tests"; \

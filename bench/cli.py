@@ -15,8 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-from bench.pipeline import speed
+import methods
+from bench import backbones
 from bench.commands import COMMANDS
+from bench.engine import precision
 from bench.data import DatasetNotFound, MissingDependency
 from bench.commands.common import os_error
 from bench.errors import UsageError
@@ -125,15 +127,66 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--reports", type=Path, default=REPORTS, help="reports folder (reports/)")
     ev.add_argument("--no-report", action="store_true", help="do not render HTML at the end")
 
-    sub.add_parser("speed", help="time training steps (see python -m bench speed --help)",
-                   add_help=False)
+    _add_speed_args(sub.add_parser("speed", help="time a method's training steps on random "
+                                                 "data, every stage (median, threads, load)",
+                                   description="Time a method's training steps on random "
+                                               "data (bench.pipeline.speed)."))
     return parser
+
+
+def _add_speed_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", default="msdnet10_cifar", choices=backbones.names())
+    p.add_argument("--method", default="boostnet", choices=methods.names())
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option (repeatable)")
+    p.add_argument("--stage", type=int, default=None,
+                   help="time only this 1-based stage of the method (default: every stage)")
+    p.add_argument("--against", default=None, choices=methods.names(), metavar="METHOD",
+                   help="also time this method's steps (its first stage, defaults), "
+                        "alternating with ours, and print the ratios")
+    p.add_argument("--reference", type=Path, metavar="DIR",
+                   help="also time the BoostNet reference implementation from this checkout "
+                        "of SHI-Labs/Boosted-Dynamic-Networks, alternating with ours")
+    p.add_argument("--plain", action="store_true",
+                   help="also time our model with every tensor NCHW (no CPU channels_last "
+                        "layout), alternating with ours")
+    p.add_argument("--dataset", default="cifar100", metavar="NAME",
+                   help="the data set whose classes the heads predict (default cifar100)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="the heads' classes, instead of the data set's")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--rounds", "--steps", dest="rounds", type=int, default=10,
+                   help="timed rounds (steps, or with --epoch runs of --epoch-steps steps) "
+                        "of each timed implementation (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
+    p.add_argument("--epoch", action="store_true",
+                   help="time runs of --epoch-steps steps on batches augmented on the device "
+                        "and print images/s and one 50,000-image epoch's wall-clock")
+    p.add_argument("--epoch-steps", type=int, default=50,
+                   help="steps per round with --epoch (default 50)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--precision", default="fp32", choices=precision.PRECISIONS,
+                   help="training.precision: auto is bf16 on GPUs that support it, else fp32 "
+                        "(default fp32)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="put the model and the input in channels_last memory format "
+                        "(training.channels_last)")
+    p.add_argument("--compile", action="store_true",
+                   help="time the model under torch.compile as the trainer compiles it (CUDA "
+                        "graphs on a GPU; the compiling steps are part of --warmup and take "
+                        "minutes on a CPU)")
+    p.add_argument("--profile", action="store_true",
+                   help="after timing, profile one more round of ours (torch.profiler) and "
+                        "print where the time goes: the ops with the most device time (CPU "
+                        "time on a CPU), and the round's wall-clock against the device's "
+                        "busy time; with --plain, --against or --reference also a table of "
+                        "self time per op of every timed implementation side by side")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["speed"]:
-        return speed.main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     warnings = OneLineWarnings()
     logger = logging.getLogger("bench")

@@ -1,8 +1,7 @@
 """The code fingerprint: which code made a run.
 
-``sha256`` is taken over the sorted relative paths and the full bytes of every .py and .c
-file (the CPU batch-norm kernel, bench/backbones/batchnorm.c) under bench/ and methods/
-(plus a suite's plugin files), so it works from a source archive
+``sha256`` is taken over the sorted relative paths and the full bytes of every .py file
+under bench/ and methods/ (plus a suite's plugin files), so it works from a source archive
 without git and changes with any edit, even one line appended to methods/joint.py. Where
 there is git, the commit and whether the code differs from it are recorded beside it.
 
@@ -24,9 +23,9 @@ SHORT = 10  # hex digits shown in messages
 
 
 def code_files(root: Path = ROOT) -> list[Path]:
-    """Every .py and .c file of the harness, sorted by path relative to ``root``."""
-    files = [p for pkg in PACKAGES for pattern in ("*.py", "*.c")
-             for p in (root / pkg).rglob(pattern) if "__pycache__" not in p.parts]
+    """Every .py file of the harness, sorted by path relative to ``root``."""
+    files = [p for pkg in PACKAGES for p in (root / pkg).rglob("*.py")
+             if "__pycache__" not in p.parts]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 

@@ -81,6 +81,7 @@ def test_system_packages_step_uses_no_install_recommends():
     assert "apt-get install -y -qq --no-install-recommends $$missing" in text
     assert 'missing=" chromium"' in text and "dataset-fashion-mnist" in text
     assert 'missing="$$missing postgresql"' in text  # the shared-study test's server
+    assert "gcc" not in text and "libc6-dev" not in text  # nothing is compiled on the machine
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 

@@ -8,7 +8,7 @@ nets for tests.
 >>> f1, state = model.advance(state)
 >>> f2, state = model.advance(state.select(keep))   # only the samples that go on
 
-On CPU the MSDNets run channels_last with exact batch norm (bench.backbones.layout).
+On CPU the MSDNets run channels_last (bench.backbones.layout).
 """
 from bench.backbones.registry import create, names, register
 

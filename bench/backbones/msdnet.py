@@ -31,17 +31,16 @@ import torch
 from torch import nn
 
 from bench.backbones.common import ExitState, check_advance, check_num_exits, rescale_grad
-from bench.backbones.layout import BatchNorm2d, Sequential, channels_last_input
+from bench.backbones.layout import channels_last_input
 from bench.backbones.registry import register
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
                  padding: int = 1) -> nn.Sequential:
-    """The reference's ConvBasic: conv (no bias) -> BN -> ReLU (BN and ReLU fused on CPU:
-    ``layout.Sequential``)."""
-    return Sequential(
+    """The reference's ConvBasic: conv (no bias) -> BN -> ReLU."""
+    return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-        BatchNorm2d(c_out),
+        nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     )
 
@@ -54,11 +53,11 @@ def dense_conv(c_in: int, c_out: int, stride: int, bottleneck: bool,
     c_inner = c_in
     if bottleneck:
         c_inner = min(c_in, bn_width * c_out)
-        layers += [nn.Conv2d(c_in, c_inner, 1, bias=False), BatchNorm2d(c_inner),
+        layers += [nn.Conv2d(c_in, c_inner, 1, bias=False), nn.BatchNorm2d(c_inner),
                    nn.ReLU(inplace=True)]
     layers += [nn.Conv2d(c_inner, c_out, 3, stride=stride, padding=1, bias=False),
-               BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-    return Sequential(*layers)
+               nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
 
 
 class ScaleUnit(nn.Module):
@@ -127,9 +126,9 @@ class Stem(nn.Module):
         if dataset == "cifar":
             first = conv_bn_relu(in_channels, c0)
         else:
-            first = Sequential(nn.Conv2d(in_channels, c0, 7, stride=2, padding=3),
-                               BatchNorm2d(c0), nn.ReLU(inplace=True),
-                               nn.MaxPool2d(3, stride=2, padding=1))
+            first = nn.Sequential(nn.Conv2d(in_channels, c0, 7, stride=2, padding=3),
+                                  nn.BatchNorm2d(c0), nn.ReLU(inplace=True),
+                                  nn.MaxPool2d(3, stride=2, padding=1))
         layers = [first]
         for s in range(1, len(gr_factor)):
             layers.append(conv_bn_relu(c * gr_factor[s - 1], c * gr_factor[s], stride=2))

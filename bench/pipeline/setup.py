@@ -14,7 +14,6 @@ from torch import nn
 import bench
 import methods
 from bench import backbones, data as datasets, flops
-from bench.backbones import native
 from bench.config import DatasetConfig, RunSpec, TrainingConfig, thaw
 from bench.pipeline import distributed
 from bench.pipeline.distributed import Dist
@@ -49,15 +48,7 @@ def environment(device: torch.device, code: dict) -> dict:
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "code_version": bench.__version__, "git_commit": code["git_commit"],
             "code": code, "date": now(), "threads": torch.get_num_threads(),
-            "hostname": socket.gethostname(), "cpu_batch_norm": cpu_batch_norm(device)}
-
-
-def cpu_batch_norm(device: torch.device) -> str | None:
-    """Which channels_last batch norm the CPU layout runs (bench/backbones/layout.py, the
-    MSDNets): the C kernel, or PyTorch ops where it cannot be built; None on a GPU."""
-    if device.type != "cpu":
-        return None
-    return native.implementation()
+            "hostname": socket.gethostname()}
 
 
 class DataCache:

@@ -10,15 +10,12 @@ selected, on test or otherwise.
 
 It also records what training cost (``training_record``): the method's declared passes per
 step, wall-clock seconds per epoch (training and held-out evaluation apart), epochs per
-stage and peak memory (see :class:`PeakMemory` for what is measured on CPU and CUDA).
+stage and peak memory (bench.pipeline.memory says what is measured on CPU and CUDA).
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
-import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +28,13 @@ from torch import nn
 import methods as methods_registry
 from bench.engine import compiling, precision
 from bench.backbones.common import parameters_per_exit
-from bench.config import OptimizerConfig, ScheduleConfig, TrainingConfig
+from bench.config import ScheduleConfig, TrainingConfig
 from bench.data import unshard
 from bench.fileio import UnreadableFile
 from bench.pipeline.distributed import Dist, broadcast
+from bench.pipeline.memory import PeakMemory, rss_bytes
 from bench.pipeline.predict import predict
+from bench.pipeline.step_setup import stage_context
 from bench.store import load_checkpoint, save_checkpoint
 from bench.store.files import set_aside
 
@@ -59,13 +58,6 @@ def lr_factor(epoch_in_stage: int, stage_epochs: int, schedule: ScheduleConfig) 
     passed = sum(epoch_in_stage >= math.ceil(m * stage_epochs - 1e-9)
                  for m in schedule.milestones)
     return schedule.gamma ** passed
-
-
-def make_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    """SGD, the only optimizer a suite can name (the paper's)."""
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-
 
 
 def top1(logits: torch.Tensor, targets: torch.Tensor) -> list[float]:
@@ -96,79 +88,6 @@ class _RawLogits:
     """Stands in for a method in ``predict``: the raw head logits f_n, uncombined."""
 
     combine = staticmethod(list)
-
-
-def _release_freed_memory() -> None:
-    """Hand memory the C allocator keeps after frees back to the system (glibc's
-    malloc_trim), so that RSS measures what is in use; a no-op elsewhere."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _rss_bytes() -> int | None:
-    """This process's resident set size (Linux /proc), or None elsewhere."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class PeakMemory:
-    """Peak memory of a block of work, in MiB (``peak_mib``; None where not measurable).
-
-    CUDA: ``torch.cuda.max_memory_allocated`` after resetting the peak at the start (all
-    tensors on the device, the model and optimizer state included). CPU: the peak of the
-    process's resident set size, sampled every 10 ms by a background thread, above
-    ``baseline`` (bytes; the trainer passes the RSS when training started in this process),
-    with memory the C allocator kept after frees handed back to the system (glibc
-    malloc_trim) at training start and at each block's start, so that memory earlier work
-    left behind does not hide the block's own. An approximation: a peak shorter than the
-    interval is missed, and the first run in a process also counts the libraries' one-time
-    allocations (measured on msdnet_tiny, batch 64: joint 278 MiB as the first run of a
-    process, 101-103 MiB after other runs).
-    """
-
-    INTERVAL_S = 0.01
-    CPU_MEASURE = ("cpu peak RSS above the RSS when training started in the process, "
-                   "sampled every 10 ms, freed memory handed back (malloc_trim) first")
-
-    def __init__(self, device: torch.device, baseline: int | None = None):
-        self.device, self.baseline, self.peak_mib = device, baseline, None
-        self.measure = ("cuda max_memory_allocated" if device.type == "cuda"
-                        else self.CPU_MEASURE)
-
-    def __enter__(self) -> "PeakMemory":
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return self
-        _release_freed_memory()
-        self._peak = _rss_bytes()
-        if self.baseline is None:
-            self.baseline = self._peak
-        self._stop = threading.Event()
-        self._thread = None
-        if self._peak is not None:
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.INTERVAL_S):
-            self._peak = max(self._peak, _rss_bytes() or 0)
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
-            return
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, _rss_bytes() or 0)
-        self.peak_mib = max(0, self._peak - self.baseline) / 2 ** 20
 
 
 @dataclass
@@ -254,8 +173,7 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self) -> TrainState:
-        _release_freed_memory()
-        self._rss_base = _rss_bytes()  # CPU memory is measured above this (PeakMemory)
+        self._rss_base = rss_bytes()  # CPU memory is measured above this (PeakMemory)
         self.method.begin_training(self.model, self.device)
         state, ckpt = self._resume()
         first_epoch = 0
@@ -270,22 +188,15 @@ class Trainer:
         return state
 
     def _fit_stage(self, s, stage, first_epoch, n_epochs, state, ckpt) -> None:
-        params = methods_registry.stage_parameters(self.model, self.groups, stage)
-        optimizer = make_optimizer(params, self.training.optimizer)
+        ctx = stage_context(self.model, self.method, self.groups, s, self.training.optimizer,
+                            scaler=self.scaler, autocast=self.autocast, device=self.device,
+                            compile=self.training.compile, wrap=self.wrap,
+                            check_finite=self._check_finite,
+                            all_reduce_mean=self._all_reduce_mean)
+        optimizer = ctx.optimizer
         if ckpt is not None and ckpt["stage"] == s and state.epoch > first_epoch:
             optimizer.load_state_dict(ckpt["optimizer"])
             self.scaler.load_state_dict(ckpt["scaler"])
-        net = self.wrap(self.model) if self.wrap else self.model
-        if self.training.compile:
-            # Compiled once per stage (each stage's forward stops at another exit); on CUDA
-            # with CUDA graphs for the fixed batch size (bench.engine.compiling). Evaluation stays
-            # eager. Measured gains: docs/benchmarks.md.
-            net = compiling.compile_forward(net, self.device)
-        ctx = methods_registry.StepContext(
-            net, self.model, optimizer, stage, s,
-            step=precision.optimizer_step(optimizer, self.scaler),
-            autocast=self.autocast, check_finite=self._check_finite,
-            all_reduce_mean=self._all_reduce_mean)
         base_lr = self.training.optimizer.lr
         for epoch in range(state.epoch, first_epoch + n_epochs):
             factor = lr_factor(epoch - first_epoch, n_epochs, self.training.schedule)

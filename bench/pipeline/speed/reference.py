@@ -5,8 +5,10 @@ provides of SHI-Labs/Boosted-Dynamic-Networks; its ``models/msdnet_ge.py`` (MSDN
 IMTA's gradient equilibrium; ``models/msdnet.py`` without it) and ``models/dynamic_net.py``
 (DynamicNet) are imported from there at run time. The step is the one its
 ``train_cifar100.py`` takes: ``DynamicNet.forward_all``, the sum over exits n of
-CE(f_n + sg(P_{n-1}), y) with P_n = t_n (f_n + P_{n-1}) and P_0 = 0, backward, and SGD (lr
-0.1, momentum 0.9, weight decay 1e-4 in per-block parameter groups, as its ``main``).
+CE(f_n + sg(P_{n-1}), y) with P_n = t_n (f_n + P_{n-1}) and P_0 = 0, backward, and SGD with
+the weight decay in per-block parameter groups, as its ``main`` builds it; the optimizer's
+values are ours (the suite's ``training.optimizer``: lr 0.1, momentum 0.9, weight decay 1e-4
+by default, the reference's too).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bench.config import OptimizerConfig
 
 Step = Callable[[torch.Tensor, torch.Tensor], None]
 
@@ -70,11 +74,13 @@ def _import_reference(reference_dir: Path, grad_rescale: bool):
     return msdnet.MSDNet, dynamic_net.DynamicNet
 
 
-def reference_step(reference_dir: str | Path, model: nn.Module, method, seed: int = 0,
+def reference_step(reference_dir: str | Path, model: nn.Module, method,
+                   optimizer: OptimizerConfig, seed: int = 0,
                    device: str | torch.device = "cpu") -> Step:
     """A function (x, y) -> None taking one reference training step of the architecture of
-    our ``model`` under ``method`` (BoostNet, joint training of the boosted ensemble), with
-    the reference's network on ``device`` (its ``cuda_all`` moves the same module)."""
+    our ``model`` under ``method`` (BoostNet, joint training of the boosted ensemble) with
+    SGD of the ``optimizer`` values, the reference's network on ``device`` (its
+    ``cuda_all`` moves the same module)."""
     temperatures = getattr(method, "temperatures", None)
     if temperatures is None or not getattr(method, "joint", False):
         raise ValueError("--reference times BoostNet's reference training step; "
@@ -84,8 +90,10 @@ def reference_step(reference_dir: str | Path, model: nn.Module, method, seed: in
     torch.manual_seed(seed)
     net = dynamic_net(msdnet(args).to(device), args)
     n = args.nBlocks
-    groups = [{"params": net.parameters_m(i), "weight_decay": 1e-4} for i in range(n)]
-    optimizer = torch.optim.SGD(groups, 0.1, momentum=0.9)
+    groups = [{"params": net.parameters_m(i), "weight_decay": optimizer.weight_decay}
+              for i in range(n)]
+    sgd = torch.optim.SGD(groups, optimizer.lr, momentum=optimizer.momentum,
+                          nesterov=optimizer.nesterov)
     net.train_all()
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -93,8 +101,8 @@ def reference_step(reference_dir: str | Path, model: nn.Module, method, seed: in
         # ensembles[0] is the number 0: the first exit's loss is CE(f_1, y)
         loss = sum(F.cross_entropy(p if not torch.is_tensor(e) else p + e.detach(), y)
                    for p, e in zip(preds, ensembles))
-        optimizer.zero_grad()
+        sgd.zero_grad()
         loss.backward()
-        optimizer.step()
+        sgd.step()
 
     return step
