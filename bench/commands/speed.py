@@ -10,7 +10,6 @@ import torch
 import yaml
 
 from bench.config import OptimizerConfig
-from bench.config.defaults import OPTIMIZER, OPTIMIZERS
 from bench.errors import UsageError
 from bench.pipeline.speed import Measurement, Settings, StageTiming, measure
 from bench.pipeline.speed.measure import OURS
@@ -33,7 +32,7 @@ def settings(args) -> Settings:
     """The command line's settings; the optimizer is the suites' default one (the paper's
     SGD), as a suite without a training.optimizer section trains with."""
     return Settings(
-        optimizer=OptimizerConfig(name=OPTIMIZER, **OPTIMIZERS[OPTIMIZER]),
+        optimizer=OptimizerConfig(),
         backbone=args.backbone, method=args.method, options=parse_options(args.option),
         stage=args.stage, against=args.against, reference=args.reference, plain=args.plain,
         dataset=args.dataset, num_classes=args.num_classes, batch_size=args.batch_size,
