@@ -124,14 +124,25 @@ def is_temporary(name: str, target: str | None = None) -> bool:
     return re.fullmatch(rf"\.{stem}\.[^.]+{re.escape(TMP_SUFFIX)}", name) is not None
 
 
-@contextlib.contextmanager
-def locked(path: Path):
-    """Hold an exclusive ``flock`` on ``path`` (created, ``0o666`` less the umask) for the
-    ``with`` block, waiting for it: writers of one folder take turns, and whoever holds
-    it knows that any temporary file there is a killed writer's."""
+def open_lock(path: Path) -> int:
+    """The lock file ``path``, created (``0o666`` less the umask: workers of one group share
+    it) and never through a symlink; another user's lock file that we may not write is
+    opened read-only, which flock accepts as well."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o666)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | nofollow)
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive ``flock`` on ``path`` for the ``with`` block, waiting for it:
+    writers of one folder take turns, and whoever holds it knows that any temporary file
+    there is a killed writer's."""
+    fd = open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -3,6 +3,7 @@ say what is wrong with a file."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 
@@ -161,3 +162,25 @@ def test_a_failed_copy_names_its_destination_not_its_source(tmp_path, monkeypatc
     with pytest.raises(fileio.CannotWrite, match=f"while writing {target}$"):
         fileio.copy_file(source, target)
     assert list(target.parent.iterdir()) == []
+
+
+def test_a_lock_file_that_is_a_symlink_is_not_followed(tmp_path):
+    # a planted link must not make the lock create or touch a file outside the folder
+    outside = tmp_path / "outside"
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / ".lock").symlink_to(outside)
+    with pytest.raises(OSError) as err:
+        with fileio.locked(tmp_path / "suite" / ".lock"):
+            pass
+    assert err.value.errno == errno.ELOOP
+    assert not outside.exists()
+
+
+def test_the_lock_serialises_and_is_released(tmp_path):
+    lock = tmp_path / "a" / ".lock"
+    with fileio.locked(lock):
+        fd = os.open(lock, os.O_RDONLY)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free after the block
+    os.close(fd)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import methods
-from bench import store
+from bench import fileio, store
 from bench.commands.common import folder_option, render, selected_runs
 from bench.config import load_suite
 from bench.errors import UsageError
 from bench.executors.common import rebuild_summary
 from bench.fingerprint import fingerprint
-from bench.pipeline import claims, importing
+from bench.pipeline import importing
 from bench.pipeline.runner import method_options
 from bench.pipeline.setup import DataCache
 
@@ -36,7 +36,7 @@ def main(args) -> int:
     if not args.no_report:
         folder_option(Path(args.reports), "--reports", create=True)
     folder = store.Suite(results / suite.slug)
-    with claims.locked(folder.summary_lock_path):  # suite-folder files are written under it
+    with fileio.locked(folder.summary_lock_path):  # suite-folder files are written under it
         folder.check_owner(suite.name)
         if not folder.has_suite_json():
             folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])

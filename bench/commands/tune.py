@@ -6,13 +6,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench import store
+from bench import fileio, store
 from bench.commands.common import folder_option
 from bench.config import load_suite, select_targets
 from bench.errors import SuiteError, UsageError
 from bench.executors import ray as ray_executor, slurm as slurm_executor
 from bench.executors.common import chosen
-from bench.pipeline import claims
 from bench.pipeline.setup import DataCache
 from bench.pipeline.tuning import normalize_storage, tune_one
 
@@ -28,7 +27,7 @@ def main(args) -> int:
     results = folder_option(Path(args.results), "--results", create=True)
     folder = store.Suite(results / suite.slug)
     folder.tuning_dir.mkdir(parents=True, exist_ok=True)
-    with claims.locked(folder.summary_lock_path):  # suite-folder files are written under it
+    with fileio.locked(folder.summary_lock_path):  # suite-folder files are written under it
         folder.check_owner(suite.name)
         if not folder.has_suite_json():
             folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])

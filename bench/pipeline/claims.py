@@ -14,10 +14,11 @@ different hosts could take the same run. Use one host per results folder there.
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 from pathlib import Path
+
+from bench.fileio import open_lock
 
 
 class Claim:
@@ -39,21 +40,9 @@ class Claim:
         self.release()
 
 
-def _open(path: Path) -> int:
-    """The lock file, created with the permissions the umask allows (workers of one group
-    share it); another user's lock file that we may not write is opened read-only, which
-    flock accepts as well."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:
-        return os.open(path, os.O_RDONLY)
-
-
 def try_claim(path: Path) -> Claim | None:
     """Take the lock on ``path`` without waiting; None when another process holds it."""
-    fd = _open(path)
+    fd = open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -62,13 +51,3 @@ def try_claim(path: Path) -> Claim | None:
     return Claim(path, fd)
 
 
-@contextlib.contextmanager
-def locked(path: Path):
-    """Hold the lock on ``path`` for the ``with`` block, waiting for it if needed."""
-    fd = _open(path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)

@@ -26,7 +26,7 @@ import logging
 import sys
 from dataclasses import dataclass
 
-from bench import store
+from bench import fileio, store
 from bench.config import RunSpec, Suite
 from bench.fileio import UnreadableFile
 from bench.fingerprint import short
@@ -114,7 +114,7 @@ def _settle(spec: RunSpec, run: store.Run, code: str) -> Plan:
             with held:
                 run.remove_temporary()
     if metrics_outdated(spec, run):
-        with claims.locked(run.lock_path):
+        with fileio.locked(run.lock_path):
             try:
                 runner.evaluate_saved(spec, run)
             except UnreadableFile as err:
@@ -123,7 +123,7 @@ def _settle(spec: RunSpec, run: store.Run, code: str) -> Plan:
         say(f"{spec.run_id} re-evaluated from its saved predictions (new evaluation options "
             "or exit rules)")
     if ms_budgets.outdated(spec, run):
-        with claims.locked(run.lock_path):
+        with fileio.locked(run.lock_path):
             ms_budgets.settle(spec, run, say)
     else:
         ms_budgets.settle(spec, run, say)  # says a problem it recorded again
@@ -167,13 +167,13 @@ def tidy_run(spec: RunSpec, run: store.Run) -> bool:
 
 def prepare_folder(suite: Suite, folder: store.Suite) -> None:
     """suite.json written (and broken suite-level files set aside) before any run."""
-    with claims.locked(folder.summary_lock_path):
+    with fileio.locked(folder.summary_lock_path):
         _tidy_suite(folder)
         folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
 
 
 def rebuild_summary(folder: store.Suite) -> None:
-    with claims.locked(folder.summary_lock_path):
+    with fileio.locked(folder.summary_lock_path):
         _tidy_suite(folder)
         folder.write_summary()
 

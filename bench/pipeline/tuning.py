@@ -38,7 +38,7 @@ from bench import evaluate, store
 from bench.config import RunSpec, TuneConfig, study_name, tuned_options
 from bench.data.splits import mix_seed
 from bench.errors import SuiteError, UsageError
-from bench.pipeline.claims import locked
+from bench.fileio import locked
 from bench.pipeline.predict import predict
 from bench.pipeline.progress import TrainingBar
 from bench.pipeline.setup import DataCache, set_up
