@@ -92,18 +92,27 @@ def check(payload: Any, path: str | Path = "<export>") -> dict:
     if found in OLD_FORMATS:
         raise ExportError(f"{path}: written by an older bench export ({found!r}) without a "
                           "checksum; export the run again with bench export")
-    if not isinstance(payload, dict) or found != FORMAT:
-        raise ExportError(f"{path}: not a model exported by bench export (format "
-                          f"{FORMAT!r} expected, found {found!r})")
-    missing = [k for k in REQUIRED if k not in payload]
-    if missing:
-        raise ExportError(f"{path}: the export lacks key(s) {', '.join(missing)}")
-    if payload[CHECKSUM] != content_sha256(payload):
-        raise ExportError(f"{path}: the content does not match its sha256 (the file was "
-                          "changed or damaged after bench export wrote it); export the run "
-                          "again")
+    _check_stamped(payload, path, FORMAT, REQUIRED,
+                   ("a model exported by bench export", "the export", "the file"))
     _check_thresholds(payload, path)
     return payload
+
+
+def _check_stamped(content: Any, path: Path, fmt: str, required: tuple, names: tuple) -> None:
+    """An ExportError naming ``path`` unless ``content`` is a dict of format ``fmt`` with
+    the ``required`` keys whose sha256 matches its content. ``names``: what the content is,
+    what it is called in the key message, and in the checksum message."""
+    what, called, changed = names
+    found = content.get("format") if isinstance(content, dict) else type(content).__name__
+    if not isinstance(content, dict) or found != fmt:
+        raise ExportError(f"{path}: not {what} (format {fmt!r} expected, found {found!r})")
+    missing = [k for k in required if k not in content]
+    if missing:
+        raise ExportError(f"{path}: {called} lacks key(s) {', '.join(missing)}")
+    if content[CHECKSUM] != content_sha256(content):
+        raise ExportError(f"{path}: the content does not match its sha256 ({changed} was "
+                          "changed or damaged after bench export wrote it); export the run "
+                          "again")
 
 
 def save(path: str | Path, content: dict) -> Path:
@@ -124,16 +133,8 @@ def check_manifest(manifest: Any, folder: Path) -> dict:
     sha256, every stage file present with the sha256 the manifest gives; an ExportError
     naming the file otherwise."""
     path = folder / MANIFEST
-    found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-    if not isinstance(manifest, dict) or found != ONNX_FORMAT:
-        raise ExportError(f"{path}: not a manifest of bench export --format onnx (format "
-                          f"{ONNX_FORMAT!r} expected, found {found!r})")
-    missing = [k for k in ONNX_REQUIRED if k not in manifest]
-    if missing:
-        raise ExportError(f"{path}: the manifest lacks key(s) {', '.join(missing)}")
-    if manifest[CHECKSUM] != content_sha256(manifest):
-        raise ExportError(f"{path}: the content does not match its sha256 (the manifest was "
-                          "changed after bench export wrote it); export the run again")
+    _check_stamped(manifest, path, ONNX_FORMAT, ONNX_REQUIRED,
+                   ("a manifest of bench export --format onnx", "the manifest", "the manifest"))
     for stage in manifest["stages"]:
         file = folder / stage["file"]
         if not file.is_file():
