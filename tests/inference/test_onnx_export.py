@@ -11,6 +11,7 @@ from bench import backbones, evaluate
 from bench.errors import UsageError
 from bench.inference import MissingExtra, OnnxModel, early_exit, export_stages, require
 from bench.inference.onnx_export import graph_inputs
+from inference_models import installed_model
 
 pytest.importorskip("onnxruntime", reason="ONNX export needs the deploy extra")
 torch.set_num_threads(1)
@@ -23,16 +24,7 @@ def _every_backbone():
 
 
 def _model(name, method="boostnet", num_classes=10):
-    torch.manual_seed(0)
-    model = backbones.create(name, num_classes=num_classes)
-    meth = methods.create(method)
-    meth.install(model)
-    meth.configure(model, None)
-    if method == "ztw":  # its ensembles (in combine) as after the post-training fit
-        meth.exit_heads.ensembles_fitted.fill_(True)
-    with torch.no_grad():  # non-trivial batch-norm running statistics
-        model(torch.randn(4, *model.input_size))
-    return model.eval(), meth
+    return installed_model(name, method, batch=4, num_classes=num_classes)
 
 
 def _onnx(model, meth, folder, exporter="torchscript"):

@@ -3,24 +3,14 @@ forward computes; their tensors are named as documented."""
 import pytest
 import torch
 
-import methods
-from bench import backbones
 from bench.inference.stages import plan_stages, state_names
+from inference_models import installed_model
 
 torch.set_num_threads(1)
 
 
 def _model(name, method="boostnet", **overrides):
-    torch.manual_seed(0)
-    model = backbones.create(name, num_classes=10, **overrides)
-    meth = methods.create(method)
-    meth.install(model)
-    meth.configure(model, None)
-    if method == "ztw":  # its ensembles (in combine) as after the post-training fit
-        meth.exit_heads.ensembles_fitted.fill_(True)
-    with torch.no_grad():  # non-trivial batch-norm running statistics
-        model(torch.randn(8, *model.input_size))
-    return model.eval(), meth
+    return installed_model(name, method, batch=8, **overrides)
 
 
 def _chain(plans, x):
