@@ -13,9 +13,9 @@ from bench.executors import local, ray as ray_executor, slurm as slurm_executor
 from bench.executors.board import Board
 from bench.executors.common import Outcome, chosen
 from bench.fingerprint import fingerprint
-from bench.pipeline import distributed, runner
+from bench.pipeline import distributed, runner, step_graphs
 from bench.pipeline.progress import Progress
-from bench.pipeline.setup import DataCache
+from bench.pipeline.setup import DataCache, pick_device
 
 
 MANY_RUNS = 10_000  # past this, the dry run warns (docs/scaling.md, "Many seeds")
@@ -62,6 +62,8 @@ def main(args) -> int:
             return 0
         return _finish(out, args, suite)
     dist = distributed.init_from_env(suite.config.training.device)
+    step_graphs.check_device(suite.config.training.cuda_graphs,
+                             pick_device(suite.config.training.device, dist))
     try:
         with sigterm_as_interrupt(enabled=dist.world_size == 1):
             out = local.run_suite(suite, runs, folder, data, dist,
