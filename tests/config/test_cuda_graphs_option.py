@@ -5,7 +5,9 @@ ids runs had before the key existed)."""
 import textwrap
 
 import pytest
+import torch
 
+from bench import cli
 from bench.config import load_suite
 from bench.errors import SuiteError
 
@@ -80,3 +82,15 @@ def test_true_with_a_method_that_cannot_be_recorded_names_the_method(tmp_path):
     suite = load(tmp_path, "cuda", "training.cuda_graphs=auto",
                  "methods=[joint, {name: l2w, label: weighted}]")
     assert len(suite.runs) == 2  # auto: l2w's runs take eager steps
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_bench_run_refuses_true_where_auto_resolves_to_a_cpu(tmp_path, capsys, monkeypatch):
+    load(tmp_path, "auto")  # writes suite.yaml
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "suite.yaml", "--set", "training.cuda_graphs=true",
+                     "--no-report", "--quiet"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == ["error: training.cuda_graphs is true, but this machine trains on cpu: "
+                     "CUDA graphs need a CUDA device (use auto or false)"]
+    assert not list((tmp_path / "results").glob("*/*/checkpoint.pt"))

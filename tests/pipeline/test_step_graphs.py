@@ -17,7 +17,7 @@ from bench.backbones.common import parameters_per_exit
 from bench.config import OptimizerConfig, TrainingConfig
 from bench.engine import cuda_graphs, precision
 from bench.errors import UsageError
-from bench.pipeline import step_graphs, train
+from bench.pipeline import speed, step_graphs, train
 from bench.pipeline.step_setup import stage_context
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -130,6 +130,16 @@ def test_recorded_steps_take_the_same_steps_as_eager_ones(method_name):
     for a, b in zip(model.parameters(), eager_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert step.replays == 4 and step.recordings == 2 and len(checked) == 8
+
+
+def test_bench_speed_with_cuda_graphs_on_a_cpu_is_refused_in_one_line():
+    base = dict(optimizer=SGD, backbone="chain_tiny", method="joint", dataset="synthetic",
+                num_classes=5, batch_size=4, rounds=1, device="cpu", cuda_graphs=True)
+    with pytest.raises(UsageError, match=r"^training.cuda_graphs is true, but method 'joint' "
+                                         r"trains on cpu"):
+        speed.measure(speed.Settings(**base, warmup=4))
+    with pytest.raises(UsageError, match="--cuda-graphs: the first 4 steps warm up and record"):
+        speed.measure(speed.Settings(**base, warmup=2))
 
 
 def test_a_non_finite_loss_is_caught_after_the_replay():
