@@ -2,9 +2,10 @@
 starts.
 
 Each distinct (backbone, method, precision, batch size) of the runs is timed here, stage
-by stage: ``WARMUP`` untimed training steps (with ``training.cuda_graphs`` they include the
-warm-up and the recording of the graph), then ``TIMED`` steps, each waited for; the median
-is its seconds per step. Steps are those of the speed library (bench.pipeline.speed.steps:
+by stage: ``WARMUP`` untimed training steps (``WARMUP_GRAPHED`` where the step is recorded
+as a CUDA graph: the warm-up and the recording), then ``TIMED`` steps, each waited for;
+the median is its seconds per step. The load average is printed beside: other work on a
+shared machine slows the steps, and the estimate with them. Steps are those of the speed library (bench.pipeline.speed.steps:
 the trainer's own step setup) on a random batch of the run's input size and classes,
 under the suite's precision, memory format, compile and CUDA-graph settings, on the
 suite's device as it resolves here.
@@ -36,9 +37,11 @@ from bench.config import RunSpec
 from bench.config.types import thaw
 from bench.engine import cuda_graphs, precision
 from bench.errors import UsageError
+from bench.pipeline.speed.rounds import loadavg
 from bench.pipeline.speed.steps import method_step, random_batch, synchronize
 
-WARMUP = cuda_graphs.WARMUP_STEPS + 2  # untimed steps (the graph recorded by then)
+WARMUP = 2  # untimed steps
+WARMUP_GRAPHED = cuda_graphs.WARMUP_STEPS + 2  # untimed steps where a graph is recorded
 TIMED = 5  # timed steps per stage; their median is the estimate
 EVAL_REPEATS = 3  # timed forward passes for the evaluation's seconds per image
 # Training and test images of the data sets whose options do not say (train_size,
@@ -85,6 +88,8 @@ class Estimate:
     device: str
     threads: int
     cuda_graphs: bool | str
+    warmup: int  # untimed steps per stage
+    loadavg: tuple[float, ...]  # right after the timing
     settings: tuple[SettingTime, ...]
     runs: tuple[RunEstimate, ...]
     seconds: float  # what the estimate itself took
@@ -144,6 +149,13 @@ def _model(spec: RunSpec) -> torch.nn.Module:
     return backbones.create(spec.backbone_name, num_classes=spec.num_classes, **spec.overrides)
 
 
+def untimed_steps(cuda_graphs_setting, device: str) -> int:
+    """Enough untimed steps that the timed ones are replays where a graph is recorded."""
+    graphs = cuda_graphs_setting is True or (cuda_graphs_setting == "auto"
+                                             and device.startswith("cuda"))
+    return WARMUP_GRAPHED if graphs else WARMUP
+
+
 def time_setting(spec: RunSpec, device: str) -> SettingTime:
     """Every stage of the run's method timed on ``device``, and its evaluation."""
     training = spec.training
@@ -158,7 +170,8 @@ def time_setting(spec: RunSpec, device: str) -> SettingTime:
                            cuda_graphs=training.cuda_graphs)
         x, y = random_batch(training.batch_size, spec.input_size, spec.num_classes, 0, device)
         stages.append(StageTime(method.stages(model.num_exits)[i].name,
-                                _median_seconds(lambda: step(x, y), device, WARMUP, TIMED)))
+                                _median_seconds(lambda: step(x, y), device, untimed_steps(
+                                    training.cuda_graphs, device), TIMED)))
     return SettingTime(spec.backbone_label, spec.method_label, resolved, training.batch_size,
                        tuple(stages), _eval_seconds_per_image(spec, device))
 
@@ -228,6 +241,7 @@ def estimate(runs: Sequence[RunSpec]) -> Estimate:
                                  f"{err}") from None
         out.append(run_estimate(spec, timed[key]))
     return Estimate(device, torch.get_num_threads(), training.cuda_graphs,
+                    untimed_steps(training.cuda_graphs, device), loadavg(),
                     tuple(timed.values()), tuple(out), time.perf_counter() - started)
 
 
@@ -236,8 +250,9 @@ def lines(e: Estimate) -> list[str]:
     the suite."""
     name = f" ({torch.cuda.get_device_name(e.device)})" if e.device.startswith("cuda") else ""
     out = [f"estimate on {e.device}{name}, {e.threads} threads, torch "
-           f"{torch.__version__}, cuda_graphs {str(e.cuda_graphs).lower()}: per stage the "
-           f"median of {TIMED} training steps after {WARMUP} untimed ones, on random batches",
+           f"{torch.__version__}, cuda_graphs {str(e.cuda_graphs).lower()}, load average "
+           f"{', '.join(f'{v:.2f}' for v in e.loadavg)}: per stage the median of {TIMED} "
+           f"training steps after {e.warmup} untimed ones, on random batches",
            "setting (backbone / method / precision / batch): seconds per step by stage; "
            "evaluation ms per image"]
     for s in e.settings:
