@@ -122,3 +122,22 @@ def test_slurm_jobs_run_k_tasks_on_their_gpu(monkeypatch, tmp_path):
     one = slurm_executor.executor(SlurmConfig(), TrainingConfig(device="cuda"),
                                   store.Suite(tmp_path / "s"), "bench-s")
     assert one._executor.parameters["ntasks_per_node"] == 1
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_slurm_job_of_two_tasks_trains_two_runs_at_once(tmp_path, reference):
+    """submitit's local cluster: one job, two tasks, one run each, meeting after epoch 1."""
+    pytest.importorskip("submitit")
+    suite = write_suite(tmp_path, victim="nobody", runs=2)
+    out = bench("run", str(suite), "--executor", "slurm", "--runs-per-device", "2",
+                "--no-report", "--set", "executor.slurm.cluster=local", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert metrics(tmp_path / "results") == reference
+    seen = events(tmp_path)
+    assert not [e for e in seen if e[2] == "alone"] and len({p for p, _, _ in seen}) == 2
+    jobs = {line.split(": job ")[1].split(",")[0] for line in out.stderr.splitlines()
+            if ": job " in line}
+    assert len(jobs) == 1  # both runs in one job
+    assert "task 0" in out.stderr and "task 1" in out.stderr
