@@ -90,7 +90,8 @@ class CudaRecorder:
 
     def capture(self, fn: Callable[[], Any]) -> None:
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: a data loader's pin-memory thread may allocate meanwhile
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.outputs = fn()
 
     def replay(self) -> None:
