@@ -92,11 +92,11 @@ for k in $RUNS_LIST; do
 done
 step eval 30 "$PYTHON" scripts/gpu_check.py eval --device "$DEVICE" --backbone "$BACKBONE" \
     --classes "$CLASSES" --batch "$EVAL_BATCH" --table "$TABLE"
-step estimate 100 "$PYTHON" -m bench run "$ESTIMATE_SUITE" --dry-run --estimate \
+step estimate 110 "$PYTHON" -m bench run "$ESTIMATE_SUITE" --dry-run --estimate \
     "${ESTIMATE_DEVICE[@]}"
 step estimate-bf16-graphs 60 "$PYTHON" -m bench run "$ESTIMATE_SUITE" --dry-run --estimate \
     "${ESTIMATE_DEVICE[@]}" --set training.precision=bf16 --set training.cuda_graphs=auto
-step pytest-cuda 40 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda \
+step pytest-cuda 30 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda \
     tests/pipeline/test_step_graphs.py tests/engine/test_cuda_graphs.py
 if [ -n "${EXTRA:-}" ]; then  # where the eager bf16 step's time goes: one profiled round
     step profile-bf16 45 "$PYTHON" -m bench speed --device "$DEVICE" --backbone "$BACKBONE" \

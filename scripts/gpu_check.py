@@ -69,7 +69,7 @@ def worker(a) -> dict:
         warm += one_round(warm)
     barrier = Path(a.barrier)
     (barrier / f"ready-{os.getpid()}").touch()
-    deadline = time.time() + 300
+    deadline = time.time() + 90  # a worker that failed to start does not hold the rest
     while len(list(barrier.glob("ready-*"))) < a.runs and time.time() < deadline:
         time.sleep(0.01)
     started, steps, epoch = time.perf_counter(), 0, 1000
