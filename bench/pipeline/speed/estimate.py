@@ -4,11 +4,11 @@ starts.
 Each distinct (backbone, method, precision, batch size) of the runs is timed here, stage
 by stage: ``WARMUP`` untimed training steps (``WARMUP_GRAPHED`` where the step is recorded
 as a CUDA graph: the warm-up and the recording), then ``TIMED`` steps, each waited for;
-the median is its seconds per step. The load average is printed beside: other work on a
-shared machine slows the steps, and the estimate with them. Steps are those of the speed library (bench.pipeline.speed.steps:
-the trainer's own step setup) on a random batch of the run's input size and classes,
-under the suite's precision, memory format, compile and CUDA-graph settings, on the
-suite's device as it resolves here.
+the median is its seconds per step. Steps are those of the speed library
+(bench.pipeline.speed.steps: the trainer's own step setup) on a random batch of the run's
+input size and classes, under the suite's precision, memory format, compile and CUDA-graph
+settings, on the suite's device as it resolves here. The load average is printed beside:
+other work on a shared machine slows the steps, and the estimate with them.
 
 A run's hours: per stage, its epochs (``methods.split_epochs``, as the trainer splits
 them) x steps per epoch (the training images left after the held-out split and any
