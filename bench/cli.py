@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_suite_args(run)
     run.add_argument("--dry-run", action="store_true",
                      help="list the runs with per-exit MMACs; train nothing")
+    run.add_argument("--estimate", action="store_true",
+                     help="with --dry-run: time a few training steps of each distinct "
+                          "setting here and print the hours per run and for the suite")
+    run.add_argument("--runs-per-device", metavar="K", default=None,
+                     help="K runs side by side on each device, each its own process (local); "
+                          "Ray: 1/K GPU per run; SLURM: K runs per GPU job (default 1)")
     run.add_argument("--reports", type=Path, default=REPORTS, help="reports folder (reports/)")
     run.add_argument("--no-report", action="store_true", help="do not render HTML at the end")
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -175,6 +181,10 @@ def _add_speed_args(p: argparse.ArgumentParser) -> None:
                    help="time the model under torch.compile as the trainer compiles it (CUDA "
                         "graphs on a GPU; the compiling steps are part of --warmup and take "
                         "minutes on a CPU)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="time the step recorded as one CUDA graph and replayed, as the "
+                        "trainer does with training.cuda_graphs (CUDA only; the recording "
+                        "is part of --warmup)")
     p.add_argument("--profile", action="store_true",
                    help="after timing, profile one more round of ours (torch.profiler) and "
                         "print where the time goes: the ops with the most device time (CPU "

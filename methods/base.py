@@ -17,7 +17,8 @@ Methods that need more override, each with a default that changes nothing:
   (and with None once training is over: the inference configuration);
   ``stage_sample_losses`` is the stage's loss;
 - the step: ``train_step(ctx, x, y)`` does one loaded batch (default: one forward, the
-  stage's loss, one backward, one SGD step); ``passes(stage)`` declares its work;
+  stage's loss, one backward, one SGD step); ``passes(stage)`` declares its work and
+  ``graph_blocker(stage)`` why it cannot be recorded as a CUDA graph, if it cannot;
   ``begin_training``, ``training_state`` and ``load_training_state`` carry state of the
   method's own (another optimizer) through checkpoints;
 - after training: ``post_training_split`` names the split whose raw logits
@@ -230,6 +231,15 @@ class Method:
     def passes(self, stage: Stage) -> Passes:
         """The work of one ``train_step`` in ``stage`` (the training-cost record)."""
         return Passes()
+
+    def graph_blocker(self, stage: Stage) -> str | None:
+        """Why a ``train_step`` of ``stage`` cannot be recorded once as a CUDA graph and
+        replayed (``training.cuda_graphs``), or None: it can. A step can be recorded when
+        it does the same GPU work for every batch of one shape and never waits for the
+        GPU: no ``.item()`` or ``bool(tensor)``, no branch on data or on a step counter,
+        no optimizer of its own whose learning rate changes. The default step can (its
+        ``ctx.check_finite`` is called, and only keeps the loss, while it is recorded)."""
+        return None
 
     def begin_training(self, model: nn.Module, device: torch.device) -> None:
         """Build what only training needs (another optimizer, say) before the first step."""

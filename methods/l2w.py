@@ -132,6 +132,12 @@ class LearnToWeight(Method):
         ctx.step(loss)
         return losses.detach().T  # [N, B/2]
 
+    def graph_blocker(self, stage: Stage) -> str | None:
+        return ("its step branches on a step counter (the meta step every meta_interval-th "
+                "half batch), takes a second-order lookahead and two optimizer steps on half "
+                "batches, and steps an Adam of its own whose learning rate follows the "
+                "schedule")
+
     def passes(self, stage: Stage) -> Passes:
         # Per half-batch: the real forward and backward; every meta_interval-th one also
         # the lookahead forward, its backward with a graph, the forward at theta' and the

@@ -1,21 +1,25 @@
 """``bench run SUITE.yaml``: train and evaluate every run of a suite that is not finished."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+import torch
 
 from bench import store
 from bench.commands.common import (folder_option, not_a_file, os_error, render,
                                    selected_runs, sigterm_as_interrupt)
 from bench.config import Suite, load_suite
 from bench.errors import UsageError
-from bench.executors import local, ray as ray_executor, slurm as slurm_executor
+from bench.executors import local, ray as ray_executor, side_by_side, slurm as slurm_executor
 from bench.executors.board import Board
 from bench.executors.common import Outcome, chosen
 from bench.fingerprint import fingerprint
-from bench.pipeline import distributed, runner
+from bench.pipeline import distributed, runner, step_graphs
 from bench.pipeline.progress import Progress
-from bench.pipeline.setup import DataCache
+from bench.pipeline.speed import estimate
+from bench.pipeline.setup import DataCache, pick_device
 
 
 MANY_RUNS = 10_000  # past this, the dry run warns (docs/scaling.md, "Many seeds")
@@ -38,10 +42,16 @@ def print_dry_run(suite: Suite, runs) -> None:
 
 
 def main(args) -> int:
+    k = side_by_side.runs_per_device(args.runs_per_device or 1)
+    if args.estimate and not args.dry_run:
+        raise UsageError("--estimate goes with --dry-run (bench run SUITE --dry-run "
+                         "--estimate): it times steps and trains nothing")
     suite = load_suite(args.suite, args.overrides)
     runs = selected_runs(suite, args.only)
     if args.dry_run:
         print_dry_run(suite, runs)
+        if args.estimate:
+            estimate.print_estimate(estimate.estimate(runs))
         return 0
     results = not_a_file(Path(args.results), "--results")
     folder = store.Suite(results / suite.slug)
@@ -57,11 +67,15 @@ def main(args) -> int:
         folder_option(Path(args.reports), "--reports", create=True)
     code = fingerprint(suite.config.plugins)
     if executor.name != "local":
-        out = _elsewhere(executor, suite, runs, folder, code, args)
+        out = _elsewhere(executor, suite, runs, folder, code, args, k)
         if out is None:  # submitted, not waited for
             return 0
         return _finish(out, args, suite)
+    if k > 1:
+        return _side_by_side(suite, runs, folder, args, k)
     dist = distributed.init_from_env(suite.config.training.device)
+    step_graphs.check_device(suite.config.training.cuda_graphs,
+                             pick_device(suite.config.training.device, dist))
     try:
         with sigterm_as_interrupt(enabled=dist.world_size == 1):
             out = local.run_suite(suite, runs, folder, data, dist,
@@ -78,8 +92,22 @@ def main(args) -> int:
     return _finish(out, args, suite)
 
 
-def _elsewhere(executor, suite: Suite, runs, folder: store.Suite, code: dict, args
-               ) -> Outcome | None:
+def _side_by_side(suite: Suite, runs, folder: store.Suite, args, k: int) -> int:
+    """--runs-per-device K with the local executor: K worker processes per device."""
+    if distributed.env_world()[2] > 1:
+        raise UsageError("--runs-per-device starts worker processes of its own; start it "
+                         "with python, not torchrun")
+    training = suite.config.training
+    team = side_by_side.workers(training.device, k, len(os.sched_getaffinity(0)),
+                                torch.cuda.device_count(),
+                                os.environ.get("CUDA_VISIBLE_DEVICES"))
+    step_graphs.check_device(training.cuda_graphs, team[0].device)
+    board = Board(runs, enabled=not args.quiet)
+    return _finish(side_by_side.run_suite(runs, folder, args, team, board), args, suite)
+
+
+def _elsewhere(executor, suite: Suite, runs, folder: store.Suite, code: dict, args,
+               k: int = 1) -> Outcome | None:
     """The runs handed to Ray tasks or SLURM jobs; None when they were only submitted."""
     if distributed.env_world()[2] > 1:
         raise UsageError(f"--executor {executor.name} hands runs to workers of its own; "
@@ -87,9 +115,9 @@ def _elsewhere(executor, suite: Suite, runs, folder: store.Suite, code: dict, ar
     board = Board(runs, enabled=not args.quiet)
     if executor.name == "ray":
         return ray_executor.run_suite(suite, runs, folder, executor.ray, code, board,
-                                      rerun_stale=args.rerun_stale)
+                                      rerun_stale=args.rerun_stale, runs_per_device=k)
     return slurm_executor.run_suite(suite, runs, folder, executor.slurm, code, board,
-                                    rerun_stale=args.rerun_stale)
+                                    rerun_stale=args.rerun_stale, runs_per_device=k)
 
 
 def _finish(out: Outcome, args, suite: Suite) -> int:

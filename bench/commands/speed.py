@@ -38,7 +38,7 @@ def settings(args) -> Settings:
         dataset=args.dataset, num_classes=args.num_classes, batch_size=args.batch_size,
         rounds=args.rounds, warmup=args.warmup, epoch=args.epoch, epoch_steps=args.epoch_steps,
         precision=args.precision, channels_last=args.channels_last, compile=args.compile,
-        profile=args.profile, device=args.device, seed=args.seed)
+        cuda_graphs=args.cuda_graphs, profile=args.profile, device=args.device, seed=args.seed)
 
 
 def main(args) -> int:
@@ -60,7 +60,8 @@ def render(result: Measurement, timing: StageTiming) -> list[str]:
              if timing.stages > 1 else "")
     passes = timing.passes
     lines = [
-        f"{s.backbone} / {s.method}{where}{' (compiled)' if s.compile else ''}, "
+        f"{s.backbone} / {s.method}{where}{' (compiled)' if s.compile else ''}"
+        f"{' (CUDA graphs)' if s.cuda_graphs else ''}, "
         f"batch {s.batch_size}, {s.device}, {result.precision}: "
         f"median {ours['median_s']:.4f} s/step, min {ours['min_s']:.4f}, "
         f"max {ours['max_s']:.4f} ({ours['rounds']} rounds"

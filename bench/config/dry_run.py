@@ -8,7 +8,7 @@ import torch
 import methods
 from bench.config.checker import Checker, join, named_key
 from bench.config.costs import BackboneInfo
-from bench.config.schema import BackboneEntry, EvaluationConfig, MethodEntry
+from bench.config.schema import BackboneEntry, EvaluationConfig, MethodEntry, TrainingConfig
 from bench.config.types import thaw
 from bench.evaluate import combiners as exit_combiners
 from bench.evaluate import criteria as exit_criteria
@@ -51,6 +51,22 @@ def method(c: Checker, m: MethodEntry, path: str, info: BackboneInfo, b: Backbon
     except ValueError as err:
         c.fail("training.epochs", f"method {m.label!r} {on}: {err}")
     return stages
+
+
+def cuda_graphs(c: Checker, training: TrainingConfig, m: MethodEntry, path: str,
+                stages: list[methods.Stage]) -> None:
+    """training.cuda_graphs true with a method whose step cannot be recorded (its
+    ``graph_blocker``): refused, naming the method."""
+    if training.cuda_graphs is not True:
+        return
+    method_ = create(c, m, path)
+    for stage in stages:
+        why = method_.graph_blocker(stage)
+        if why:
+            c.fail("training.cuda_graphs", f"training.cuda_graphs is true, but method "
+                                           f"{m.label!r} ({path}) cannot be recorded as a "
+                                           f"CUDA graph: {why}; use auto (its steps then run "
+                                           "eagerly) or false")
 
 
 def rules(c: Checker, ev: EvaluationConfig, n_exits: int, num_classes: int,

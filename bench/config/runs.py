@@ -39,6 +39,7 @@ HASHED_UNLESS = {
     ("dataset", "options", "min_difficulty"): 0.0,  # synthetic: difficulties from 0
     ("dataset", "options", "normalization"): "standard",  # CIFAR: the usual constants
     ("training", "drop_last"): True,  # the last partial training batch dropped
+    ("training", "cuda_graphs"): False,  # eager training steps
 }
 # Tune keys that do not change what a trial's value means: left out of the study hash, so
 # a study can be extended (more trials, another sampler or pruner) and still resume.

@@ -17,9 +17,9 @@ from bench import backbones, data
 from bench.config import tune as tuning
 from bench.config.executor import ExecutorConfig
 from bench.config.tune import Seed, TuneConfig
-from bench.config.types import (JSON, AnyText, Choice, Config, Flag, Free, Int, Items, Key,
-                                Known, Matching, Number, OneOf, Text, expect, fail, freeze,
-                                plain, thaw)
+from bench.config.types import (JSON, AnyText, Choice, Config, Flag, FlagOrWord, Free, Int,
+                                Items, Key, Known, Matching, Number, OneOf, Text, expect, fail,
+                                freeze, plain, thaw)
 from bench.engine.precision import PRECISIONS
 from bench.evaluate import combiners as exit_combiners
 from bench.evaluate import criteria as exit_criteria
@@ -134,6 +134,9 @@ class TrainingConfig(Config):
     channels_last: Flag = Key(False, "channels-last memory format")
     sync_bn: Flag = Key(False, "SyncBatchNorm under torchrun (CUDA only)")
     compile: Flag = Key(False, "train under torch.compile")
+    cuda_graphs: Annotated[Any, FlagOrWord("cuda_graphs", ("true", "false", "auto"))] = Key(
+        False, "record each training step once as a CUDA graph and replay it; auto: on a "
+        "CUDA device where the method's step can be recorded (docs/speed.md)")
     drop_last: Flag = Key(True, "drop the last partial training batch; false keeps it, as "
                           "the BoostNet reference does")
 
@@ -150,6 +153,23 @@ class TrainingConfig(Config):
             fail("training.amp is the old spelling of training.precision (amp true: fp16, "
                  "false: fp32); give only training.precision", "amp")
         return value if amp is None else {**value, "precision": AMP_PRECISION[amp]}
+
+    @model_validator(mode="after")
+    def _cuda_graphs(self) -> "TrainingConfig":
+        """cuda_graphs true where no step can be recorded: refused as the suite loads."""
+        if self.cuda_graphs is not True:
+            return self
+        why = None
+        if self.device == "cpu":
+            why = "training.device is cpu: CUDA graphs need a CUDA device"
+        elif self.precision == "fp16":
+            why = ("training.precision is fp16, whose gradient scaler reads its overflow "
+                   "flag back every step (bf16 needs no scaler)")
+        elif self.compile:
+            why = "training.compile records CUDA graphs of the forward itself"
+        if why:
+            fail(f"training.cuda_graphs is true, but {why}; use auto or false", "cuda_graphs")
+        return self
 
 
 class LatencyConfig(Config):

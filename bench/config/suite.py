@@ -95,6 +95,7 @@ def expand(c: Checker, config: SuiteConfig) -> list[RunSpec]:
         for j, m in enumerate(config.methods):
             path = f"methods[{j}]"
             stages = dry_run.method(c, m, path, info, b, num_classes, epochs)
+            dry_run.cuda_graphs(c, config.training, m, path, stages)
             exit_mmacs = costs.method_mmacs(c, info, b, num_classes, m,
                                             dry_run.create(c, m, path), path)
             costs.check_budgets_for_method(c, config.budgets, budgets, exit_mmacs, b, m)

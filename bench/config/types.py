@@ -75,6 +75,18 @@ def Choice(what: str, choices: tuple[str, ...] | Callable[[], list[str]]):
     return Annotated[str, Known(what, choices)]
 
 
+@dataclass(frozen=True)
+class FlagOrWord(Known):
+    """true, false or one of the words in ``choices`` after ``true`` and ``false`` (as the
+    schema page shows them): ``FlagOrWord("setting", ("true", "false", "auto"))``."""
+
+    def check(self, value: Any, at: str = "") -> bool | str:
+        words = [c for c in self.names() if c not in ("true", "false")]
+        if isinstance(value, bool) or (isinstance(value, str) and value in words):
+            return value
+        expect(f"true, false or {' or '.join(words)}", value, at)
+
+
 def _non_empty(value: Any) -> Any:
     if not isinstance(value, (list, tuple)) or not value:
         expect("a non-empty list", value)

@@ -40,11 +40,12 @@ def resolve(precision: str, device: torch.device | str) -> str:
     return "fp32" if precision in ("auto", "fp16") else precision
 
 
-def autocast(resolved: str, device: torch.device | str) -> torch.autocast:
-    """The autocast context of a resolved precision (disabled for fp32)."""
+def autocast(resolved: str, device: torch.device | str, cache: bool = True) -> torch.autocast:
+    """The autocast context of a resolved precision (disabled for fp32); ``cache`` false:
+    no cache of the weights' casts (what a step recorded as a CUDA graph uses)."""
     device = torch.device(device)
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(resolved, torch.bfloat16),
-                          enabled=resolved in AUTOCAST_DTYPES)
+                          enabled=resolved in AUTOCAST_DTYPES, cache_enabled=cache)
 
 
 def grad_scaler(resolved: str, device: torch.device | str) -> torch.amp.GradScaler:

@@ -4,8 +4,9 @@
 - Cluster: ``address`` (``--ray-address``) joins a running cluster; without it a local one
   starts with the command (all of this machine's CPUs and GPUs) and stops with it.
 - Resources: each run asks for ``num_cpus`` CPUs and ``num_gpus`` GPUs (by default 1 where
-  the cluster has GPUs and training may use them, else 0); a request that no node of the
-  cluster can meet is an error at once (Ray itself would wait for such a node forever).
+  the cluster has GPUs and training may use them, else 0), divided by ``--runs-per-device``
+  K so that K runs share a GPU; a request that no node of the cluster can meet is an
+  error at once (Ray itself would wait for such a node forever).
 - Results, ``results: shared``: every worker writes the results root itself (a folder all
   nodes see) and plans, claims and resumes exactly as a local worker
   (bench.executors.common.work), so Ray workers, local workers and torchrun jobs may share
@@ -63,9 +64,11 @@ def connect(options: RayConfig) -> bool:
     return True
 
 
-def resources(options: RayConfig, training: TrainingConfig) -> dict:
+def resources(options: RayConfig, training: TrainingConfig, runs_per_device: int = 1) -> dict:
     """Ray resources of one run (or tuning worker): CPUs and GPUs, checked against the
-    cluster's nodes; a request no node can meet is a UsageError naming the option."""
+    cluster's nodes; a request no node can meet is a UsageError naming the option.
+    ``runs_per_device`` K (``--runs-per-device``): each run asks for 1/K of its GPUs, so
+    that K runs share a GPU."""
     import ray
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
@@ -73,6 +76,7 @@ def resources(options: RayConfig, training: TrainingConfig) -> dict:
     gpus = options.num_gpus
     if gpus is None:
         gpus = 0 if training.device == "cpu" else int(cluster_gpus)
+    gpus = gpus / runs_per_device if gpus else gpus
     if training.device.startswith("cuda") and gpus == 0:
         raise UsageError(f"training.device is {training.device}, but each run asks for no GPU "
                          "(executor.ray.num_gpus is 0, or no node of the Ray cluster has one)")
@@ -170,14 +174,16 @@ def run_task(job: Job, relay, to_driver: bool) -> Result:
 
 
 def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite, options: RayConfig,
-              code: dict, board: Board, rerun_stale: bool = False) -> Outcome:
+              code: dict, board: Board, rerun_stale: bool = False, runs_per_device: int = 1
+              ) -> Outcome:
     """Train and evaluate ``runs`` as Ray tasks, at most as many at once as the cluster
-    has room for; returns what happened, as the local executor does."""
+    has room for (``runs_per_device`` on each GPU); returns what happened, as the local
+    executor does."""
     import ray
 
     started = connect(options)
     try:
-        need = resources(options, suite.config.training)
+        need = resources(options, suite.config.training, runs_per_device)
         prepare_folder(suite, folder)
         to_driver = options.results == "driver"
         relay = _relay(folder.path.parent)

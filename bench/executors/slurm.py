@@ -4,7 +4,8 @@ under ``executor.slurm``, bench.config.executor).
 - Each array task does one run as a local worker would (bench.executors.common.work): it
   rebuilds the suite with its own code, plans and claims the run in the results root (a
   file system the cluster's nodes share), trains, releases. Local workers, Ray workers
-  and SLURM jobs may share one suite.
+  and SLURM jobs may share one suite. ``--runs-per-device`` K: each job of the array
+  runs K tasks (``--ntasks-per-node``) on its GPU, one run each.
 - Preemption and time-outs: SLURM signals the job before it stops it; submitit's handler
   asks the job's callable for a checkpoint (:meth:`RunJob.checkpoint`: the same job
   again, since the run's own checkpoint.pt holds the training state of its last epoch)
@@ -50,6 +51,23 @@ class RunJob:
         return submitit.helpers.DelayedSubmission(self, job)  # resumes from checkpoint.pt
 
 
+class RunGroupJob:
+    """The callable of a job whose K tasks share the job's GPU (``--runs-per-device`` K):
+    task i does run i of the group (a last group may be smaller: its spare tasks do
+    nothing)."""
+
+    def __call__(self, jobs: list[Job]) -> Result | None:
+        import submitit
+
+        rank = submitit.JobEnvironment().local_rank
+        return work(jobs[rank]) if rank < len(jobs) else None
+
+    def checkpoint(self, jobs: list[Job]):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, jobs)
+
+
 class TuneJob:
     """A tuning worker (like one ``bench tune`` process); requeued like :class:`RunJob`
     (the study resumes; a trial that was cut off is marked failed by its heartbeat)."""
@@ -73,8 +91,10 @@ def gpus(options: SlurmConfig, training: TrainingConfig) -> int:
     return int(training.device == "auto" and torch.cuda.is_available())
 
 
-def executor(options: SlurmConfig, training: TrainingConfig, folder: store.Suite, name: str):
-    """A submitit executor with the suite's SLURM settings; its logs under ``folder``."""
+def executor(options: SlurmConfig, training: TrainingConfig, folder: store.Suite, name: str,
+             runs_per_device: int = 1):
+    """A submitit executor with the suite's SLURM settings; its logs under ``folder``.
+    ``runs_per_device`` K: K tasks per job, sharing the job's GPUs (one run each)."""
     import submitit
 
     if options.cluster == "slurm" and shutil.which("sbatch") is None:
@@ -84,7 +104,8 @@ def executor(options: SlurmConfig, training: TrainingConfig, folder: store.Suite
     ex = submitit.AutoExecutor(folder=folder.path / LOGS / "%j", cluster=options.cluster,
                                slurm_max_num_timeout=options.max_requeue,
                                local_max_num_timeout=options.max_requeue)
-    params = {"name": name, "timeout_min": options.time_min, "nodes": 1, "tasks_per_node": 1,
+    params = {"name": name, "timeout_min": options.time_min, "nodes": 1,
+              "tasks_per_node": runs_per_device,
               "cpus_per_task": options.cpus, "gpus_per_node": gpus(options, training)}
     if options.mem_gb is not None:
         params["mem_gb"] = options.mem_gb
@@ -115,41 +136,52 @@ def _jobs(suite: Suite, folder: store.Suite, run_ids: Sequence[str], rerun_stale
 
 
 def run_suite(suite: Suite, runs: Sequence[RunSpec], folder: store.Suite,
-              options: SlurmConfig, code: dict, board: Board, rerun_stale: bool = False
-              ) -> Outcome | None:
+              options: SlurmConfig, code: dict, board: Board, rerun_stale: bool = False,
+              runs_per_device: int = 1) -> Outcome | None:
     """Submit one array job over ``runs`` and (``options.wait``) wait for it; None when it
-    was only submitted."""
+    was only submitted. ``runs_per_device`` K > 1: each job of the array does K runs side
+    by side, one task each, on the job's GPU."""
     prepare_folder(suite, folder)
-    ex = executor(options, suite.config.training, folder, f"bench-{suite.slug}")
+    ex = executor(options, suite.config.training, folder, f"bench-{suite.slug}",
+                  runs_per_device)
     out = Outcome()  # finished runs are not submitted; each job plans and claims its run
     left = [spec for spec in runs
             if driver_plan(spec, folder, code, rerun_stale, board, out) is not None]
-    jobs = ex.map_array(RunJob(), _jobs(suite, folder, [r.run_id for r in left], rerun_stale,
-                                        options.cpus)) if left else []
+    work_of = _jobs(suite, folder, [r.run_id for r in left], rerun_stale, options.cpus)
+    k = runs_per_device
+    if k == 1:
+        jobs = ex.map_array(RunJob(), work_of) if left else []
+        tasks = [(job, None) for job in jobs]
+    else:
+        groups = [work_of[i:i + k] for i in range(0, len(work_of), k)]
+        jobs = ex.map_array(RunGroupJob(), groups) if left else []
+        tasks = [(jobs[i // k], i % k) for i in range(len(left))]
     drop_placeholder(folder)
-    for spec, job in zip(left, jobs):
-        say(f"{spec.run_id}: job {job.job_id}, logs in {job.paths.folder}")
+    for spec, (job, task) in zip(left, tasks):
+        where = "" if task is None else f", task {task}"
+        say(f"{spec.run_id}: job {job.job_id}{where}, logs in {job.paths.folder}")
     if not options.wait:
         say(f"{len(jobs)} job(s) submitted; `bench report` renders the results once they "
             "are done")
         board.close()
         return None
     try:
-        return _wait(dict(zip((r.run_id for r in left), jobs)), folder, board, out)
+        return _wait(dict(zip((r.run_id for r in left), tasks)), folder, board, out)
     finally:
         board.close()
         drop_placeholder(folder)  # (submitit's local controller makes it at every start)
 
 
-def _wait(jobs: dict, folder: store.Suite, board: Board, out: Outcome) -> Outcome:
+def _wait(tasks: dict, folder: store.Suite, board: Board, out: Outcome) -> Outcome:
     """Until every job is done: each run's progress from its status.json, each job's
-    result as it ends."""
+    result as it ends. ``tasks``: run id -> (job, its task in the job, or None for a job
+    of one task)."""
     import submitit
 
-    pending = dict(jobs)
+    pending = dict(tasks)
     while pending:
         time.sleep(POLL_S)
-        for run_id, job in list(pending.items()):
+        for run_id, (job, task) in list(pending.items()):
             status = folder.run(run_id).refresh().status
             if status.get("state") == "running":
                 board.epoch(run_id, status.get("epoch", 0))
@@ -157,7 +189,7 @@ def _wait(jobs: dict, folder: store.Suite, board: Board, out: Outcome) -> Outcom
                 continue
             del pending[run_id]
             try:
-                result = job.result()
+                result = job.result() if task is None else job.results()[task]
             except (submitit.core.utils.FailedJobError,
                     submitit.core.utils.UncompletedJobError) as err:
                 lines = [line for line in str(err).splitlines() if line.strip()]

@@ -35,6 +35,7 @@ from bench.pipeline.distributed import Dist, broadcast
 from bench.pipeline.memory import PeakMemory, rss_bytes
 from bench.pipeline.predict import predict
 from bench.pipeline.step_setup import stage_context
+from bench.pipeline.step_graphs import training_step
 from bench.store import load_checkpoint, save_checkpoint
 from bench.store.files import set_aside
 
@@ -193,6 +194,10 @@ class Trainer:
                             compile=self.training.compile, wrap=self.wrap,
                             check_finite=self._check_finite,
                             all_reduce_mean=self._all_reduce_mean)
+        self._step = training_step(self.method, ctx, setting=self.training.cuda_graphs,
+                                   device=self.device, resolved_precision=self.precision,
+                                   compile=self.training.compile,
+                                   world_size=self.dist.world_size)
         optimizer = ctx.optimizer
         if ckpt is not None and ckpt["stage"] == s and state.epoch > first_epoch:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -259,7 +264,7 @@ class Trainer:
             self._at = (epoch, steps)
             if self.training.compile:
                 compiling.begin_step(self.device)
-            sample_losses = self.method.train_step(ctx, x, y)[:reach]
+            sample_losses = self._step(x, y)[:reach]  # eager, or a replayed CUDA graph
             loss_sum += sample_losses.mean(dim=1)
             share_sum += effective_shares(sample_losses)
             steps += 1

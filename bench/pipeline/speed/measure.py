@@ -11,7 +11,7 @@ import torch
 import methods
 from bench import backbones, data
 from bench.config import OptimizerConfig
-from bench.engine import precision
+from bench.engine import cuda_graphs, precision
 from bench.errors import UsageError
 from bench.registry import UnknownName
 from bench.pipeline.speed.profiling import RoundProfile, op_times_of, profile_round
@@ -47,6 +47,7 @@ class Settings:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    cuda_graphs: bool = False  # the step recorded as a CUDA graph (training.cuda_graphs)
     profile: bool = False
     device: str = "cpu"
     seed: int = 0
@@ -88,6 +89,11 @@ def _checked(s: Settings) -> None:
                              f"{getattr(s, key)}")
     if s.warmup < 0:
         raise UsageError(f"--warmup: expected at least 0, got {s.warmup}")
+    recorded_from = cuda_graphs.WARMUP_STEPS + 1  # eager warm-up steps, then the recording
+    if s.cuda_graphs and s.warmup * s.steps_per_round < recorded_from:
+        raise UsageError(f"--cuda-graphs: the first {recorded_from} steps warm up and record "
+                         f"the graph; give --warmup of at least {recorded_from} steps "
+                         f"(got {s.warmup} round(s) of {s.steps_per_round})")
 
 
 def classes(s: Settings, input_size) -> int:
@@ -151,7 +157,7 @@ def _rounds(s: Settings, num_classes: int, stage_index: int, input_size) -> dict
         step = method_step(model, methods.create(name, **options), s.optimizer,
                            stage_index=index, channels_last=s.channels_last,
                            device=s.device, precision_setting=s.precision,
-                           compiled=s.compile, plain=plain)
+                           compiled=s.compile, plain=plain, cuda_graphs=s.cuda_graphs)
         return _as_round(s, num_classes, step, input_size)
 
     rounds_of = {OURS: ours(s.method, s.options, stage_index)}

@@ -19,6 +19,7 @@ from bench.backbones.common import parameters_per_exit
 from bench.config import OptimizerConfig
 from bench.data.splits import TensorSplits
 from bench.engine import compiling, precision
+from bench.pipeline.step_graphs import training_step
 from bench.pipeline.step_setup import stage_context
 
 Step = Callable[[torch.Tensor, torch.Tensor], None]
@@ -27,14 +28,16 @@ Step = Callable[[torch.Tensor, torch.Tensor], None]
 def method_step(model: nn.Module, method: methods.Method, optimizer: OptimizerConfig, *,
                 stage_index: int = 0, channels_last: bool = False, device: str = "cpu",
                 precision_setting: str = "fp32", compiled: bool = False,
-                plain: bool = False) -> Step:
+                plain: bool = False, cuda_graphs: bool | str = False) -> Step:
     """One training step of ``method`` in stage ``stage_index`` on ``model``, which is set
     up as the trainer sets it up (bench.pipeline.step_setup: what trains, the frozen
     parts' batch-norm policy, SGD of the ``optimizer`` values over the rest, the
     precision's autocast and gradient scaler, the check that the loss is finite, and with
     ``compiled`` the trainer's torch.compile). ``channels_last``: the model and its input
     in that memory format (``training.channels_last``); ``plain``: every tensor NCHW
-    (bench.backbones.layout.plain_layout)."""
+    (bench.backbones.layout.plain_layout); ``cuda_graphs``: ``training.cuda_graphs``, the
+    step recorded as a CUDA graph and replayed as the trainer does
+    (bench.pipeline.step_graphs)."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     method.install(model)  # its modules built where the model is, then moved with it
     model.to(device=device, memory_format=memory_format)
@@ -47,12 +50,14 @@ def method_step(model: nn.Module, method: methods.Method, optimizer: OptimizerCo
                         autocast=precision.autocast(resolved, device), device=device,
                         compile=compiled)
     methods.train_mode(model, ctx.stage.frozen_bn)
+    train = training_step(method, ctx, setting=cuda_graphs, device=device,
+                          resolved_precision=resolved, compile=compiled)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
         if compiled:
             compiling.begin_step(device)
         with layout.plain_layout() if plain else contextlib.nullcontext():
-            method.train_step(ctx, x.contiguous(memory_format=memory_format), y)
+            train(x.contiguous(memory_format=memory_format), y)
 
     return step
 
