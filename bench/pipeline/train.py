@@ -1,10 +1,10 @@
 """Training loop: the method's stages, one checkpoint per epoch, resumable, no method branches.
 
 The trainer lets the method install itself on the model (gradient rescaling, its own
-modules), lays its stages out under the suite's training regime (methods.regimes: joint, or
-a phase 1 that trains the backbone and its final head alone before the method's stages),
-asks it for its stages (which exits' losses are active, what trains, the
-batch-norm policy of frozen parts, each stage's share of the epochs), calls its hook at each
+modules), asks it for its stages (which exits' losses are active, what trains, the
+batch-norm policy of frozen parts, each stage's share of the epochs) and lays them out
+under the run's training regime (methods.regimes: under disjoint and mixed a phase 1 that
+trains the backbone and its final head alone comes first), calls its hook at each
 stage's start and its ``train_step`` for every loaded batch, and runs its post-training
 phase (a fit of small parameters on raw logits of a split that is never test); it never
 looks at the method's name. The final model is the last epoch's: no checkpoint is
