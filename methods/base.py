@@ -177,6 +177,16 @@ class Method:
         everything = tuple(range(num_exits))
         return [Stage(everything, everything, 1.0)]
 
+    def regime_refusal(self, regime: str) -> str | None:
+        """Why training regime ``regime`` ('disjoint' or 'mixed', methods.regimes) has no
+        meaning for this method as configured, or None. The base refuses gradient rescaling
+        under disjoint: it rescales the gradients that reach the backbone, which disjoint
+        freezes (the heads' own gradients are not rescaled)."""
+        if regime == "disjoint" and self.grad_rescale:
+            return ("gradient rescaling acts on the gradients that reach the backbone, which "
+                    "disjoint freezes; give options.grad_rescale: false")
+        return None
+
     # -- modules ----------------------------------------------------------------------
     def build_modules(self, model: nn.Module) -> ExitHeads | None:
         """The method's modules for ``model`` (None: the backbone as it is)."""
@@ -324,6 +334,12 @@ class BoostedEnsemble(Method):
         if self.joint:
             return super().stages(num_exits)
         return stagewise(num_exits, self.freeze_previous)
+
+    def regime_refusal(self, regime: str) -> str | None:
+        if regime == "disjoint" and not self.joint:
+            return ("its stages train exit n's block and head in turn, the last stage the "
+                    "last exit alone, which disjoint freezes with the backbone")
+        return super().regime_refusal(regime)
 
 
 def temperature_option(default: float) -> Option:

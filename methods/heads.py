@@ -19,6 +19,7 @@ at the exit that runs them (bench.flops). Elementwise work fvcore skips is the m
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,9 @@ class ExitHeads(nn.Module):
     def __init__(self):
         super().__init__()
         self._previous: Tensor | None = None
+        # True: every exit returns the backbone's own linear, the method's modules idle (the
+        # regimes' phase 1, methods.regimes); not in the state dict.
+        self.bypass = False
 
     def __getstate__(self):
         """Copies and pickles leave out the last forward's tensors (they may carry a graph,
@@ -68,7 +72,7 @@ class ExitHeads(nn.Module):
         if n > 0 and previous is None:
             raise RuntimeError(f"exit {n + 1} ran before exit {n} in this forward")
         linear.parameters_used = False
-        out = self.head(n, h, linear, previous)
+        out = linear.original(h) if self.bypass else self.head(n, h, linear, previous)
         self._previous = out
         return out
 
@@ -185,6 +189,46 @@ def method_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Parameters of the method's modules (empty without)."""
     mods = modules_of(model)
     return list(mods.parameters()) if mods is not None else []
+
+
+@contextlib.contextmanager
+def bypassed(model: nn.Module):
+    """Within the block, the model's method modules (if any) idle: every exit returns the
+    backbone's own final linear."""
+    mods = modules_of(model)
+    if mods is None:
+        yield
+        return
+    was = mods.bypass
+    mods.bypass = True
+    try:
+        yield
+    finally:
+        mods.bypass = was
+
+
+def last_exit_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters the last exit's logits depend on, the method's modules idle: the
+    backbone and its final head (every block on the way, the final exit's own layers),
+    found by differentiating the last exit's logits of one forward; the earlier exits'
+    heads are not among them."""
+    params = list(model.parameters())
+    wanted = [p.requires_grad for p in params]
+    was_training = model.training
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        model.eval()  # batch statistics of one dummy image would fail, running ones do not
+        first = params[0]
+        x = torch.zeros(2, *_input_size(model), dtype=first.dtype, device=first.device)
+        with bypassed(model), torch.enable_grad():
+            last = model(x)[-1]
+            grads = torch.autograd.grad(last.sum(), params, allow_unused=True)
+    finally:
+        model.train(was_training)
+        for p, w in zip(params, wanted):
+            p.requires_grad_(w)
+    return [p for p, g in zip(params, grads) if g is not None]
 
 
 def forward_with_features(model: nn.Module, x: Tensor, num_exits: int | None = None

@@ -19,10 +19,11 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from methods.heads import ExitLinear, method_parameters
+from methods.heads import ExitLinear, last_exit_parameters, method_parameters
 
 TRAINS = ("all", "backbone", "method", "heads")  # Stage.trains
-BN_POLICIES = ("eval", "train")  # Stage.frozen_bn
+BN_POLICIES = ("eval", "train", "eval_all")  # Stage.frozen_bn
+SCOPES = ("all", "last_exit", "other_exits")  # Stage.scope (methods.regimes)
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,13 @@ class Stage:
     modules (the backbone and its heads stay frozen), or the method's modules and the
     exits' final linear layers (``heads``: the rest of the backbone frozen). ``frozen_bn``
     is the batch-norm policy of frozen parts: ``eval`` keeps their statistics fixed,
-    ``train`` lets them drift with the batches as IMTA's second stage does. ``name`` is
-    what the stage is called in the training-cost record.
+    ``train`` lets them drift with the batches as IMTA's second stage does, ``eval_all``
+    puts every wholly frozen module in eval mode, the dropout and drop-path inside it too.
+    ``scope`` narrows what trains further, for the training regimes (methods.regimes):
+    ``last_exit`` keeps only the parameters the last exit's logits depend on (the backbone
+    and its final head, :func:`methods.heads.last_exit_parameters`), ``other_exits`` only
+    the rest (the earlier exits' heads and the method's modules). ``name`` is what the
+    stage is called in the training-cost record.
     """
 
     active_exits: tuple[int, ...]  # exits whose losses are summed
@@ -44,8 +50,11 @@ class Stage:
     trains: str = "all"
     frozen_bn: str = "eval"
     name: str = "train"
+    scope: str = "all"
 
     def __post_init__(self):
+        if self.scope not in SCOPES:
+            raise ValueError(f"Stage.scope must be one of {SCOPES}, got {self.scope!r}")
         if self.trains not in TRAINS:
             raise ValueError(f"Stage.trains must be one of {TRAINS}, got {self.trains!r}")
         if self.frozen_bn not in BN_POLICIES:
@@ -83,9 +92,13 @@ def split_epochs(total: int, stages: Sequence[Stage]) -> list[int]:
 def stage_parameters(model: nn.Module, groups: Sequence[Sequence[nn.Parameter]],
                      stage: Stage) -> list[nn.Parameter]:
     """Set requires_grad on what ``stage`` trains (the trainable exits' parameter groups,
-    narrowed by ``stage.trains``), off everywhere else; returns the trained parameters."""
+    narrowed by ``stage.trains`` and ``stage.scope``), off everywhere else; returns the
+    trained parameters."""
     keep = {id(p) for e in stage.trainable_exits for p in groups[e]}
     own = {id(p) for p in method_parameters(model)}
+    if stage.scope != "all":
+        path = {id(p) for p in last_exit_parameters(model)}
+        keep = keep & (path - own) if stage.scope == "last_exit" else keep - path
     if stage.trains == "backbone":
         keep -= own
     elif stage.trains == "method":
@@ -100,12 +113,14 @@ def stage_parameters(model: nn.Module, groups: Sequence[Sequence[nn.Parameter]],
 
 def train_mode(model: nn.Module, frozen_bn: str = "eval") -> None:
     """Train mode; with ``frozen_bn`` 'eval', modules whose parameters are all frozen go to
-    eval mode, so that their batch-norm statistics stay as they were."""
+    eval mode, so that their batch-norm statistics stay as they were; with 'eval_all', every
+    module whose parameters, its children's included, are all frozen goes to eval mode
+    whole (its dropout and drop-path off as well)."""
     model.train()
     if frozen_bn == "train":
         return
     for m in model.modules():
-        params = list(m.parameters(recurse=False))
+        params = list(m.parameters(recurse=frozen_bn == "eval_all"))
         if params and not any(p.requires_grad for p in params):
             m.eval()
 

@@ -92,6 +92,12 @@ class ZeroTimeWaste(Method):
                 Stage(every, every, self.frozen_share, trains="heads",
                       name="final linears and cascade on the frozen network")]
 
+    def regime_refusal(self, regime: str) -> str | None:
+        if self.frozen_share > 0.0:
+            return ("frozen_share is ZTW's own split into a joint and a frozen-network stage; "
+                    "under a regime give options.frozen_share: 0")
+        return super().regime_refusal(regime)
+
     def configure(self, model: nn.Module, stage: int | None) -> None:
         if self.exit_heads is not None:
             self.exit_heads.cascading = not (self.frozen_share > 0.0 and stage == 0)

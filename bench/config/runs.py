@@ -40,6 +40,8 @@ HASHED_UNLESS = {
     ("dataset", "options", "normalization"): "standard",  # CIFAR: the usual constants
     ("training", "drop_last"): True,  # the last partial training batch dropped
     ("training", "cuda_graphs"): False,  # eager training steps
+    ("training", "regime"): "joint",  # every parameter from the start (methods.regimes)
+    ("training", "backbone_epochs"): None,  # no phase 1 (joint runs have none)
 }
 # Tune keys that do not change what a trial's value means: left out of the study hash, so
 # a study can be extended (more trials, another sampler or pruner) and still resume.
@@ -112,13 +114,16 @@ def _as_amp(training: Any) -> None:
         training["amp"] = amp[training.pop("precision")]
 
 
-def _pop(config: dict, keys: tuple, only_if: Any = None) -> None:
+_ALWAYS = object()  # _pop's only_if when the key goes whatever it holds
+
+
+def _pop(config: dict, keys: tuple, only_if: Any = _ALWAYS) -> None:
     """Remove the key at path ``keys`` (if ``only_if`` is given: only when it holds that)."""
     node = config
     for k in keys[:-1]:
         node = node.get(k, {}) if isinstance(node, dict) else {}
     if isinstance(node, dict) and keys[-1] in node:
-        if only_if is None or node[keys[-1]] == only_if:
+        if only_if is _ALWAYS or node[keys[-1]] == only_if:
             node.pop(keys[-1])
 
 
@@ -130,7 +135,7 @@ def run_config(suite: SuiteConfig, backbone: BackboneEntry, method: MethodEntry,
         "dataset": suite.dataset.as_dict(),
         "num_classes": num_classes,
         "input_size": list(input_size),
-        "training": suite.training.as_dict(),
+        "training": suite.training_for(method).as_dict(),
         "backbone": backbone.as_dict(),
         "method": method.identity(),
         "seed": seed,
@@ -151,7 +156,7 @@ def make_run(suite: SuiteConfig, slug: str, backbone: BackboneEntry, method: Met
         suite_slug=slug, backbone=backbone, method=method, seed=seed,
         num_classes=num_classes, input_size=tuple(input_size),
         exit_mmacs=tuple(exit_mmacs), budgets_mmacs=tuple(budgets), dataset=suite.dataset,
-        training=suite.training, evaluation=suite.evaluation,
+        training=suite.training_for(method), evaluation=suite.evaluation,
         tune=suite.tune if method.tuned else None, frozen_config=freeze(config),
         budgets_ms=tuple(float(b) for b in suite.budgets.ms or ()),
         latency=suite.budgets.latency if suite.budgets.ms else None)

@@ -29,6 +29,7 @@ from bench.evaluate import risk_validity as exit_validity
 
 TUNED = "tuned"  # an option value: the suite's Optuna study chooses it (bench tune)
 BASELINE = "joint"  # the baseline where a suite names none and has a method of this label
+JOINT = methods.REGIMES[0]  # the training regime of every run before regimes existed
 AMP_PRECISION = {False: "fp32", True: "fp16"}  # training.amp, the key precision replaced
 Label = Matching(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*",
                  "a label of letters, digits and _ . + = - (it names folders)")
@@ -139,6 +140,12 @@ class TrainingConfig(Config):
         "CUDA device where the method's step can be recorded (docs/speed.md)")
     drop_last: Flag = Key(True, "drop the last partial training batch; false keeps it, as "
                           "the BoostNet reference does")
+    regime: Choice("training regime", methods.REGIMES) = Key(
+        "joint", "joint, disjoint or mixed (docs/regimes.md); a method entry may give its own")
+    backbone_epochs: Optional[Int] = Key(
+        None, "disjoint and mixed: phase 1's epochs (backbone and final head), part of "
+        "`epochs`, the total; 0 (pretrained backbones only) skips phase 1; null: half of "
+        "`epochs`", ge=0)
 
     @classmethod
     def given(cls, value: Any) -> Any:
@@ -287,13 +294,24 @@ class BackboneEntry(Entry):
 
 class MethodEntry(Entry):
     DERIVED = ("reference", "paper")
-    OMIT_IF_NONE = ("paper",)
+    OMIT_IF_NONE = ("paper", "regime")
     name: Choice("method", methods.names) = Key(..., "a registered method")
-    label: Label = Key(None, "names its runs and folders; null: the name")
+    label: Label = Key(None, "names its runs and folders; null: the name, with `-<regime>` "
+                       "after it when the entry gives a regime other than joint")
     options: Free() = Key({}, "what the method declares, defaults filled; `tuned`: the "
                           "suite's study chooses it")
     reference: bool = Key(False, "its options are the method's defaults")
     paper: Optional[str] = Key(None, "the paper's curve it stands for")
+    regime: Optional[Choice("training regime", methods.REGIMES)] = Key(
+        None, "this method's training regime; null: training.regime")
+
+    @classmethod
+    def given(cls, value: Any) -> Any:
+        """The default label of an entry with a regime of its own: ``boostnet-mixed``."""
+        if isinstance(value, Mapping) and value.get("label") is None and "name" in value \
+                and value.get("regime") not in (None, JOINT):
+            value = {**value, "label": f"{value['name']}-{value['regime']}"}
+        return super().given(value)
 
     @field_validator("options")
     @classmethod
@@ -360,7 +378,7 @@ class SuiteConfig(Config):
     dataset: DatasetConfig = Key(..., "the data and its splits")
     backbones: Annotated[Items(BackboneEntry), _unique_labels("backbones")] = Key(
         ..., "registry names, or {name, label, overrides}")
-    methods: Methods = Key(..., "registry names, or {name, label, options}")
+    methods: Methods = Key(..., "registry names, or {name, label, options, regime}")
     seeds: Items(Seed, distinct=True) = Key((0,), "one run per seed (init, data order, "
                                             "held-out split), each in [0, 2**32)")
     training: TrainingConfig = Key(TrainingConfig, "the training recipe")
@@ -390,7 +408,60 @@ class SuiteConfig(Config):
                 fail(f"{m.tuned[0]}: tuned needs a tune: section in the suite "
                      "(docs/tuning.md)", f"methods[{i}].options.{m.tuned[0]}")
         baseline = self.baseline or (BASELINE if BASELINE in labels else None)
-        return self.derive(baseline=baseline, tune=tune)
+        return self.derive(baseline=baseline, tune=tune, training=self._regimes())
+
+    def regime_of(self, m: MethodEntry) -> str:
+        return m.regime or self.training.regime
+
+    def training_for(self, m: MethodEntry) -> TrainingConfig:
+        """The training recipe of method entry ``m``'s runs: its regime, and phase 1's
+        epochs under disjoint and mixed (null under joint, so joint runs keep their ids)."""
+        regime = self.regime_of(m)
+        split = None if regime == JOINT else self.training.backbone_epochs
+        if (regime, split) == (self.training.regime, self.training.backbone_epochs):
+            return self.training
+        return self.training.replace(regime=regime, backbone_epochs=split)
+
+    def _regimes(self) -> TrainingConfig:
+        """training.backbone_epochs checked and its default filled where a run needs it;
+        every method's regime checked against what the method says has a meaning."""
+        t = self.training
+        phased = [m for m in self.methods if self.regime_of(m) != JOINT]
+        if not phased:
+            if t.backbone_epochs is not None:
+                fail("backbone_epochs is phase 1's length under the disjoint and mixed "
+                     "regimes, and every method here trains under regime joint",
+                     "training.backbone_epochs")
+            return t
+        for i, m in enumerate(self.methods):
+            why = methods.regime_refusal(_stand_in(m), self.regime_of(m))
+            if why:
+                at = f"methods[{i}].regime" if m.regime else "training.regime"
+                fail(f"method {m.label!r} ({m.name}) has no meaning under regime "
+                     f"{self.regime_of(m)!r}: {why}", at)
+        split = t.backbone_epochs
+        if split is None:
+            if t.epochs < 2:
+                fail(f"regime {self.regime_of(phased[0])!r} trains in two phases and needs "
+                     f"at least 2 epochs, found {t.epochs}", "training.epochs")
+            return t.replace(backbone_epochs=t.epochs // 2)
+        if split >= t.epochs:
+            fail(f"phase 1's epochs are part of training.epochs = {t.epochs} (the total) and "
+                 f"must leave phase 2 some, found {split}", "training.backbone_epochs")
+        for i, b in enumerate(self.backbones):
+            if split == 0 and not (b.overrides.get("pretrained") or
+                                   b.overrides.get("pretrained_file")):
+                fail(f"0 skips phase 1, which only a pretrained backbone may; backbone "
+                     f"{b.label!r} has neither overrides.pretrained nor "
+                     f"overrides.pretrained_file", "training.backbone_epochs")
+        return t
+
+
+def _stand_in(m: MethodEntry) -> methods.Method:
+    """The method of entry ``m``, its declared default standing in for each tuned option."""
+    options = {k: methods.defaults(m.name)[k] if v == TUNED else v
+               for k, v in thaw(m.options).items()}
+    return methods.create(m.name, **options)
 
 
 TOP_LEVEL = SuiteConfig.keys()

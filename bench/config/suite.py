@@ -94,15 +94,17 @@ def expand(c: Checker, config: SuiteConfig) -> list[RunSpec]:
         dry_run.rules(c, config.evaluation, info.num_exits, num_classes, b.label)
         for j, m in enumerate(config.methods):
             path = f"methods[{j}]"
-            stages = dry_run.method(c, m, path, info, b, num_classes, epochs)
+            split = config.training_for(m).backbone_epochs or 0  # phase 1 (methods.regimes)
+            stages = dry_run.method(c, m, path, info, b, num_classes, epochs - split)
             dry_run.cuda_graphs(c, config.training, m, path, stages)
             exit_mmacs = costs.method_mmacs(c, info, b, num_classes, m,
                                             dry_run.create(c, m, path), path)
             costs.check_budgets_for_method(c, config.budgets, budgets, exit_mmacs, b, m)
-            if (b.label, m.label) in tuned and (tune.epochs or epochs) < len(stages):
-                c.fail("tune.epochs", f"method {m.label!r} trains in {len(stages)} stages and "
-                                      f"needs at least {len(stages)} epochs, found "
-                                      f"{tune.epochs}")
+            if (b.label, m.label) in tuned and (tune.epochs or epochs) < len(stages) + split:
+                after = f" after {split} epochs of phase 1" if split else ""
+                c.fail("tune.epochs", f"method {m.label!r} trains in {len(stages)} stages"
+                                      f"{after} and needs at least {len(stages) + split} "
+                                      f"epochs, found {tune.epochs}")
             runs += [make_run(config, slugify(config.name), b, m, seed, num_classes,
                               input_size, exit_mmacs, budgets) for seed in config.seeds]
     return runs

@@ -27,6 +27,7 @@ from bench.config import RunSpec
 TTY_INTERVAL, LOG_INTERVAL = 0.2, 10.0
 # "[run 2/6] joint s0  40%|███     | 412.50 img/s, ETA 00:23, epoch 2/5 step 13/47 loss ..."
 BAR = "{desc} {percentage:3.0f}%|{bar:8}| {rate_fmt}, ETA {remaining}{postfix}"
+PHASES = {1: "backbone alone", 2: "the method"}  # the disjoint and mixed regimes' phases
 
 
 def on_terminal() -> bool:
@@ -99,6 +100,8 @@ class TrainingBar:
         active = [n for n in info["active"] if n < len(sums)]
         loss = sum(sums[n] for n in active) / max(1, len(active)) / info["step"]
         stage = f"stage {info['stage']}/{info['stages']} " if info["stages"] > 1 else ""
+        if info.get("phase"):  # the disjoint and mixed regimes (methods.regimes)
+            stage = f"phase {info['phase']} ({PHASES[info['phase']]}) {stage}"
         return (f"{stage}epoch {info['epoch'] + 1}/{info['epochs']} step {info['step']}/"
                 f"{info['steps']} loss {loss:.3f}{self.heldout}")
 

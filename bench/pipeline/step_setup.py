@@ -32,13 +32,14 @@ def stage_context(model: nn.Module, method: methods.Method,
                   optimizer: OptimizerConfig, *, scaler: torch.amp.GradScaler,
                   autocast, device: torch.device | str, compile: bool = False,
                   wrap: Callable[[nn.Module], nn.Module] | None = None,
-                  **hooks) -> methods.StepContext:
+                  stage: methods.Stage | None = None, **hooks) -> methods.StepContext:
     """Stage ``stage_index`` (0-based) of ``method``, installed on ``model``, ready to
     step: ``requires_grad`` set on what the stage trains (``groups``: the parameters per
     exit, ``parameters_per_exit``), the optimizer over those, the forward ``wrap``-ped
     and, with ``compile``, compiled for ``device``. ``hooks``: the StepContext's
-    ``check_finite`` and ``all_reduce_mean`` where the caller has its own."""
-    stage = method.stages(model.num_exits)[stage_index]
+    ``check_finite`` and ``all_reduce_mean`` where the caller has its own. ``stage``: the
+    stage itself where it is not the method's own (a training regime's, methods.plan)."""
+    stage = stage or method.stages(model.num_exits)[stage_index]
     params = methods.stage_parameters(model, groups, stage)
     sgd = make_optimizer(params, optimizer)
     net = wrap(model) if wrap else model

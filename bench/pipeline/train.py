@@ -2,7 +2,9 @@
 
 The trainer lets the method install itself on the model (gradient rescaling, its own
 modules), asks it for its stages (which exits' losses are active, what trains, the
-batch-norm policy of frozen parts, each stage's share of the epochs), calls its hook at each
+batch-norm policy of frozen parts, each stage's share of the epochs) and lays them out
+under the run's training regime (methods.regimes: under disjoint and mixed a phase 1 that
+trains the backbone and its final head alone comes first), calls its hook at each
 stage's start and its ``train_step`` for every loaded batch, and runs its post-training
 phase (a fit of small parameters on raw logits of a split that is never test); it never
 looks at the method's name. The final model is the last epoch's: no checkpoint is
@@ -119,8 +121,13 @@ class Trainer:
     def __post_init__(self):
         self.method.install(self.model)
         self.groups = parameters_per_exit(self.model)
-        self.stages = self.method.stages(self.model.num_exits)
-        self.stage_epochs = methods_registry.split_epochs(self.training.epochs, self.stages)
+        self.plan = methods_registry.plan(self.method, self.model.num_exits,
+                                          self.training.regime, self.training.epochs,
+                                          self.training.backbone_epochs)
+        self.stages = [p.stage for p in self.plan]
+        self.stage_epochs = [p.epochs for p in self.plan]
+        self.backbone_method = methods_registry.Method()  # phase 1's plain cross-entropy
+        self._phase = self.plan[0]
         self.channels_last = self.training.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -178,23 +185,43 @@ class Trainer:
         self.method.begin_training(self.model, self.device)
         state, ckpt = self._resume()
         first_epoch = 0
-        for s, (stage, n_epochs) in enumerate(zip(self.stages, self.stage_epochs)):
+        for s, (phase, n_epochs) in enumerate(zip(self.plan, self.stage_epochs)):
             last_epoch = first_epoch + n_epochs
             if state.epoch < last_epoch:
-                self.method.configure(self.model, s)
-                self._fit_stage(s, stage, first_epoch, n_epochs, state, ckpt)
+                self._enter(phase)
+                self._fit_stage(s, phase.stage, first_epoch, n_epochs, state, ckpt)
             first_epoch = last_epoch
-        self.method.configure(self.model, None)
+        self._enter(None)
         self._post_training(state)
         return state
+
+    def _enter(self, phase: methods_registry.Phase | None) -> None:
+        """Configure the model for ``phase`` (None: training is over). Phase 1 trains the
+        backbone alone: the method's modules idle, no gradient rescaling; the method's own
+        stages get its configuration back."""
+        backbone_only = phase is not None and phase.method_stage is None
+        self._phase = phase
+        modules = methods_registry.modules_of(self.model)
+        if modules is not None:
+            modules.bypass = backbone_only
+        if backbone_only:
+            self.backbone_method.prepare(self.model)  # gradient rescaling off
+            return
+        self.method.prepare(self.model)
+        self.method.configure(self.model, None if phase is None else phase.method_stage)
+
+    @property
+    def _stepper(self) -> methods_registry.Method:
+        """Whose ``train_step`` the current stage runs."""
+        return self.backbone_method if self._phase.method_stage is None else self.method
 
     def _fit_stage(self, s, stage, first_epoch, n_epochs, state, ckpt) -> None:
         ctx = stage_context(self.model, self.method, self.groups, s, self.training.optimizer,
                             scaler=self.scaler, autocast=self.autocast, device=self.device,
-                            compile=self.training.compile, wrap=self.wrap,
+                            compile=self.training.compile, wrap=self.wrap, stage=stage,
                             check_finite=self._check_finite,
                             all_reduce_mean=self._all_reduce_mean)
-        self._step = training_step(self.method, ctx, setting=self.training.cuda_graphs,
+        self._step = training_step(self._stepper, ctx, setting=self.training.cuda_graphs,
                                    device=self.device, resolved_precision=self.precision,
                                    compile=self.training.compile,
                                    world_size=self.dist.world_size)
@@ -227,7 +254,8 @@ class Trainer:
             self._optimizer_state = optimizer.state_dict()
             self._save(state, s)
             if self.on_epoch and self.dist.is_main:
-                self.on_epoch({"epoch": epoch + 1, "stage": s + 1, "rows": rows})
+                self.on_epoch({"epoch": epoch + 1, "stage": s + 1, "rows": rows,
+                               "phase": self._phase.phase})
 
     def _check_finite(self, loss: torch.Tensor, sample_losses: torch.Tensor) -> None:
         if not self.dist.all_finite(loss):
@@ -272,7 +300,8 @@ class Trainer:
                 self.on_step({"epoch": epoch, "epochs": self.training.epochs, "step": steps,
                               "steps": per_epoch, "images": len(y) * self.dist.world_size,
                               "stage": ctx.stage_index + 1, "stages": len(self.stages),
-                              "loss_sum": loss_sum, "active": stage.active_exits})
+                              "loss_sum": loss_sum, "active": stage.active_exits,
+                              "phase": self._phase.phase})
         return (loss_sum / steps).tolist(), (share_sum / steps).tolist(), steps
 
     @property
@@ -345,13 +374,17 @@ class Trainer:
     def training_record(self, state: TrainState) -> dict:
         """training.json: what training cost (docs/results-format.md)."""
         stages = []
-        for s, (stage, n_epochs) in enumerate(zip(self.stages, self.stage_epochs)):
+        for s, (phase, n_epochs) in enumerate(zip(self.plan, self.stage_epochs)):
+            stage = phase.stage
+            stepper = self.backbone_method if phase.method_stage is None else self.method
             stages.append({"stage": s + 1, "name": stage.name, "epochs": n_epochs,
                            "trains": stage.trains, "frozen_bn": stage.frozen_bn,
+                           "scope": stage.scope, "phase": phase.phase,
                            "active_exits": [e + 1 for e in stage.active_exits],
                            "trainable_exits": [e + 1 for e in stage.trainable_exits],
-                           "passes_per_step": self.method.passes(stage).as_dict()})
-        return {"method": self.method.name, "batch_size": self.training.batch_size,
+                           "passes_per_step": stepper.passes(stage).as_dict()})
+        return {"method": self.method.name, "regime": self.training.regime,
+                "batch_size": self.training.batch_size,
                 "world_size": self.dist.world_size, "device": str(self.device),
                 "precision": self.precision,
                 "memory_measure": self.memory_measure, "stages": stages,

@@ -20,6 +20,10 @@ from bench.store import Suite
 from bench.store import rules as R
 
 PAGE = "leaderboard.html"
+REGIME_NOTE = (" 'regime': how the method's runs were trained (docs/regimes.md): joint, every "
+               "parameter from the start; disjoint, the backbone and its final head first, "
+               "then the other exits on the frozen backbone; mixed, the same first phase, "
+               "then every parameter with the method's loss.")
 BETTER, WORSE = " ▲", " ▼"
 NOTES = [
     "Thresholds of every exit rule are fitted on the held-out split (images held out of "
@@ -69,7 +73,8 @@ def backbone_section(suite: Suite, cmp: pd.DataFrame, sig: pd.DataFrame, backbon
     budgets, exits_ = sub[sub.kind == "budget"], sub[sub.kind == "exit"]
     sig = sig[sig.backbone == backbone]
     sec = {"backbone": backbone, "ranking": ranking_table(
-               sub, sig, ltt[ltt.backbone == backbone], folder, f"ranking-{slug}.csv"),
+               sub, sig, ltt[ltt.backbone == backbone], folder, f"ranking-{slug}.csv",
+               regimes(suite, here)),
            "heatmap": None, "figures": [], "details": []}
     per_exit = budgets[budgets.fit == R.FITS[R.PER_EXIT]]
     if per_exit["rule"].nunique() > 1:
@@ -106,11 +111,19 @@ def ranking_points(sub: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return exits_[exits_.point == exits_.point.max()], "exit"
 
 
+def regimes(suite: Suite, labels: list[str]) -> dict[str, str] | None:
+    """Each method label's training regime, where the suite ran any other than joint (a
+    column of the ranking and of the training cost); None where every run is joint."""
+    found = {m: suite.regime_of(m) for m in labels}
+    return found if any(r != "joint" for r in found.values()) else None
+
+
 def ranking_table(sub: pd.DataFrame, sig: pd.DataFrame, ltt: pd.DataFrame, folder: Path,
-                  filename: str) -> Table | None:
+                  filename: str, regime: dict[str, str] | None = None) -> Table | None:
     """Methods x budgets under the default rule (max softmax, per-exit thresholds), sorted by
     the mean over budgets, marked where significantly better or worse than the baseline; and
-    the cost of exiting under a risk guarantee (LTT, accuracy gap <= 5%, delta 0.1)."""
+    the cost of exiting under a risk guarantee (LTT, accuracy gap <= 5%, delta 0.1).
+    ``regime``: each method's training regime, a column after the method's."""
     points, kind = ranking_points(sub)
     if not len(points):
         return None
@@ -139,9 +152,14 @@ def ranking_table(sub: pd.DataFrame, sig: pd.DataFrame, ltt: pd.DataFrame, folde
                            columns=["rank", "method"] + heads
                            + ["mean over budgets" if kind == "budget" else "mean",
                               trust.LTT_COLUMN])
+    raw = pd.DataFrame(raw).iloc[order]
+    if regime:
+        display.insert(2, "regime", [regime.get(raw_row["method"], "joint")
+                                     for raw_row in raw.to_dict("records")])
+        raw.insert(1, "regime", display["regime"].to_numpy())
     what = ("test top-1 % at each average budget" if kind == "budget"
             else "test top-1 % at the last exit (this suite has no budgets)")
-    return make_table(display, pd.DataFrame(raw).iloc[order], folder, filename,
+    return make_table(display, raw, folder, filename,
                       f"Ranking: {what}, default exit rule",
                       note=f"Max softmax with per-exit thresholds fitted on held-out; mean ± "
                            f"std over seeds, in parentheses the difference to the baseline, "
@@ -152,7 +170,7 @@ def ranking_table(sub: pd.DataFrame, sig: pd.DataFrame, ltt: pd.DataFrame, folde
                            "5 points of accuracy against the last exit (docs/trustworthy-"
                            "exits.md); – where the suite's evaluation.risk_control does not "
                            "ask for it. Every other exit rule: the heatmap and the tables "
-                           "below.", index=False)
+                           "below." + (REGIME_NOTE if regime else ""), index=False)
 
 
 def rule_means(per_exit: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
@@ -253,8 +271,10 @@ def training_cost_table(suite: Suite, folder: Path) -> Table:
                 raw.append(cost_row(backbone, method, runs))
     frame = pd.DataFrame(raw, columns=["backbone", "method", "runs", "recorded", *COST_KEYS,
                                        "seconds_total", "devices"])
+    regime = regimes(suite, suite.method_labels) or {}
     display = pd.DataFrame({
         "backbone": frame.backbone, "method": frame.method,
+        **({"regime": frame.method.map(regime)} if regime else {}),
         "forward / backward passes per step": [
             "–" if missing(f) and missing(b) else f"{_num(f)} / {_num(b)}"
             for f, b in zip(frame.forward_passes_per_step, frame.backward_passes_per_step)],

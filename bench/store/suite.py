@@ -243,6 +243,15 @@ class Suite:
                 return str(m.get("name"))
         return next((r.method_name for r in self.runs if r.method == label), label)
 
+    def regime_of(self, label: str) -> str:
+        """The training regime of a method label's runs (config.json's training.regime;
+        joint for runs made before regimes existed, methods.regimes)."""
+        for r in self.runs_of(method=label):
+            training = r.config.get("training")
+            if isinstance(training, dict) and isinstance(training.get("regime"), str):
+                return training["regime"]
+        return "joint"
+
     def reference_labels(self) -> dict[str, str]:
         """Method name -> the label of its reference variant (the entry whose options are
         the method's defaults, suite.json's ``reference``), for methods that have one."""

@@ -194,7 +194,8 @@ def test_minimal_suite_gets_every_default(tmp_path):
                       "nesterov": False},
         "schedule": {"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1},
         "device": "auto", "precision": "fp32", "workers": 0, "channels_last": False,
-        "sync_bn": False, "compile": False, "cuda_graphs": False, "drop_last": True}
+        "sync_bn": False, "compile": False, "cuda_graphs": False, "drop_last": True,
+        "regime": "joint", "backbone_epochs": None}
     d = c["dataset"]
     assert (d["root"], d["download"], d["heldout"]) == ("data", False, 1000)
     assert d["subset"] == {"train": None, "test": None}

@@ -70,6 +70,17 @@ def test_a_run_costs_its_steps_times_their_seconds_plus_evaluation(tmp_path):
     assert r.hours == pytest.approx(r.train_hours + r.eval_hours)
 
 
+def test_phase_one_of_a_mixed_run_is_costed_as_the_dearest_stage(tmp_path):
+    runs = suite(tmp_path, "synthetic", 40, "{train_size: 200, test_size: 50, image_size: 16}",
+                 "training.epochs=6", "training.regime=mixed", "training.backbone_epochs=2").runs
+    spec = [r for r in runs if r.method_label == "sequential"][0]
+    stages = tuple(estimate.StageTime(f"exit {i}", s) for i, s in enumerate((0.1, 0.2, 0.4)))
+    setting = estimate.SettingTime("chain_tiny", "sequential", "fp32", 16, stages, 0.001)
+    r = estimate.run_estimate(spec, setting)
+    assert r.stage_epochs == (2, 2, 1, 1)  # phase 1, then 4 epochs over the 3 stages
+    assert r.train_hours == pytest.approx((2 * 0.4 + 2 * 0.1 + 0.2 + 0.4) * 10 / 3600)
+
+
 def test_the_suite_is_timed_once_per_setting_and_adds_up(tmp_path):
     runs = suite(tmp_path).runs
     e = estimate.estimate(runs)

@@ -41,6 +41,16 @@ def test_the_bar_counts_images_over_the_run_and_starts_where_a_resumed_run_stand
     bar.close()
 
 
+def test_the_bar_names_the_phase_of_a_disjoint_or_mixed_run(capsys):
+    bar = TrainingBar("[run 1/1] joint-mixed s0", interval=0, lines=False)
+    bar.on_step({**step_info(epoch=0, step=1), "phase": 1, "stages": 2})
+    bar.on_step({**step_info(epoch=2, step=1), "phase": 2, "stage": 2, "stages": 2})
+    bar.close()
+    err = capsys.readouterr().err
+    assert "phase 1 (backbone alone) stage 1/2 epoch 1/4" in err
+    assert "phase 2 (the method) stage 2/2 epoch 3/4" in err
+
+
 @pytest.mark.parametrize("lines", [False, True], ids=["terminal", "log"])
 def test_every_frame_shows_the_count_and_the_postfix_of_the_same_step(capsys, lines):
     # A log's interval: the bar redraws (in a log: writes a line) only when its postfix is

@@ -294,3 +294,33 @@ def test_a_suite_without_baseline_has_no_differences(tmp_path):
     assert set(table) == {("none / max_softmax", "boostnet"), ("none / max_softmax", "sequential")}
     assert all("(" not in cell for row in table.values() for cell in row.values())
     assert "Difference to the baseline" not in html and "no baseline in this suite" in html
+
+
+def test_a_suite_of_several_regimes_shows_each_methods_regime(tmp_path):
+    """Every method under every regime the suite ran: a row per label, the regime beside it
+    (from each run's config.json), in the ranking and in the training cost."""
+    regimes = {"joint": "joint", "joint-disjoint": "disjoint", "joint-mixed": "mixed",
+               "boostnet-mixed": "mixed"}
+    specs = []
+    for seed in (0, 1):
+        for label, regime in regimes.items():
+            split = None if regime == "joint" else 1
+            specs.append({"run_id": f"tiny3-{label}-s{seed}", "method": label.split("-")[0],
+                          "label": label, "seed": seed, "skill": 1.0 + 0.1 * len(label),
+                          "training": training(seed), "config": {"training": {
+                              "epochs": 3, "batch_size": 64, "regime": regime,
+                              "backbone_epochs": split}}})
+    make_suite(tmp_path / "results", "reg", specs)
+    render(tmp_path / "results", tmp_path / "reports")
+    tables = Tables((tmp_path / "reports" / "reg" / "leaderboard.html").read_text()).tables
+    ranking = tables["ranking-tiny3"]
+    assert ranking[0][:3] == ["rank", "method", "regime"]
+    assert {r[1]: r[2] for r in ranking[1:]} == regimes
+    cost = keyed(tables["cost"])
+    assert {k[1]: row["regime"] for k, row in cost.items()} == regimes
+
+
+def test_a_joint_only_suite_has_no_regime_column(page):
+    html = (page / "reports" / "lb" / "leaderboard.html").read_text()
+    tables = Tables(html).tables
+    assert "regime" not in tables["ranking-tiny3"][0] and "regime" not in tables["cost"][0]

@@ -10,8 +10,8 @@ input size and classes, under the suite's precision, memory format, compile and 
 settings, on the suite's device as it resolves here. The load average is printed beside:
 other work on a shared machine slows the steps, and the estimate with them.
 
-A run's hours: per stage, its epochs (``methods.split_epochs``, as the trainer splits
-them) x steps per epoch (the training images left after the held-out split and any
+A run's hours: per stage, its epochs (``methods.plan``, as the trainer splits them, phase 1
+of a disjoint or mixed run costed as the method's dearest stage) x steps per epoch (the training images left after the held-out split and any
 ``dataset.subset``, over the batch size: the last partial batch dropped as
 ``training.drop_last`` says) x the stage's seconds per step; plus evaluation: forward
 passes (float32, no gradient, at ``training.eval_batch_size``) over the held-out split
@@ -214,9 +214,16 @@ def run_estimate(spec: RunSpec, setting: SettingTime) -> RunEstimate:
     train, heldout, test = split_sizes(spec)
     steps = steps_per_epoch(train, training.batch_size, training.drop_last)
     method = _method(spec)
-    stages = method.stages(len(spec.exit_mmacs))
-    epochs = methods.split_epochs(training.epochs, stages)
-    train_seconds = sum(e * steps * s.seconds_per_step for e, s in zip(epochs, setting.stages))
+    plan = methods.plan(method, len(spec.exit_mmacs), training.regime, training.epochs,
+                        training.backbone_epochs)
+    # Phase 1 of a disjoint or mixed run (the backbone alone on the last exit's loss) is
+    # not timed: it is costed as the method's dearest stage, a full forward and backward at
+    # least, so such runs are estimated from above.
+    dearest = max(s.seconds_per_step for s in setting.stages)
+    seconds = [dearest if p.method_stage is None else
+               setting.stages[p.method_stage].seconds_per_step for p in plan]
+    epochs = [p.epochs for p in plan]
+    train_seconds = sum(e * steps * s for e, s in zip(epochs, seconds))
     post = {"train": train, "heldout": heldout}.get(method.post_training_split(), 0)
     images = training.epochs * heldout + heldout + test + post
     return RunEstimate(spec.run_id, setting, steps, tuple(epochs), train_seconds / 3600,
