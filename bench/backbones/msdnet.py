@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from bench.backbones.common import ExitState, check_advance, check_num_exits, rescale_grad
-from bench.backbones.layout import channels_last_input
+from bench.backbones.layout import BatchNorm2d, channels_last_input
 from bench.backbones.registry import register
 
 
@@ -40,7 +40,7 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
     """The reference's ConvBasic: conv (no bias) -> BN -> ReLU."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-        nn.BatchNorm2d(c_out),
+        BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     )
 
@@ -53,10 +53,10 @@ def dense_conv(c_in: int, c_out: int, stride: int, bottleneck: bool,
     c_inner = c_in
     if bottleneck:
         c_inner = min(c_in, bn_width * c_out)
-        layers += [nn.Conv2d(c_in, c_inner, 1, bias=False), nn.BatchNorm2d(c_inner),
+        layers += [nn.Conv2d(c_in, c_inner, 1, bias=False), BatchNorm2d(c_inner),
                    nn.ReLU(inplace=True)]
     layers += [nn.Conv2d(c_inner, c_out, 3, stride=stride, padding=1, bias=False),
-               nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+               BatchNorm2d(c_out), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
@@ -127,7 +127,7 @@ class Stem(nn.Module):
             first = conv_bn_relu(in_channels, c0)
         else:
             first = nn.Sequential(nn.Conv2d(in_channels, c0, 7, stride=2, padding=3),
-                                  nn.BatchNorm2d(c0), nn.ReLU(inplace=True),
+                                  BatchNorm2d(c0), nn.ReLU(inplace=True),
                                   nn.MaxPool2d(3, stride=2, padding=1))
         layers = [first]
         for s in range(1, len(gr_factor)):

@@ -1,5 +1,6 @@
 """CPU layout (bench/backbones/layout.py): the MSDNets' maps are channels_last on a CPU, with
-PyTorch's own modules, and the numbers are the NCHW numbers up to rounding."""
+PyTorch's own modules (batch norm run by its NCHW kernel), and the numbers are the NCHW
+numbers up to rounding."""
 import pytest
 import torch
 
@@ -38,8 +39,31 @@ def test_msdnet_feature_maps_are_channels_last_on_cpu_only_outside_plain_layout(
 def test_the_model_is_stock_pytorch():
     model = backbones.create("msdnet_tiny", num_classes=3)
     kinds = {type(m) for m in model.modules() if not list(m.children())}
-    assert kinds <= {torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.ReLU, torch.nn.AvgPool2d,
+    assert kinds <= {torch.nn.Conv2d, layout.BatchNorm2d, torch.nn.ReLU, torch.nn.AvgPool2d,
                      torch.nn.Flatten, torch.nn.Linear, torch.nn.Identity}, kinds
+    # the batch norm adds no code of its own to the math: nn.BatchNorm2d's parameters,
+    # buffers, state-dict keys and forward (the layout copies aside)
+    assert layout.BatchNorm2d.__mro__[1] is torch.nn.BatchNorm2d
+    assert set(vars(layout.BatchNorm2d)) - {"__module__", "__doc__", "__qualname__"} == {
+        "forward"}
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_on_a_channels_last_map_is_the_nchw_kernel_s(train):
+    # the NCHW kernel's result to the bit, handed back channels_last; PyTorch's own
+    # channels_last kernel (float32 sums) differs in the last bits
+    torch.manual_seed(0)
+    x = torch.randn(8, 6, 16, 16) * 3 + 1
+    ours, stock = layout.BatchNorm2d(6).train(train), torch.nn.BatchNorm2d(6).train(train)
+    if not train:
+        ours.running_mean.uniform_(-1, 1), ours.running_var.uniform_(0.5, 2)
+        stock.load_state_dict(ours.state_dict())
+    got = ours(x.contiguous(memory_format=torch.channels_last))
+    want = stock(x)
+    assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    assert torch.equal(got, want)
+    assert torch.equal(ours.running_mean, stock.running_mean)
+    assert torch.equal(ours.running_var, stock.running_var)
 
 
 def test_float64_inputs_keep_their_layout():
