@@ -37,9 +37,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from bench import fileio
 from bench.fileio import read_json, save_torch, write_json
 from bench.inference.exported import ExportedModel, ExportError
-from bench.inference.onnx_export import OPSET, export_stages, sha256_file
+from bench.inference.onnx_export import OPSET, export_stages
 from bench.inference.onnx_runtime import OnnxModel
 
 FORMAT = "boostnet-bench export 2"  # 2: with the content's sha256
@@ -140,7 +141,7 @@ def check_manifest(manifest: Any, folder: Path) -> dict:
         if not file.is_file():
             raise ExportError(f"{file}: stage file of exit {stage.get('exit')} is missing; "
                               "export the run again")
-        if sha256_file(file) != stage["sha256"]:
+        if fileio.sha256_file(file) != stage["sha256"]:
             raise ExportError(f"{file}: stage file of exit {stage.get('exit')} does not match "
                               "its sha256 in manifest.json (changed or damaged after bench "
                               "export wrote it); export the run again")

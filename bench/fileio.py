@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -248,3 +249,12 @@ def _torch_reason(err: Exception) -> str:
     """The first sentence of torch's message (its advice runs for lines)."""
     first = (str(err).strip().splitlines() or [""])[0].split(". ")[0]
     return f"not a readable torch file: {type(err).__name__}: {first[:160]}"
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -13,7 +13,6 @@ reads back the ones it has.
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,6 +20,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from bench import fileio
 from bench.errors import UsageError
 from bench.inference.stages import StagePlan, plan_stages
 
@@ -43,14 +43,6 @@ def require(module: str):
         raise MissingExtra(f"{module} is not installed: ONNX export and ONNX Runtime need "
                            f"the deploy extra (pip install -e '.[deploy]', or pip install "
                            f"onnx onnxruntime onnxscript)") from err
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _export(plan: StagePlan, path: Path, opset: int, exporter: str) -> None:
@@ -95,6 +87,6 @@ def export_stages(network: nn.Module, combine: Callable | None, folder: Path,
     for plan in plan_stages(network, combine, x):
         path = folder / f"stage{plan.index + 1}.onnx"
         _export(plan, path, opset, exporter)
-        stages.append({"exit": plan.index + 1, "file": path.name, "sha256": sha256_file(path),
+        stages.append({"exit": plan.index + 1, "file": path.name, "sha256": fileio.sha256_file(path),
                        "inputs": graph_inputs(path), "outputs": list(plan.outputs)})
     return stages

@@ -21,13 +21,12 @@ value fits float16 (|x| <= 65504), else in float32 (float16 would turn them into
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench import checkpoints, flops, store
+from bench import checkpoints, fileio, flops, store
 from bench.config import RunSpec, SuiteConfig
 from bench.errors import UsageError
 from bench.evaluate import compute_metrics
@@ -41,18 +40,10 @@ LOGIT_KEYS = ("heldout_logits", "heldout_targets", "test_logits", "test_targets"
 IMPORTED = " [imported]"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def imported_run(folder: store.Suite, spec: RunSpec, kind: str, path: Path, extra: dict
                  ) -> tuple[store.Run, dict]:
     """The run folder of ``spec`` imported from ``path`` and its config.json content."""
-    sha = file_sha256(path)
+    sha = fileio.sha256_file(path)
     run_id = f"{spec.run_id}--imported-{sha[:8]}"
     config = spec.config
     config["method"] = {**config["method"], "label": config["method"]["label"] + IMPORTED}

@@ -7,23 +7,7 @@ import torch
 
 from bench.engine import cuda_graphs
 from bench.engine.cuda_graphs import CudaGraphsRefused, GraphedStep, decide
-
-
-class ReRun:
-    """Stands in for torch.cuda.graph on a CPU: recording keeps the function and runs
-    nothing; a replay runs it (on the static inputs it closes over)."""
-
-    def __init__(self):
-        self.fn, self.outputs = None, None
-
-    def capture(self, fn):
-        self.fn, self.outputs = fn, None
-
-    def replay(self):
-        self.outputs = self.fn()
-
-    def reset(self):
-        self.fn = None
+from graph_fixtures import ReRun
 
 
 def test_false_and_auto_off_cuda_are_eager_without_a_word():

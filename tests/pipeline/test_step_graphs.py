@@ -19,6 +19,7 @@ from bench.engine import cuda_graphs, precision
 from bench.errors import UsageError
 from bench.pipeline import speed, step_graphs, train
 from bench.pipeline.step_setup import stage_context
+from graph_fixtures import ReRun
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SGD = OptimizerConfig(lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -26,23 +27,6 @@ SGD = OptimizerConfig(lr=0.1, momentum=0.9, weight_decay=1e-4)
 # replay runs the recorded kernels, so the two differ by the GPU's own run-to-run
 # rounding at most (cuDNN made deterministic for the comparison).
 TOLERANCE = {"fp32": {"rtol": 1e-4, "atol": 1e-5}, "bf16": {"rtol": 1e-2, "atol": 1e-3}}
-
-
-class ReRun:
-    """Stands in for torch.cuda.graph on a CPU: recording keeps the function and runs
-    nothing; a replay runs it."""
-
-    def __init__(self):
-        self.fn, self.outputs = None, None
-
-    def capture(self, fn):
-        self.fn, self.outputs = fn, None
-
-    def replay(self):
-        self.outputs = self.fn()
-
-    def reset(self):
-        self.fn = None
 
 
 def setup(method_name, device="cpu", resolved="fp32", backbone="chain_tiny", seed=0, **kw):
