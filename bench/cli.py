@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import methods
-from bench import backbones
+from bench import backbones, export
 from bench.commands import COMMANDS
 from bench.engine import precision
 from bench.data import DatasetNotFound, MissingDependency
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("run_dir", type=Path, help="a finished run folder (anywhere)")
     exp.add_argument("--out", type=Path, required=True,
                      help="the file to write (model.pt), or the folder (--format onnx)")
-    exp.add_argument("--format", choices=("pt", "onnx"), default="pt",
+    exp.add_argument("--format", choices=export.FORMATS, default="pt",
                      help="pt: one PyTorch file (default); onnx: one ONNX graph per exit and "
                           "manifest.json (needs the deploy extra)")
     exp.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -166,6 +167,7 @@ def save_onnx(folder: str | Path, content: dict, network: nn.Module,
                           "give an empty or new folder to --out")
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(building, 0o777 & ~fileio.umask())  # mkdtemp's 0700, as any other folder
     try:
         stages = export_stages(network, combine, building, payload["input"]["size"], opset,
                                exporter)

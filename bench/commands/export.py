@@ -19,13 +19,13 @@ def _agreement_line(result: dict) -> str:
 
 
 def main(args) -> int:
-    fmt = getattr(args, "format", "pt")
+    fmt = args.format
     if fmt == "onnx":  # before any work: say which extra is missing
         require("onnx")
         require("onnxruntime")
     restored = restore(Path(args.run_dir))
     out = package(restored, Path(args.out), data_root=args.data_root, fmt=fmt,
-                  exporter=getattr(args, "exporter", "torchscript"))
+                  exporter=args.exporter)
     budgets = ", ".join(f"{b['budget_mmacs']:.4g}" for b in restored.budgets)
     what = (f"{restored.model.num_exits} stage graphs and {export.MANIFEST}" if fmt == "onnx"
             else f"{restored.model.num_exits} exits")

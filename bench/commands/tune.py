@@ -26,11 +26,11 @@ def main(args) -> int:
         raise UsageError(f"--only {args.only!r} matches none of the runs tune: selects")
     results = folder_option(Path(args.results), "--results", create=True)
     folder = store.Suite(results / suite.slug)
-    folder.tuning_dir.mkdir(parents=True, exist_ok=True)
     with fileio.locked(folder.summary_lock_path):  # suite-folder files are written under it
         folder.check_owner(suite.name)
         if not folder.has_suite_json():
             folder.write_suite(suite.resolved(), [r.run_id for r in suite.runs])
+    folder.tuning_dir.mkdir(parents=True, exist_ok=True)  # only once the folder is the suite's
     storage_url = normalize_storage(args.storage or folder.default_storage())
     executor = chosen(suite, args.executor, args.ray_address)
     if executor.name != "local":  # tuning workers as Ray actors or SLURM jobs

@@ -16,9 +16,8 @@ from bench.evaluate import criteria as exit_criteria
 
 def create(c: Checker, m: MethodEntry, path: str) -> methods.Method:
     """The method, with its declared default standing in for each ``tuned`` option."""
-    options = {**thaw(m.options), **{k: methods.defaults(m.name)[k] for k in m.tuned}}
     try:
-        return methods.create(m.name, **options)
+        return m.create()
     except (TypeError, ValueError) as err:
         c.fail(_option_path(path, m, err), f"method {m.name!r}: {err}")
 

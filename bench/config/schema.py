@@ -328,6 +328,13 @@ class MethodEntry(Entry):
         """Options whose value the suite's study chooses."""
         return tuple(k for k, v in self.options.items() if v == TUNED)
 
+    def create(self) -> methods.Method:
+        """The entry's method, its declared default standing in for each tuned option (the
+        method a suite's checks and the cost estimate look at)."""
+        defaults = methods.defaults(self.name)
+        return methods.create(self.name, **{k: defaults[k] if v == TUNED else v
+                                            for k, v in thaw(self.options).items()})
+
     def identity(self) -> dict:
         """What the run config (and so the run id) holds of the entry."""
         return {"name": self.name, "label": self.label, "options": thaw(self.options)}
@@ -434,7 +441,7 @@ class SuiteConfig(Config):
                      "training.backbone_epochs")
             return t
         for i, m in enumerate(self.methods):
-            why = methods.regime_refusal(_stand_in(m), self.regime_of(m))
+            why = methods.regime_refusal(m.create(), self.regime_of(m))
             if why:
                 at = f"methods[{i}].regime" if m.regime else "training.regime"
                 fail(f"method {m.label!r} ({m.name}) has no meaning under regime "
@@ -455,13 +462,6 @@ class SuiteConfig(Config):
                      f"{b.label!r} has neither overrides.pretrained nor "
                      f"overrides.pretrained_file", "training.backbone_epochs")
         return t
-
-
-def _stand_in(m: MethodEntry) -> methods.Method:
-    """The method of entry ``m``, its declared default standing in for each tuned option."""
-    options = {k: methods.defaults(m.name)[k] if v == TUNED else v
-               for k, v in thaw(m.options).items()}
-    return methods.create(m.name, **options)
 
 
 TOP_LEVEL = SuiteConfig.keys()

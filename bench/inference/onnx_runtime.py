@@ -2,7 +2,7 @@
 in ONNX Runtime, with real early exits decided in numpy.
 
 At exit n the images still running get F_n (the stage's ``logits{n}``), a confidence (the
-max softmax of F_n, computed in float64 as bench.evaluate.max_softmax does) and the class
+max softmax of F_n, bench.evaluate.max_softmax in float64) and the class
 argmax F_n; those whose confidence reaches the exit's threshold leave, the last exit takes
 the rest. The others go on: every tensor a later stage reads is kept for their rows only,
 so nothing past an image's exit is computed for it (as bench.inference.early_exit does in
@@ -18,16 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.evaluate import max_softmax
 from bench.inference.onnx_export import require
 from bench.inference.operating_points import ExportError, OperatingPoints
 
 RUNTIME = "onnxruntime"
-
-
-def max_softmax(z: np.ndarray) -> np.ndarray:
-    """max_y softmax(z)_y = 1 / sum_j exp(z_j - z_max), [M] float64 from logits [M, C]."""
-    z = z.astype(np.float64)
-    return 1.0 / np.exp(z - z.max(axis=-1, keepdims=True)).sum(axis=-1)
 
 
 def _numpy(x) -> np.ndarray:
@@ -106,7 +101,7 @@ class OnnxModel:
         for n in range(self.num_exits):
             values.update(self._stage(n, values))
             z = values[f"logits{n + 1}"]  # F_n [B, C]
-            s = max_softmax(z)
+            s = max_softmax(torch.from_numpy(z)[None])[0].numpy()  # float64, [B]
             last = n + 1 == self.num_exits
             leave = np.ones(len(s), dtype=bool) if last else s >= t[n]
             out = running[leave]
@@ -151,4 +146,4 @@ class OnnxModel:
         return tuple(torch.from_numpy(np.concatenate(p)) for p in zip(*parts))
 
 
-__all__ = ["ExportError", "OnnxModel", "max_softmax", "session_options"]
+__all__ = ["ExportError", "OnnxModel", "session_options"]

@@ -59,7 +59,7 @@ def default_entry(metrics: dict) -> dict:
                         for a in metrics.get("anytime") or []],
             "curve": list(metrics.get("curve") or []),
             PER_EXIT: list(metrics.get("budgeted") or []),
-            **{k: metrics[k] for k in TRUST if isinstance(metrics.get(k), dict)}}
+            **trust_blocks(metrics)}
 
 
 def trust_blocks(metrics: dict | None) -> dict:

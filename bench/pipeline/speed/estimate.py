@@ -139,9 +139,7 @@ def steps_per_epoch(train_images: int, batch_size: int, drop_last: bool) -> int:
 
 def _method(spec: RunSpec) -> methods.Method:
     """The run's method, each ``tuned`` option at its default."""
-    options = {k: (methods.defaults(spec.method_name)[k] if v == "tuned" else v)
-               for k, v in spec.method_options.items()}
-    return methods.create(spec.method_name, **options)
+    return spec.method.create()
 
 
 def _model(spec: RunSpec) -> torch.nn.Module:
