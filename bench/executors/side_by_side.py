@@ -18,6 +18,7 @@ with workers started by hand.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -90,7 +91,14 @@ def run_suite(runs: Sequence[RunSpec], folder: store.Suite, args, team: Sequence
     """Start ``team``, show the runs' progress until every worker has ended, and say
     what became of each run."""
     command = [sys.executable, "-m", "bench", "run", *worker_args(args)]
-    procs = []
+    procs: list[subprocess.Popen] = []
+
+    def forward(signum, frame):  # a kill of this process stops the workers as it stops a run
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
     try:
         for i, w in enumerate(team, 1):
             procs.append(subprocess.Popen(command, env={**os.environ, **w.env}))
@@ -100,13 +108,16 @@ def run_suite(runs: Sequence[RunSpec], folder: store.Suite, args, team: Sequence
         while any(p.poll() is None for p in procs):
             _show(runs, folder, board, final=False)
             time.sleep(POLL_S)
-    except BaseException:  # Ctrl-C reaches the workers too; they record their runs
+        out = _show(runs, folder, board, final=True)
+    except BaseException as err:  # Ctrl-C reaches the workers too; they record their runs
+        if not isinstance(err, KeyboardInterrupt):
+            forward(signal.SIGTERM, None)
         for p in procs:
             p.wait()
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         board.close()
-    out = _show(runs, folder, board, final=True)
     if any(p.returncode for p in procs) and not out.failed:
         codes = ", ".join(str(p.returncode) for p in procs)
         out.failed.append(("(a worker)", f"a worker process ended with an error (exit codes "
@@ -126,7 +137,9 @@ def _show(runs: Sequence[RunSpec], folder: store.Suite, board: Board, final: boo
         if state in ("done", "failed") or final:
             error = status.get("error") or ""
             board.end(spec.run_id, "train", state or "not started", error.split("\n")[0])
-            if final and state != "done":
+            if final and state == "running":  # claimed by a worker outside this command
+                out.busy += 1
+            elif final and state != "done":
                 out.failed.append((spec.run_id, error or f"{state or 'not started'}"))
             elif final:
                 out.trained.append(spec.run_id)

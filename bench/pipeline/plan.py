@@ -115,16 +115,17 @@ def _settle(spec: RunSpec, run: store.Run, code: str) -> Plan:
                 run.remove_temporary()
     if metrics_outdated(spec, run):
         with fileio.locked(run.lock_path):
-            try:
-                runner.evaluate_saved(spec, run)
-            except UnreadableFile as err:
-                raise UnreadableFile(err.path, f"{err.reason}; the run keeps its metrics.json "
-                                               "without the evaluation it lacks") from err
-        say(f"{spec.run_id} re-evaluated from its saved predictions (new evaluation options "
-            "or exit rules)")
+            if metrics_outdated(spec, run.refresh()):  # not done by a worker we waited for
+                try:
+                    runner.evaluate_saved(spec, run)
+                except UnreadableFile as err:
+                    raise UnreadableFile(err.path, f"{err.reason}; the run keeps its "
+                                         "metrics.json without the evaluation it lacks") from err
+                say(f"{spec.run_id} re-evaluated from its saved predictions (new evaluation "
+                    "options or exit rules)")
     if ms_budgets.outdated(spec, run):
         with fileio.locked(run.lock_path):
-            ms_budgets.settle(spec, run, say)
+            ms_budgets.settle(spec, run.refresh(), say)
     else:
         ms_budgets.settle(spec, run, say)  # says a problem it recorded again
     return Plan(STALE if run.is_stale(code) else FINISHED)

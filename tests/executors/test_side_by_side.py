@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from argparse import Namespace
 from pathlib import Path
 
@@ -14,7 +19,7 @@ import pytest
 from bench.config import RayConfig, SlurmConfig, TrainingConfig
 from bench.errors import UsageError
 from bench.executors import side_by_side
-from executor_plugin import bench, events, metrics, write_suite
+from executor_plugin import ROOT, bench, events, metrics, write_suite
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "2.5", "two", 0, ""])
@@ -141,3 +146,29 @@ def test_a_slurm_job_of_two_tasks_trains_two_runs_at_once(tmp_path, reference):
             if ": job " in line}
     assert len(jobs) == 1  # both runs in one job
     assert "task 0" in out.stderr and "task 1" in out.stderr
+
+
+def test_a_killed_parent_stops_its_workers_and_their_runs_say_interrupted(tmp_path):
+    # runs=3 with two runs: both wait after epoch 1 for a third that never comes, so the
+    # workers are mid-run when the parent gets SIGTERM (a scheduler or CI stopping it)
+    suite = write_suite(tmp_path, victim="nobody", runs=3)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "PYTHONWARNINGS": "ignore"}
+    parent = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite),
+                               "--runs-per-device", "2", "--no-report"], cwd=tmp_path,
+                              env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while len(list(tmp_path.glob("epoch1-*"))) < 2:
+        assert parent.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGTERM)
+    stderr = parent.communicate(timeout=120)[1]
+    assert parent.returncode != 0
+    pids = [int(p) for p in re.findall(r"worker \d/2 on cpu \(\d+ threads\): pid (\d+)", stderr)]
+    assert len(pids) == 2
+    for pid in pids:  # ended and reaped: not left training on their own
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    states = [json.loads((run / "status.json").read_text())["state"]
+              for run in (tmp_path / "results" / "spread").glob("chain_tiny--*")]
+    assert states == ["interrupted", "interrupted"]

@@ -11,7 +11,8 @@ settings, on the suite's device as it resolves here. The load average is printed
 other work on a shared machine slows the steps, and the estimate with them.
 
 A run's hours: per stage, its epochs (``methods.plan``, as the trainer splits them, phase 1
-of a disjoint or mixed run costed as the method's dearest stage) x steps per epoch (the training images left after the held-out split and any
+of a disjoint or mixed run costed as the method's dearest stage, disjoint's phase 2 as if
+the backbone trained: both from above) x steps per epoch (the training images left after the held-out split and any
 ``dataset.subset``, over the batch size: the last partial batch dropped as
 ``training.drop_last`` says) x the stage's seconds per step; plus evaluation: forward
 passes (float32, no gradient, at ``training.eval_batch_size``) over the held-out split
@@ -216,7 +217,8 @@ def run_estimate(spec: RunSpec, setting: SettingTime) -> RunEstimate:
                         training.backbone_epochs)
     # Phase 1 of a disjoint or mixed run (the backbone alone on the last exit's loss) is
     # not timed: it is costed as the method's dearest stage, a full forward and backward at
-    # least, so such runs are estimated from above.
+    # least; phase 2 of a disjoint run is timed with the backward through the backbone it
+    # does not take. Such runs are estimated from above.
     dearest = max(s.seconds_per_step for s in setting.stages)
     seconds = [dearest if p.method_stage is None else
                setting.stages[p.method_stage].seconds_per_step for p in plan]
