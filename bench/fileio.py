@@ -152,11 +152,20 @@ def locked(path: Path):
         os.close(fd)
 
 
-def remove_temporary(folder: Path) -> list[Path]:
-    """Delete the temporary files of :func:`atomic_write` in ``folder`` (call it holding
-    the :func:`locked` lock under which the folder is written: they are killed writers')."""
-    removed = [e for e in sorted(Path(folder).iterdir())
-               if is_temporary(e.name) and e.is_file() and not e.is_symlink()]
+def temporary_files(folder: Path, targets: tuple[str, ...] | None = None) -> list[Path]:
+    """The temporary files of :func:`atomic_write` in ``folder`` (of writes of ``targets``
+    only, if given): a killed writer's leftovers, or a write in progress."""
+    if not Path(folder).is_dir():
+        return []
+    return [e for e in sorted(Path(folder).iterdir()) if e.is_file() and not e.is_symlink()
+            and any(is_temporary(e.name, t) for t in (targets or (None,)))]
+
+
+def remove_temporary(folder: Path, targets: tuple[str, ...] | None = None) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` in ``folder`` (of ``targets``
+    only, if given); call it holding the :func:`locked` lock under which the folder is
+    written: they are killed writers'."""
+    removed = temporary_files(folder, targets)
     for entry in removed:
         entry.unlink(missing_ok=True)
     return removed

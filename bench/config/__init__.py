@@ -8,7 +8,7 @@ run identity.
 from bench.config.checker import Checker
 from bench.config.costs import BackboneInfo, backbone_info
 from bench.config.executor import ExecutorConfig, RayConfig, SlurmConfig
-from bench.config.loading import read_slug, slugify
+from bench.config.loading import read_name, slugify
 from bench.config.runs import CODE_VERSION, RunSpec, run_hash, select, select_targets, study_name
 from bench.config.schema import (TUNED, BackboneEntry, BudgetsConfig, DatasetConfig,
                                  EvaluationConfig, MethodEntry, OptimizerConfig, ScheduleConfig,
@@ -24,6 +24,6 @@ __all__ = ["BackboneEntry", "BackboneInfo", "BudgetsConfig", "CODE_VERSION", "Ch
            "OptimizerConfig", "PrunerConfig", "RayConfig", "RunSpec", "SamplerConfig",
            "ScheduleConfig", "SlurmConfig", "SpaceConfig", "StepSchedule", "Suite",
            "SuiteConfig", "SuiteError", "TUNED", "TrainingConfig", "TuneConfig",
-           "backbone_info", "build_suite", "freeze", "load_suite", "read_slug",
+           "backbone_info", "build_suite", "freeze", "load_suite", "read_name",
            "resolve_methods", "run_hash", "select", "select_targets", "slugify", "study_name",
            "thaw", "tuned_options"]

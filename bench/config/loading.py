@@ -120,7 +120,3 @@ def read_name(path: str | Path) -> str:
         raise SuiteError(file, "name", f"expected a non-empty string, found {found(name)}")
     return name
 
-
-def read_slug(path: str | Path) -> str:
-    """The results folder name of a suite file, from its ``name`` alone."""
-    return slugify(read_name(path))

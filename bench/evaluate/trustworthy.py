@@ -23,20 +23,16 @@ def trustworthy_metrics(heldout_probs, heldout_labels, test_probs, test_labels, 
                         epsilons=DEFAULT_EPSILONS, delta=DEFAULT_DELTA, grid=DEFAULT_GRID,
                         repeats=DEFAULT_REPEATS, seed=0, alphas=conformal.DEFAULT_ALPHAS,
                         taus=aq.DEFAULT_TAUS):
-    """{"risk_control": ..., "anytime_quality": ...}; every argument is checked first."""
-    check_options(losses=losses, procedures=procedures, epsilons=epsilons, delta=delta,
-                  grid=grid)
-    check_repeats(repeats)
+    """{"risk_control": ..., "anytime_quality": ...}; every argument is checked before any
+    work (the anytime options here, the rest by risk_control_metrics, which runs first)."""
     check_anytime_options(alphas, taus)
-    heldout, test = check_splits(heldout_probs, heldout_labels, test_probs, test_labels)
-    check_heldout_size(len(heldout[1]))
-    options = dict(losses=losses, procedures=procedures, epsilons=epsilons, delta=delta,
-                   grid=grid, repeats=repeats, seed=seed)
+    splits = (heldout_probs, heldout_labels, test_probs, test_labels)
     return {"risk_control": risk_control_metrics(
-                *heldout, *test, exit_mmacs, heldout_confidence=heldout_confidence,
-                test_confidence=test_confidence, **options),
+                *splits, exit_mmacs, heldout_confidence=heldout_confidence,
+                test_confidence=test_confidence, losses=losses, procedures=procedures,
+                epsilons=epsilons, delta=delta, grid=grid, repeats=repeats, seed=seed),
             "anytime_quality": anytime_quality_metrics(
-                *heldout, *test, test_confidence=test_confidence, alphas=alphas, taus=taus)}
+                *splits, test_confidence=test_confidence, alphas=alphas, taus=taus)}
 
 
 def risk_control_metrics(heldout_probs, heldout_labels, test_probs, test_labels, exit_mmacs,

@@ -27,6 +27,10 @@ class EnergyMeter:
     def read(self) -> float:
         return float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
 
+    def close(self) -> None:
+        """Release NVML (each nvmlInit is counted; one shutdown per init)."""
+        self.nvml.nvmlShutdown()
+
 
 def _import_nvml():
     try:
@@ -61,9 +65,13 @@ def open_meter(device: torch.device, nvml=None, cuda=torch.cuda
         return None, "pynvml is not installed (pip install nvidia-ml-py, or the deploy extra)"
     try:
         nvml.nvmlInit()
+    except nvml.NVMLError as err:
+        return None, f"NVML cannot read this GPU's energy counter: {err}"
+    try:
         meter = EnergyMeter(nvml, _handle(nvml, device, cuda))
         meter.read()  # raises where the GPU has no counter (before Volta)
     except nvml.NVMLError as err:
+        nvml.nvmlShutdown()
         return None, f"NVML cannot read this GPU's energy counter: {err}"
     return meter, SOURCE
 

@@ -277,7 +277,10 @@ def _energy(device: torch.device, runners, batches, settings: Settings):
         None, "energy is measured for the pytorch runtime on CUDA only")
     if meter is None:
         return {"available": False, "reason": why}, lambda i: {}
-    values = energy_per_image(meter, runners, batches, torch.cuda.synchronize)
+    try:
+        values = energy_per_image(meter, runners, batches, torch.cuda.synchronize)
+    finally:
+        meter.close()
     return {"available": True, "source": why}, lambda i: {"energy_mj": values[i]}
 
 

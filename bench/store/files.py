@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.fileio import fsync_dir, is_temporary, read_json
+from bench.fileio import fsync_dir, read_json
 from bench.store import schema
 
 # Suite folder
@@ -157,24 +157,6 @@ def set_aside(path: Path) -> Path:
     path.rename(target)
     fsync_dir(path.parent)
     return target
-
-
-def temporary_files(folder: Path, targets: tuple[str, ...]) -> list[Path]:
-    """Temporary files of writes of ``targets`` in ``folder``: a killed writer's leftovers,
-    or a write in progress."""
-    if not folder.is_dir():
-        return []
-    return sorted(entry for entry in folder.iterdir()
-                  if any(is_temporary(entry.name, t) for t in targets) and entry.is_file())
-
-
-def remove_temporary(folder: Path, targets: tuple[str, ...]) -> list[Path]:
-    """Delete the temporary files a killed writer of ``targets`` left in ``folder`` (call it
-    only while holding the lock under which those files are written)."""
-    removed = temporary_files(folder, targets)
-    for entry in removed:
-        entry.unlink(missing_ok=True)
-    return removed
 
 
 def is_entry_dir(path: Path) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from bench import fileio
 from bench.fileio import (UnreadableFile, fsync_dir, load_torch, refuse_links, save_torch,
                           write_json, write_text)
 from bench.store import files as F
@@ -155,11 +156,11 @@ class Run:
         return out
 
     def temporary_files(self) -> list[Path]:
-        return F.temporary_files(self.folder, F.RUN_FILES)
+        return fileio.temporary_files(self.folder, F.RUN_FILES)
 
     def remove_temporary(self) -> list[Path]:
         """Delete what killed writes left (hold the run's lock: writes happen under it)."""
-        return F.remove_temporary(self.folder, F.RUN_FILES)
+        return fileio.remove_temporary(self.folder, F.RUN_FILES)
 
     def tidy(self) -> tuple[list[Path], list[tuple[str, str, Path]]]:
         """Before a worker runs the run (holding its claim): delete the temporary files of

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import UsageError
+from bench import fileio
 from bench.fileio import refuse_links, write_json, write_text
 from bench.store import files as F
 from bench.store import schema as S
@@ -314,7 +315,7 @@ class Suite:
         """Hold :attr:`summary_lock_path`: delete temporary files of killed writes of
         suite.json and summary.csv and set an unreadable one aside
         (``<name>.corrupt-<time>``). Returns (deleted, [(name, why, where it went)])."""
-        removed = F.remove_temporary(self.folder, (F.SUITE, F.SUMMARY))
+        removed = fileio.remove_temporary(self.folder, (F.SUITE, F.SUMMARY))
         moved = []
         _, problem = F.json_problem(self.file(F.SUITE), S.SUITE)
         if problem:

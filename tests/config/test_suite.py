@@ -495,14 +495,14 @@ def test_tune_space_defaults_come_from_the_methods(tmp_path):
 
 
 def test_the_slug_is_read_from_the_name_alone(tmp_path):
-    from bench.config import read_slug
+    from bench.config import read_name, slugify
 
     # nothing else is validated or built: an unknown backbone does not matter here
     path = write(tmp_path, MINIMAL.replace("chain_tiny", "no_such_backbone")
                  .replace("name: mini", "name: My Suite!"))
-    assert read_slug(path) == "My-Suite"
+    assert slugify(read_name(path)) == "My-Suite"
     with pytest.raises(SuiteError, match="name: expected a non-empty string"):
-        read_slug(write(tmp_path, "dataset: {name: synthetic}\n", "noname.yaml"))
+        read_name(write(tmp_path, "dataset: {name: synthetic}\n", "noname.yaml"))
 
 
 def test_baseline_defaults_to_joint_and_must_be_a_label(tmp_path):

@@ -12,10 +12,13 @@ class FakeNVML:
         pass
 
     def __init__(self, fail_read=False):
-        self.mj, self.fail_read = 1000, fail_read
+        self.mj, self.fail_read, self.open = 1000, fail_read, 0
 
     def nvmlInit(self):
-        pass
+        self.open += 1
+
+    def nvmlShutdown(self):
+        self.open -= 1
 
     def nvmlDeviceGetHandleByUUID(self, uuid):
         return ("uuid", uuid)
@@ -47,12 +50,16 @@ def test_a_gpu_meter_reads_nvml_by_uuid():
     nvml = FakeNVML()
     meter, source = open_meter(torch.device("cuda:0"), nvml=nvml, cuda=FakeCuda())
     assert meter.handle == ("uuid", "GPU-1234") and "NVML" in source
+    assert nvml.open == 1
+    meter.close()
+    assert nvml.open == 0  # every init shut down again
 
 
 def test_a_gpu_without_the_counter_says_so():
-    meter, why = open_meter(torch.device("cuda"), nvml=FakeNVML(fail_read=True),
-                            cuda=FakeCuda())
+    nvml = FakeNVML(fail_read=True)
+    meter, why = open_meter(torch.device("cuda"), nvml=nvml, cuda=FakeCuda())
     assert meter is None and "Not Supported" in why
+    assert nvml.open == 0  # NVML released on the way out
 
 
 def test_energy_per_image_is_the_counter_difference_over_the_images():
