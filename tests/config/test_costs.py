@@ -18,11 +18,7 @@ budgets: {fractions: [0.6, 1.0]}
 """
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache(monkeypatch, tmp_path):
-    monkeypatch.setattr(costs, "_BACKBONES", {})
-    monkeypatch.setattr(costs, "_METHOD_COSTS", {})
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def load(tmp_path, text=SUITE):

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from bench.config import SuiteError, costs, load_suite
+from bench.config import SuiteError, load_suite
 from bench.evaluate import combiners
 
 MINIMAL = """\
@@ -15,10 +15,7 @@ methods: [joint]
 """
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache(monkeypatch, tmp_path):
-    monkeypatch.setattr(costs, "_BACKBONES", {})
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def load(tmp_path, extra: str = "", name: str = "suite.yaml"):

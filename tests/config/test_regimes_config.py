@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from bench.config import costs, load_suite
+from bench.config import load_suite
 from bench.errors import SuiteError
 
 SUITE = """\
@@ -18,10 +18,7 @@ training: {epochs: 4}
 """
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache(monkeypatch, tmp_path):
-    monkeypatch.setattr(costs, "_BACKBONES", {})
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def load(tmp_path, text):

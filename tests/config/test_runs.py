@@ -4,7 +4,7 @@ import textwrap
 import pytest
 
 from bench import flops
-from bench.config import build_suite, costs, load_suite, run_hash, select_targets, study_name
+from bench.config import build_suite, load_suite, run_hash, select_targets, study_name
 
 # Fixed suites and the run ids the harness gave them before the redesign (commit 31dac89).
 # If one of these changes, existing results are orphaned: don't change them, add a
@@ -78,10 +78,7 @@ CIFAR100_IDS = [
 MSDNET10_MMACS = [15.31, 25.75, 38.11, 52.45, 62.61, 74.54, 88.24, 100.58, 110.68, 122.26]
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache(monkeypatch, tmp_path):
-    monkeypatch.setattr(costs, "_BACKBONES", {})
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def write(tmp_path, text):

@@ -13,7 +13,7 @@ from bench import backbones, flops
 from bench.backbones import vit
 from bench.evaluate import combiners as exit_combiners
 from bench.evaluate import criteria as exit_criteria
-from bench.config import SuiteError, costs, load_suite, select
+from bench.config import SuiteError, load_suite, select
 from bench.pipeline.train import lr_factor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,12 +32,7 @@ KNOWN_MMACS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache(monkeypatch, tmp_path):
-    """Each test starts with an empty cost cache and leaves none behind, in this process
-    or on disk (the known costs below must never reach the user's cache)."""
-    monkeypatch.setattr(costs, "_BACKBONES", {})
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 @pytest.fixture
