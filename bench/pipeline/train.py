@@ -124,7 +124,6 @@ class Trainer:
         self.plan = methods_registry.plan(self.method, self.model.num_exits,
                                           self.training.regime, self.training.epochs,
                                           self.training.backbone_epochs)
-        self.stages = [p.stage for p in self.plan]
         self.stage_epochs = [p.epochs for p in self.plan]
         self.backbone_method = methods_registry.Method()  # phase 1's plain cross-entropy
         self._phase = self.plan[0]
@@ -211,9 +210,13 @@ class Trainer:
         self.method.configure(self.model, None if phase is None else phase.method_stage)
 
     @property
-    def _stepper(self) -> methods_registry.Method:
-        """Whose ``train_step`` the current stage runs."""
-        return self.backbone_method if self._phase.method_stage is None else self.method
+    def stages(self) -> list[methods_registry.Stage]:
+        """The run's stages in order, phase 1 first where there is one."""
+        return [p.stage for p in self.plan]
+
+    def _stepper(self, phase) -> methods_registry.Method:
+        """Whose ``train_step`` a phase's stage runs."""
+        return self.backbone_method if phase.method_stage is None else self.method
 
     def _fit_stage(self, s, stage, first_epoch, n_epochs, state, ckpt) -> None:
         ctx = stage_context(self.model, self.method, self.groups, s, self.training.optimizer,
@@ -221,8 +224,9 @@ class Trainer:
                             compile=self.training.compile, wrap=self.wrap, stage=stage,
                             check_finite=self._check_finite,
                             all_reduce_mean=self._all_reduce_mean)
-        self._step = training_step(self._stepper, ctx, setting=self.training.cuda_graphs,
-                                   device=self.device, resolved_precision=self.precision,
+        self._step = training_step(self._stepper(self._phase), ctx,
+                                   setting=self.training.cuda_graphs, device=self.device,
+                                   resolved_precision=self.precision,
                                    compile=self.training.compile,
                                    world_size=self.dist.world_size)
         optimizer = ctx.optimizer
@@ -299,7 +303,7 @@ class Trainer:
             if self.on_step and self.dist.is_main:
                 self.on_step({"epoch": epoch, "epochs": self.training.epochs, "step": steps,
                               "steps": per_epoch, "images": len(y) * self.dist.world_size,
-                              "stage": ctx.stage_index + 1, "stages": len(self.stages),
+                              "stage": ctx.stage_index + 1, "stages": len(self.plan),
                               "loss_sum": loss_sum, "active": stage.active_exits,
                               "phase": self._phase.phase})
         return (loss_sum / steps).tolist(), (share_sum / steps).tolist(), steps
@@ -350,7 +354,7 @@ class Trainer:
             modules.load_state_dict(fitted)
         state.post_training = {"split": split, "samples": int(len(targets)),
                                "seconds": time.perf_counter() - started}
-        last_stage = len(self.stages) - 1
+        last_stage = len(self.plan) - 1
         self._save(state, last_stage)
 
     def _raw_logits(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -376,13 +380,12 @@ class Trainer:
         stages = []
         for s, (phase, n_epochs) in enumerate(zip(self.plan, self.stage_epochs)):
             stage = phase.stage
-            stepper = self.backbone_method if phase.method_stage is None else self.method
             stages.append({"stage": s + 1, "name": stage.name, "epochs": n_epochs,
                            "trains": stage.trains, "frozen_bn": stage.frozen_bn,
                            "scope": stage.scope, "phase": phase.phase,
                            "active_exits": [e + 1 for e in stage.active_exits],
                            "trainable_exits": [e + 1 for e in stage.trainable_exits],
-                           "passes_per_step": stepper.passes(stage).as_dict()})
+                           "passes_per_step": self._stepper(phase).passes(stage).as_dict()})
         return {"method": self.method.name, "regime": self.training.regime,
                 "batch_size": self.training.batch_size,
                 "world_size": self.dist.world_size, "device": str(self.device),
