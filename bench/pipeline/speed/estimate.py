@@ -38,7 +38,7 @@ from bench.config import RunSpec
 from bench.config.types import thaw
 from bench.engine import cuda_graphs, precision
 from bench.errors import UsageError
-from bench.pipeline.speed.rounds import loadavg
+from bench.pipeline.speed.rounds import alternate, loadavg
 from bench.pipeline.speed.steps import method_step, random_batch, synchronize
 
 WARMUP = 2  # untimed steps
@@ -176,16 +176,12 @@ def time_setting(spec: RunSpec, device: str) -> SettingTime:
 
 
 def _median_seconds(fn, device: str, warmup: int, timed: int) -> float:
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(timed):
-        started = time.perf_counter()
+    """Median seconds of ``fn``, each call waited for, after ``warmup`` untimed calls."""
+    def waited() -> None:
         fn()
         synchronize(device)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+
+    return statistics.median(alternate({"fn": waited}, timed, warmup)["fn"])
 
 
 def _eval_seconds_per_image(spec: RunSpec, device: str) -> float:
