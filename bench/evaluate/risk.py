@@ -120,10 +120,12 @@ def passes(procedure, risks, n, *, epsilon, delta, bound):
 
 
 def last_passing(passed):
-    """Grid index of λ̂: walk down from λ = 1 while the test passes; 0 if it fails at once."""
-    failed = np.flatnonzero(~np.asarray(passed, dtype=bool))
-    first_failure = failed[0] if len(failed) else len(passed)
-    return max(int(first_failure) - 1, 0)
+    """Grid index of λ̂: walk down from λ = 1 while the test passes; 0 if it fails at once.
+    ``passed`` [G] gives an int, [R, G] one index per row (the validity diagnostic)."""
+    failed = ~np.asarray(passed, dtype=bool)
+    first_failure = np.where(failed.any(axis=-1), failed.argmax(axis=-1), failed.shape[-1])
+    index = np.maximum(first_failure - 1, 0)
+    return int(index) if index.ndim == 0 else index
 
 
 def fit_index(losses, *, procedure, epsilon, delta, bound):

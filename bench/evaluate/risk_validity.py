@@ -11,7 +11,8 @@ import torch
 
 from bench.evaluate.exit_probs import check_heldout_size, check_probs, confidences
 from bench.evaluate.risk import (DEFAULT_DELTA, DEFAULT_EPSILONS, DEFAULT_GRID, LOSS_BOUNDS,
-                                 PROCEDURES, check_options, lambda_grid, loss_matrix, passes)
+                                 PROCEDURES, check_options, lambda_grid, last_passing,
+                                 loss_matrix, passes)
 
 DEFAULT_REPEATS = 100
 
@@ -70,6 +71,4 @@ def fitted_indices(risks, procedure, epsilon, delta, bound, n):
     """Grid index of λ̂ for every repeat [R], from the empirical risks R̂ [R, G] of n images:
     the scan of ``risk.last_passing`` (the last λ before the first failure, 0 if λ = 1 fails)
     on every row at once."""
-    failed = ~passes(procedure, risks, n, epsilon=epsilon, delta=delta, bound=bound)  # [R, G]
-    first_failure = np.where(failed.any(axis=1), failed.argmax(axis=1), risks.shape[1])
-    return np.maximum(first_failure - 1, 0)
+    return last_passing(passes(procedure, risks, n, epsilon=epsilon, delta=delta, bound=bound))
