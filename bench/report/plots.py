@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Sequence
 
 import pandas as pd
 
@@ -207,16 +208,14 @@ def _dropdown(groups: list[tuple[str, int]], n_traces: int) -> list[dict]:
 
 
 def _grouped(title: str, xtitle: str, groups: list[tuple[str, list[dict]]],
-             caption: str = "") -> dict:
-    """Traces in groups, the first group visible, a menu to switch between them; a one-line
-    title (a second line, <br><sub>, is drawn above the figure by Chromium, cut off: what it
-    said goes into the caption under the figure)."""
-    data = []
-    for i, (_, traces) in enumerate(groups):
-        for t in traces:
-            data.append({**t, "visible": i == 0})
-    layout = _layout(title, xtitle, "top-1 accuracy (%)",
-                     margin={"l": 60, "r": 20, "t": 70, "b": 50})
+             caption: str = "", ytitle: str = "top-1 accuracy (%)",
+             shapes: Sequence[dict] = ()) -> dict:
+    """Traces in groups, the first group visible, a menu (top right) to switch between them;
+    a one-line title (a second line, <br><sub>, is drawn above the figure by Chromium, cut
+    off: what it said goes into the caption under the figure)."""
+    data = [{**t, "visible": i == 0} for i, (_, traces) in enumerate(groups) for t in traces]
+    layout = _layout(title, xtitle, ytitle, margin={"l": 60, "r": 20, "t": 70, "b": 50},
+                     **({"shapes": list(shapes)} if shapes else {}))
     layout["title"].update({"x": 0.01, "xanchor": "left"})
     if len(groups) > 1:
         layout["updatemenus"] = _dropdown([(g, len(t)) for g, t in groups], len(data))

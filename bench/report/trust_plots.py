@@ -7,18 +7,6 @@ import pandas as pd
 from bench.report import plots
 
 
-def _menu_figure(title: str, xtitle: str, ytitle: str, groups: list[tuple[str, list[dict]]],
-                 caption: str, shapes: list[dict]) -> dict:
-    """Traces in groups, the first visible, a menu (top right) that picks the group."""
-    data = [{**t, "visible": i == 0} for i, (_, traces) in enumerate(groups) for t in traces]
-    layout = plots._layout(title, xtitle, ytitle, shapes=shapes,
-                           margin={"l": 60, "r": 20, "t": 70, "b": 50})
-    layout["title"].update({"x": 0.01, "xanchor": "left"})
-    if len(groups) > 1:
-        layout["updatemenus"] = plots._dropdown([(g, len(t)) for g, t in groups], len(data))
-    return {"data": data, "layout": layout, "caption": caption}
-
-
 def _groups(summary: pd.DataFrame, methods: list[str], value: str, unit: str
             ) -> list[tuple[str, list[dict]]]:
     """Per (loss, procedure): per method the mean of ``value`` over seeds against ε, ± std."""
@@ -48,12 +36,12 @@ def risk_against_epsilon(summary: pd.DataFrame, backbone: str, methods: list[str
     top = float(summary.epsilon.max()) if len(summary) else 1.0
     diagonal = {"type": "line", "xref": "x", "yref": "y", "x0": 0, "y0": 0, "x1": top,
                 "y1": top, "line": {"color": "#555", "dash": "dot", "width": 1}}
-    return _menu_figure(
+    return plots._grouped(
         f"Risk control: test risk against ε, {backbone}", "ε (the risk level asked for)",
-        "test risk at λ̂", _groups(summary, methods, "test_risk", ""),
+        _groups(summary, methods, "test_risk", ""),
         "Test risk of the threshold fitted on the held-out split for each ε (mean ± std over "
         "seeds; pick the loss and procedure on the right): points on or under the dotted "
-        "diagonal kept the promise risk ≤ ε.", [diagonal])
+        "diagonal kept the promise risk ≤ ε.", "test risk at λ̂", [diagonal])
 
 
 def mmacs_against_epsilon(summary: pd.DataFrame, backbone: str, methods: list[str],
@@ -62,9 +50,9 @@ def mmacs_against_epsilon(summary: pd.DataFrame, backbone: str, methods: list[st
     shapes = [] if last_exit is None else [
         {"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": last_exit,
          "y1": last_exit, "line": {"color": "#999", "dash": "dot", "width": 1}}]
-    return _menu_figure(
+    return plots._grouped(
         f"Risk control: cost against ε, {backbone}", "ε (the risk level asked for)",
-        "mean MMACs per test image", _groups(summary, methods, "mmacs", " MMACs"),
+        _groups(summary, methods, "mmacs", " MMACs"),
         "Mean cost per test image (fvcore MMACs) of exiting at the risk-controlled threshold "
         "for each ε, mean ± std over seeds, against the last exit's cost (dotted): the lower, "
-        "the more the promise lets the model exit early.", shapes)
+        "the more the promise lets the model exit early.", "mean MMACs per test image", shapes)
